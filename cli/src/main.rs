@@ -1,0 +1,35 @@
+//! The `bonus` command: serve, deploy and run WebAssembly functions.
+//!
+//! `main` only parses, runs and maps errors to exit codes; each verb lives in
+//! `commands/`.
+
+mod commands;
+mod guest_build;
+mod output;
+mod server;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    output::init_tracing(cli.global.verbose, cli.global.quiet);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            output::print_error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,64 @@
+//! Misbehaving on purpose, to test that the host contains each case:
+//!
+//! - `/loop`: spins forever (deadline or fuel).
+//! - `/alloc`: allocates until memory runs out (memory limit).
+//! - `/recurse`: recurses without bound (stack overflow).
+//! - `/trap`: panics.
+//! - `/huge?mb=N`: answers an N MiB body (response size limit).
+//! - `/spam?kb=N`: writes N KiB to stderr (log bound).
+//! - `/sleep?ms=N`: blocks in a host call (deadline while not in wasm).
+//! - anything else: `ok`.
+
+use bonus_sdk::{Request, Response};
+use std::hint::black_box;
+
+fn handle(request: Request) -> Response {
+    let number = |name: &str, default: u64| {
+        request
+            .query_param(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    match request.path() {
+        "/loop" => {
+            let mut counter = 0u64;
+            loop {
+                counter = black_box(counter.wrapping_add(1));
+            }
+        }
+        "/alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                black_box(&hoard);
+            }
+        }
+        "/recurse" => Response::text(200, format!("{}", recurse(black_box(u64::MAX)))),
+        "/trap" => panic!("hostile guest panicked on purpose"),
+        "/huge" => Response::new(200, vec![b'x'; (number("mb", 64) as usize) << 20]),
+        "/spam" => {
+            let line = "spam ".repeat(200) + "\n";
+            for _ in 0..number("kb", 1024) {
+                eprint!("{line}");
+            }
+            Response::text(200, "spammed")
+        }
+        "/sleep" => {
+            let pollable = bonus_sdk::__private::wasip2::clocks::monotonic_clock::subscribe_duration(
+                number("ms", 60_000) * 1_000_000,
+            );
+            pollable.block();
+            Response::text(200, "slept")
+        }
+        _ => Response::text(200, "ok"),
+    }
+}
+
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    black_box(recurse(black_box(depth - 1))).wrapping_add(1)
+}
+
+bonus_sdk::http_component!(handle);

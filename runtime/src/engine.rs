@@ -1,0 +1,290 @@
+//! The shared engine: configuration, linker, compile cache and loaded functions.
+
+use crate::cache::{CodeCache, Miss};
+use crate::host::InvocationCtx;
+use crate::limits::{EPOCH_TICK, MEMORY_BYTES_MAX, TABLE_ELEMENTS_MAX};
+use crate::{ArtifactId, Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// How to build a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where compiled code is cached; `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Component instances that may exist at once (pool size).
+    pub instances_max: u32,
+    /// Count fuel (the billed unit). Off only to measure its cost.
+    pub fuel: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            instances_max: 1000,
+            fuel: true,
+        }
+    }
+}
+
+/// Counters for what the runtime did, for tests, metrics and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Components compiled by cranelift.
+    pub compiles: u64,
+    /// Loads served from the on-disk compiled-code cache.
+    pub cache_hits: u64,
+    /// Cache entries found corrupt, discarded and rebuilt.
+    pub cache_rejected: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiles: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_rejected: AtomicU64,
+}
+
+/// Compiles, caches and prepares components on one wasmtime [`Engine`].
+///
+/// Shared by every request on a node (cheap to clone); it lives as long as
+/// the node. One epoch-ticker thread per runtime drives wall-clock deadlines
+/// and stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<InvocationCtx>,
+    cache: Option<CodeCache>,
+    counters: Counters,
+    loaded: Mutex<HashMap<ArtifactId, Weak<LoadedComponent>>>,
+    ticker_stop: Arc<AtomicBool>,
+    fuel: bool,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A component ready to instantiate: compiled, linked, exports checked.
+pub(crate) struct LoadedComponent {
+    pub(crate) artifact_id: ArtifactId,
+    pub(crate) pre: ProxyPre<InvocationCtx>,
+}
+
+impl Runtime {
+    /// Builds the engine (cranelift, pooling allocator, copy-on-write memory
+    /// images, fuel, epoch interruption) and starts its epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| Error::Engine {
+            reason: format!("{e:#}"),
+        })?;
+        let mut linker = Linker::new(&engine);
+        // All of WASI 0.2 is linked so that real components (Rust std,
+        // componentize-js) instantiate; nothing is granted through it.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|e| Error::Engine {
+                reason: format!("{e:#}"),
+            })?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CodeCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache,
+                counters: Counters::default(),
+                loaded: Mutex::new(HashMap::new()),
+                ticker_stop,
+                fuel: config.fuel,
+            }),
+        })
+    }
+
+    /// Loads a component from its bytes: from memory if already loaded,
+    /// else from the compiled-code cache, else by compiling it.
+    ///
+    /// Compiling is CPU-heavy (up to seconds for large components); call
+    /// this from a blocking-friendly context.
+    pub fn load(&self, wasm: &[u8]) -> Result<crate::Function> {
+        check_header(wasm)?;
+        let artifact_id = ArtifactId::of(wasm);
+        if let Some(loaded) = self.loaded_component(&artifact_id) {
+            return Ok(crate::Function::new(self.clone(), loaded));
+        }
+        let component = self.component(&artifact_id, wasm)?;
+        let not_http = |e: wasmtime::Error| Error::NotHttpComponent {
+            artifact_id,
+            reason: format!("{e:#}"),
+        };
+        // Imports resolve by semver across all of WASI 0.2, so a component
+        // built against any 0.2.x links. (`define_unknown_imports_as_traps`
+        // is not used: it shadows semver matches with fresh resource types.)
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(not_http)?;
+        let pre = ProxyPre::new(instance_pre).map_err(not_http)?;
+        let loaded = Arc::new(LoadedComponent { artifact_id, pre });
+        let mut map = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, weak| weak.strong_count() > 0);
+        map.insert(artifact_id, Arc::downgrade(&loaded));
+        Ok(crate::Function::new(self.clone(), loaded))
+    }
+
+    /// What the runtime has done so far.
+    pub fn stats(&self) -> RuntimeStats {
+        let c = &self.inner.counters;
+        RuntimeStats {
+            compiles: c.compiles.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_rejected: c.cache_rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Path of the cache entry for an artifact, if a cache is configured.
+    pub fn cache_path(&self, artifact_id: &ArtifactId) -> Option<PathBuf> {
+        self.inner.cache.as_ref().map(|cache| cache.path(artifact_id))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
+    }
+
+    fn loaded_component(&self, artifact_id: &ArtifactId) -> Option<Arc<LoadedComponent>> {
+        let map = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(artifact_id).and_then(Weak::upgrade)
+    }
+
+    fn component(&self, artifact_id: &ArtifactId, wasm: &[u8]) -> Result<Component> {
+        let engine = &self.inner.engine;
+        let counters = &self.inner.counters;
+        if let Some(cache) = &self.inner.cache {
+            match cache.read(artifact_id) {
+                Ok(serialized) => {
+                    // SAFETY: the bytes were produced by `Component::serialize`
+                    // on an engine with the same compatibility hash (it is in
+                    // the file name) and their BLAKE3 digest was verified just
+                    // now, so they are exactly what this process family wrote.
+                    match unsafe { Component::deserialize(engine, &serialized) } {
+                        Ok(component) => {
+                            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                            return Ok(component);
+                        }
+                        Err(e) => {
+                            tracing::warn!(%artifact_id, error = %e, "cache entry rejected by wasmtime");
+                            counters.cache_rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(Miss::Corrupt) => {
+                    tracing::warn!(%artifact_id, "corrupt cache entry; recompiling");
+                    counters.cache_rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Miss::Absent) => {}
+            }
+        }
+        let component = Component::new(engine, wasm).map_err(|e| Error::InvalidComponent {
+            artifact_id: *artifact_id,
+            reason: format!("{e:#}"),
+        })?;
+        counters.compiles.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &self.inner.cache {
+            match component.serialize() {
+                Ok(serialized) => {
+                    if let Err(e) = cache.write(artifact_id, &serialized) {
+                        tracing::warn!(%artifact_id, error = %e, "cannot write cache entry");
+                    }
+                }
+                Err(e) => tracing::warn!(%artifact_id, error = %e, "cannot serialize component"),
+            }
+        }
+        Ok(component)
+    }
+}
+
+/// Rejects what is not a component before spending time in the compiler,
+/// with an error that says what the bytes are.
+fn check_header(wasm: &[u8]) -> Result<()> {
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(Error::NotWasm {
+            len: wasm.len() as u64,
+        });
+    }
+    // Bytes 4..8 are the version and layer: 1.0 for a core module, 0xd.1
+    // for a component.
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(Error::CoreModuleNotComponent);
+    }
+    Ok(())
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(config.instances_max)
+        .total_core_instances(config.instances_max.saturating_mul(4))
+        .total_memories(config.instances_max.saturating_mul(2))
+        .total_tables(config.instances_max.saturating_mul(4))
+        .total_stacks(config.instances_max)
+        .max_memories_per_component(16)
+        .max_tables_per_component(32)
+        .max_core_instances_per_component(64)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .max_memory_size(MEMORY_BYTES_MAX as usize)
+        .table_elements(TABLE_ELEMENTS_MAX as usize)
+        // Resetting a few resident pages with memset is far cheaper than
+        // madvise + page faults on the next request.
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
+    let mut engine = Config::new();
+    engine
+        .strategy(wasmtime::Strategy::Cranelift)
+        .wasm_component_model(true)
+        .concurrency_support(false)
+        .consume_fuel(config.fuel)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    engine
+}
+
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("bonus-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a ticker deadlines fall back to the host-side timeout.
+        tracing::error!(error = %e, "cannot start the epoch ticker thread");
+    }
+}
