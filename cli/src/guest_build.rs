@@ -12,7 +12,12 @@ pub fn resolve(path: &Path, quiet: bool) -> anyhow::Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     if path.join("Cargo.toml").is_file() {
-        crate::output::status(quiet, "Building", format!("{} for wasm32-wasip2", path.display()));
+        ensure_wasip2_target(quiet)?;
+        crate::output::status(
+            quiet,
+            "Building",
+            format!("{} for wasm32-wasip2", path.display()),
+        );
         return cargo_build(path);
     }
     if path.exists() {
@@ -21,7 +26,42 @@ pub fn resolve(path: &Path, quiet: bool) -> anyhow::Result<PathBuf> {
             path.display()
         );
     }
-    bail!("{} does not exist; pass a .wasm component or a Rust project directory", path.display())
+    bail!(
+        "{} does not exist; pass a .wasm component or a Rust project directory",
+        path.display()
+    )
+}
+
+/// Installs the `wasm32-wasip2` target through rustup if it is missing, as
+/// a first build on a fresh machine needs it.
+fn ensure_wasip2_target(quiet: bool) -> anyhow::Result<()> {
+    let Ok(installed) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        // No rustup: the toolchain is managed otherwise; cargo will say
+        // what is missing.
+        return Ok(());
+    };
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|target| target.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    crate::output::status(
+        quiet,
+        "Installing",
+        "the wasm32-wasip2 target (rustup target add wasm32-wasip2)",
+    );
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .context("running rustup")?;
+    if !status.success() {
+        bail!("`rustup target add wasm32-wasip2` failed; run it yourself and retry");
+    }
+    Ok(())
 }
 
 fn cargo_build(project: &Path) -> anyhow::Result<PathBuf> {
@@ -33,12 +73,19 @@ fn cargo_build(project: &Path) -> anyhow::Result<PathBuf> {
     let mut child = Command::new(cargo)
         .current_dir(&project)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .args(["--message-format", "json-render-diagnostics", "--manifest-path"])
+        .args([
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot run cargo; install Rust from https://rustup.rs")?;
-    let stdout = child.stdout.take().context("cargo's stdout is not captured")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("cargo's stdout is not captured")?;
     let mut wasm = None;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.context("reading cargo's output")?;
@@ -51,7 +98,10 @@ fn cargo_build(project: &Path) -> anyhow::Result<PathBuf> {
             continue;
         }
         let files = message["filenames"].as_array().into_iter().flatten();
-        if let Some(file) = files.filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm")) {
+        if let Some(file) = files
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+        {
             let file = PathBuf::from(file);
             wasm = Some(file.canonicalize().unwrap_or(file));
         }

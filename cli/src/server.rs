@@ -54,7 +54,10 @@ impl Server {
     pub fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         let mut listeners = Vec::with_capacity(config.threads);
         let first = reuseport_listener(config.addr).with_context(|| {
-            format!("cannot listen on {}; is another server using it? pick another with --addr", config.addr)
+            format!(
+                "cannot listen on {}; is another server using it? pick another with --addr",
+                config.addr
+            )
         })?;
         let local_addr = first.local_addr().context("reading the bound address")?;
         listeners.push(first);
@@ -155,14 +158,19 @@ fn serve_thread(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::R
     })
 }
 
-async fn handle(state: &State, mut request: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+async fn handle(
+    state: &State,
+    mut request: http::Request<Incoming>,
+) -> http::Response<Full<Bytes>> {
     let counter = state.requests.fetch_add(1, Ordering::Relaxed);
-    let request_id = RequestId::from_u128(u128::from(state.request_prefix) << 64 | u128::from(counter));
+    let request_id =
+        RequestId::from_u128(u128::from(state.request_prefix) << 64 | u128::from(counter));
     if !request.headers().contains_key(http::header::HOST) {
         // wasi:http needs an authority; HTTP/1.0 clients may omit it.
-        request
-            .headers_mut()
-            .insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
     }
     let params = InvokeParams {
         request_id,
@@ -204,7 +212,10 @@ fn respond(invocation: Invocation, limits: &Limits) -> http::Response<Full<Bytes
 
 fn log_invocation(invocation: &Invocation, limits: &Limits) {
     let request_id = invocation.request_id;
-    for (stream, captured) in [("stdout", &invocation.logs.stdout), ("stderr", &invocation.logs.stderr)] {
+    for (stream, captured) in [
+        ("stdout", &invocation.logs.stdout),
+        ("stderr", &invocation.logs.stderr),
+    ] {
         if captured.bytes.is_empty() {
             continue;
         }

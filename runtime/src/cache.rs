@@ -45,8 +45,11 @@ impl CodeCache {
     }
 
     pub(crate) fn path(&self, artifact_id: &ArtifactId) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.cwasm", artifact_id.to_hex(), self.engine_key))
+        self.dir.join(format!(
+            "{}-{}.cwasm",
+            artifact_id.to_hex(),
+            self.engine_key
+        ))
     }
 
     /// The verified serialized component, or why there is none.

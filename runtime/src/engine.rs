@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How to build a [`Runtime`].
@@ -161,7 +161,10 @@ impl Runtime {
 
     /// Path of the cache entry for an artifact, if a cache is configured.
     pub fn cache_path(&self, artifact_id: &ArtifactId) -> Option<PathBuf> {
-        self.inner.cache.as_ref().map(|cache| cache.path(artifact_id))
+        self.inner
+            .cache
+            .as_ref()
+            .map(|cache| cache.path(artifact_id))
     }
 
     pub(crate) fn engine(&self) -> &Engine {

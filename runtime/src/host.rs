@@ -39,7 +39,9 @@ impl InvocationCtx {
             .secure_random(SeededRng::new(random_seed, "secure"))
             .insecure_random(SeededRng::new(random_seed, "insecure"))
             .insecure_random_seed(u128::from_le_bytes(
-                random_seed[..16].try_into().expect("a 32-byte seed has 16 bytes"),
+                random_seed[..16]
+                    .try_into()
+                    .expect("a 32-byte seed has 16 bytes"),
             ));
         InvocationCtx {
             wasi: wasi.build(),

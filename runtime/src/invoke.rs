@@ -127,7 +127,10 @@ impl Outcome {
             Outcome::Ok => "ok".into(),
             Outcome::Trap { message } => format!("function trapped: {message}"),
             Outcome::FuelExhausted => {
-                format!("function exhausted its fuel budget ({} units)", limits.fuel_max)
+                format!(
+                    "function exhausted its fuel budget ({} units)",
+                    limits.fuel_max
+                )
             }
             Outcome::Deadline => format!("function exceeded its deadline ({:?})", limits.deadline),
             Outcome::MemoryLimit => format!(
@@ -223,7 +226,9 @@ impl Function {
 
         let (outcome, pending) = self.run(&mut store, request, limits, deadline).await;
         let fuel = match self.runtime.fuel_enabled() {
-            true => limits.fuel_max.saturating_sub(store.get_fuel().unwrap_or(0)),
+            true => limits
+                .fuel_max
+                .saturating_sub(store.get_fuel().unwrap_or(0)),
             false => 0,
         };
         let ctx = store.into_data();
@@ -373,9 +378,7 @@ where
 }
 
 async fn collect_response(
-    receiver: tokio::sync::oneshot::Receiver<
-        Result<hyper::Response<HyperOutgoingBody>, ErrorCode>,
-    >,
+    receiver: tokio::sync::oneshot::Receiver<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
     body_bytes_max: u64,
 ) -> Result<http::Response<Bytes>, Outcome> {
     let response = match receiver.await {
@@ -403,7 +406,10 @@ async fn collect_response(
 }
 
 fn classify(error: &wasmtime::Error, ctx: &InvocationCtx) -> Outcome {
-    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return Outcome::Busy;
     }
     match error.downcast_ref::<Trap>() {

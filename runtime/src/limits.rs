@@ -72,7 +72,10 @@ impl Limits {
             response_body_bytes_max: self
                 .response_body_bytes_max
                 .min(node.response_body_bytes_max),
-            log_bytes_max: self.log_bytes_max.min(node.log_bytes_max).min(LOG_BYTES_MAX),
+            log_bytes_max: self
+                .log_bytes_max
+                .min(node.log_bytes_max)
+                .min(LOG_BYTES_MAX),
         }
     }
 }

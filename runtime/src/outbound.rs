@@ -56,7 +56,9 @@ impl OutboundPolicy {
 
 /// A pattern that is not of the form `scheme://host[:port]`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid outbound host pattern {pattern:?}: {reason}; expected `scheme://host[:port]`, e.g. `https://api.example.com` or `http://127.0.0.1:*`")]
+#[error(
+    "invalid outbound host pattern {pattern:?}: {reason}; expected `scheme://host[:port]`, e.g. `https://api.example.com` or `http://127.0.0.1:*`"
+)]
 pub struct InvalidPattern {
     /// The rejected pattern.
     pub pattern: String,
@@ -120,7 +122,10 @@ impl FromStr for AllowedHost {
         let scheme = match scheme {
             "*" => None,
             "" => return Err(invalid("empty scheme")),
-            s if s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            s if s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 Some(s.to_ascii_lowercase())
             }
             _ => return Err(invalid("scheme has invalid characters")),
@@ -136,7 +141,9 @@ impl FromStr for AllowedHost {
             h if h.starts_with("*.") && h.len() > 2 && !h[2..].contains('*') => {
                 HostPattern::SubdomainOf(h[2..].to_ascii_lowercase())
             }
-            h if h.contains('*') => return Err(invalid("`*` may only be the whole host or a leading `*.`")),
+            h if h.contains('*') => {
+                return Err(invalid("`*` may only be the whole host or a leading `*.`"));
+            }
             h => HostPattern::Exact(h.to_ascii_lowercase()),
         };
         let (port, port_default) = match port {
@@ -147,9 +154,20 @@ impl FromStr for AllowedHost {
                 (None, true)
             }
             Some("*") => (None, false),
-            Some(p) => (Some(p.parse().map_err(|_| invalid("port is not a number 0-65535"))?), false),
+            Some(p) => (
+                Some(
+                    p.parse()
+                        .map_err(|_| invalid("port is not a number 0-65535"))?,
+                ),
+                false,
+            ),
         };
-        Ok(AllowedHost { scheme, host, port, port_default })
+        Ok(AllowedHost {
+            scheme,
+            host,
+            port,
+            port_default,
+        })
     }
 }
 
@@ -208,7 +226,11 @@ mod tests {
         check(&[], "http://127.0.0.1:8080/", false);
         check(&["http://127.0.0.1:8080"], "http://127.0.0.1:8080/x", true);
         check(&["http://127.0.0.1:8080"], "http://127.0.0.1:8081/x", false);
-        check(&["http://127.0.0.1:8080"], "https://127.0.0.1:8080/x", false);
+        check(
+            &["http://127.0.0.1:8080"],
+            "https://127.0.0.1:8080/x",
+            false,
+        );
         check(&["http://127.0.0.1:*"], "http://127.0.0.1:1/", true);
         check(&["https://example.com"], "https://example.com/", true);
         check(&["https://example.com"], "https://example.com:8443/", false);
@@ -222,14 +244,29 @@ mod tests {
 
     #[test]
     fn invalid_patterns_are_rejected() {
-        for bad in ["example.com", "http://", "http://a/b", "http://a:x", "http://a*b", "ftp://a"] {
-            assert!(OutboundPolicy::from_patterns([bad]).is_err(), "{bad} accepted");
+        for bad in [
+            "example.com",
+            "http://",
+            "http://a/b",
+            "http://a:x",
+            "http://a*b",
+            "ftp://a",
+        ] {
+            assert!(
+                OutboundPolicy::from_patterns([bad]).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 
     #[test]
     fn display_round_trips() {
-        for pattern in ["https://*.example.com", "http://127.0.0.1:*", "*://*:*", "http://[::1]:80"] {
+        for pattern in [
+            "https://*.example.com",
+            "http://127.0.0.1:*",
+            "*://*:*",
+            "http://[::1]:80",
+        ] {
             let policy = OutboundPolicy::from_patterns([pattern]).expect("valid");
             let shown: Vec<_> = policy.patterns().collect();
             assert_eq!(shown, [pattern]);

@@ -2,8 +2,8 @@
 //! exactly (audits compare fuel) while staying unpredictable to anyone who
 //! does not know the seed.
 
-use std::convert::Infallible;
 use rand::TryRng;
+use std::convert::Infallible;
 
 /// BLAKE3 in extendable-output mode, keyed by the invocation's seed: a
 /// cryptographically strong stream, reproducible from the seed.

@@ -1,7 +1,7 @@
 //! Write Bonus HTTP functions in Rust: a handler in a few lines, compiled to a
 //! standard `wasi:http/proxy` component.
 //!
-//! ```ignore
+//! ```no_run
 //! use bonus_sdk::{Request, Response};
 //!
 //! fn handle(request: Request) -> Response {

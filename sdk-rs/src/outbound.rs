@@ -47,7 +47,7 @@ pub fn fetch(
     let fields = Fields::new();
     for (name, value) in headers {
         fields
-            .append(name, &value.as_bytes().to_vec())
+            .append(name, value.as_bytes())
             .map_err(|e| FetchError::Http(format!("header {name}: {e:?}")))?;
     }
     let request = OutgoingRequest::new(fields);
@@ -64,7 +64,8 @@ pub fn fetch(
         let stream = outgoing_body.write().expect("a new body has a stream");
         write_all(&stream, body).map_err(FetchError::Http)?;
     }
-    OutgoingBody::finish(outgoing_body, None).map_err(|code| FetchError::Http(format!("{code:?}")))?;
+    OutgoingBody::finish(outgoing_body, None)
+        .map_err(|code| FetchError::Http(format!("{code:?}")))?;
     future.subscribe().block();
     let incoming = match future.get() {
         Some(Ok(Ok(response))) => response,

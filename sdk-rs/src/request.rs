@@ -148,3 +148,23 @@ fn percent_decode(s: &str) -> String {
 fn hex(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|d| d as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let request = Request::new(
+            Method::Get,
+            "/p?url=http%3A%2F%2Fa%2Fb&x=1+2&flag&bad=%zz%",
+            "",
+        );
+        assert_eq!(request.path(), "/p");
+        assert_eq!(request.query_param("url").as_deref(), Some("http://a/b"));
+        assert_eq!(request.query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(request.query_param("flag").as_deref(), Some(""));
+        assert_eq!(request.query_param("bad").as_deref(), Some("%zz%"));
+        assert_eq!(request.query_param("missing"), None);
+    }
+}

@@ -45,17 +45,29 @@ impl Router {
     }
 
     /// Adds a GET route.
-    pub fn get<R: IntoResponse>(self, pattern: &str, handler: impl Fn(Request) -> R + 'static) -> Self {
+    pub fn get<R: IntoResponse>(
+        self,
+        pattern: &str,
+        handler: impl Fn(Request) -> R + 'static,
+    ) -> Self {
         self.route(Some(Method::Get), pattern, handler)
     }
 
     /// Adds a POST route.
-    pub fn post<R: IntoResponse>(self, pattern: &str, handler: impl Fn(Request) -> R + 'static) -> Self {
+    pub fn post<R: IntoResponse>(
+        self,
+        pattern: &str,
+        handler: impl Fn(Request) -> R + 'static,
+    ) -> Self {
         self.route(Some(Method::Post), pattern, handler)
     }
 
     /// Adds a PUT route.
-    pub fn put<R: IntoResponse>(self, pattern: &str, handler: impl Fn(Request) -> R + 'static) -> Self {
+    pub fn put<R: IntoResponse>(
+        self,
+        pattern: &str,
+        handler: impl Fn(Request) -> R + 'static,
+    ) -> Self {
         self.route(Some(Method::Put), pattern, handler)
     }
 
@@ -135,9 +147,13 @@ mod tests {
     fn router() -> Router {
         Router::new()
             .get("/", |_| "index")
-            .get("/users/:id", |r: Request| format!("user {}", r.param("id").unwrap_or("")))
+            .get("/users/:id", |r: Request| {
+                format!("user {}", r.param("id").unwrap_or(""))
+            })
             .post("/users", |_| Response::text(201, "created"))
-            .get("/files/*rest", |r: Request| format!("file {}", r.param("rest").unwrap_or("")))
+            .get("/files/*rest", |r: Request| {
+                format!("file {}", r.param("rest").unwrap_or(""))
+            })
     }
 
     fn check(method: Method, path: &str, status: u16, body: &str) {

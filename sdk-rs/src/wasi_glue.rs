@@ -90,7 +90,10 @@ fn write_response(response_out: ResponseOutparam, response: Response) {
     }
     let outgoing = OutgoingResponse::new(headers);
     if outgoing.set_status_code(response.status).is_err() {
-        eprintln!("bonus-sdk: invalid status {}; answering 500", response.status);
+        eprintln!(
+            "bonus-sdk: invalid status {}; answering 500",
+            response.status
+        );
         let _ = outgoing.set_status_code(500);
     }
     let body = outgoing.body().expect("a new response has a body");

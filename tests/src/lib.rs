@@ -1,1 +1,316 @@
-//! x
+//! Test support for cross-crate and multi-process tests: builds the guest
+//! components once per test run, runs the real `bonus` binary, and speaks
+//! just enough HTTP/1.1 to check what it answers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Path of a guest component from `examples/`, building all of them once
+/// (per process; cargo's own lock serializes concurrent test binaries).
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        ensure_wasip2_target()?;
+        let examples = root().join("examples");
+        let output = Command::new(cargo())
+            .current_dir(&examples)
+            .args(["build", "--release", "--quiet"])
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "building the example guests failed (is `rustup target add wasm32-wasip2` done?):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(root().join("target/guests/wasm32-wasip2/release"))
+    });
+    match dir {
+        Ok(dir) => dir.join(format!("{name}.wasm")),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A fresh machine lacks the guest target; `rustup` adds it (idempotent).
+fn ensure_wasip2_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    match status.success() {
+        true => Ok(()),
+        false => Err("`rustup target add wasm32-wasip2` failed".into()),
+    }
+}
+
+/// The `bonus` binary of this workspace, built if needed.
+pub fn bonus_bin() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let profile_dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+            .ok_or("cannot locate the target directory")?;
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut build = Command::new(cargo());
+        build
+            .current_dir(root())
+            .args(["build", "--quiet", "-p", "bonus-cli", "--bin", "bonus"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err("building the bonus binary failed".to_string());
+        }
+        Ok(profile_dir.join("bonus"))
+    });
+    match built {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A `bonus serve` process on an ephemeral loopback port; killed on drop.
+pub struct Serve {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    stderr: Arc<Mutex<String>>,
+    _home: tempfile_dir::TempHome,
+}
+
+mod tempfile_dir {
+    /// A private `BONUS_HOME` for one process, removed on drop.
+    pub struct TempHome(pub std::path::PathBuf);
+
+    impl TempHome {
+        pub fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "bonus-test-{}-{}",
+                std::process::id(),
+                super::unique()
+            ));
+            std::fs::create_dir_all(&dir).expect("creating a temp BONUS_HOME");
+            TempHome(dir)
+        }
+    }
+
+    impl Drop for TempHome {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Serve {
+    /// Starts `bonus serve WASM ARGS…` and waits until it listens.
+    pub fn start(wasm: &Path, args: &[&str]) -> Serve {
+        let home = tempfile_dir::TempHome::new();
+        let mut child = Command::new(bonus_bin())
+            .arg("serve")
+            .arg(wasm)
+            .args(["--addr", "127.0.0.1:0", "--json", "--threads", "1"])
+            .args(args)
+            .env("BONUS_HOME", &home.0)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning bonus serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut first_line = String::new();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("reading bonus serve's stdout");
+        let addr = match serde_json::from_str::<serde_json::Value>(&first_line) {
+            Ok(line) => line["url"]
+                .as_str()
+                .expect("url in the JSON line")
+                .to_string(),
+            Err(_) => {
+                let _ = child.wait();
+                let log = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                panic!("bonus serve did not start; stderr:\n{log}");
+            }
+        };
+        Serve {
+            child,
+            addr,
+            stderr,
+            _home: home,
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http_request(&self.addr, method, path, &[], body)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, b"")
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until the server's stderr contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.stderr().contains(needle))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// A complete HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `x-bonus-fuel`, parsed.
+    pub fn fuel(&self) -> u64 {
+        self.header("x-bonus-fuel")
+            .and_then(|fuel| fuel.parse().ok())
+            .expect("x-bonus-fuel header")
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+pub fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connecting to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("setting a read timeout");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .expect("writing the request");
+    stream.write_all(body).expect("writing the body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("reading the response");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}

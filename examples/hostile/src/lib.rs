@@ -44,9 +44,10 @@ fn handle(request: Request) -> Response {
             Response::text(200, "spammed")
         }
         "/sleep" => {
-            let pollable = bonus_sdk::__private::wasip2::clocks::monotonic_clock::subscribe_duration(
-                number("ms", 60_000) * 1_000_000,
-            );
+            let pollable =
+                bonus_sdk::__private::wasip2::clocks::monotonic_clock::subscribe_duration(
+                    number("ms", 60_000) * 1_000_000,
+                );
             pollable.block();
             Response::text(200, "slept")
         }

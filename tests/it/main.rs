@@ -1,0 +1,4 @@
+//! Cross-crate and multi-process tests. One binary, topic modules.
+
+mod runtime;
+mod serve;

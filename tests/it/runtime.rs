@@ -1,0 +1,263 @@
+//! The runtime crate against real guest components, in process.
+
+use bonus_runtime::{
+    Capabilities, Error, Function, InvokeParams, Limits, Outcome, RequestId, Runtime, RuntimeConfig,
+};
+use bonus_tests::guest;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::sync::Arc;
+
+fn runtime(cache_dir: Option<&std::path::Path>) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: cache_dir.map(ToOwned::to_owned),
+        instances_max: 50,
+        fuel: true,
+    })
+    .expect("runtime builds")
+}
+
+fn load(runtime: &Runtime, name: &str) -> Function {
+    let wasm = std::fs::read(guest(name)).expect("guest built");
+    runtime.load(&wasm).expect("guest loads")
+}
+
+fn params(request_id: u128, limits: Limits) -> InvokeParams {
+    InvokeParams {
+        request_id: RequestId::from_u128(request_id),
+        random_seed: [request_id as u8; 32],
+        limits,
+        caps: Arc::new(Capabilities::default()),
+    }
+}
+
+fn request(method: &str, path: &str, body: &str) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid request")
+}
+
+#[tokio::test]
+async fn hello_answers_200_with_usage() {
+    let function = load(&runtime(None), "hello");
+    let invocation = function
+        .invoke(request("GET", "/", ""), &params(1, Limits::DEFAULT))
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Ok);
+    let response = invocation.response.expect("a response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.body()[..], b"hello");
+    assert!(invocation.usage.fuel > 0, "fuel is counted");
+    assert!(invocation.usage.memory_bytes_peak > 0, "memory is measured");
+}
+
+#[tokio::test]
+async fn fuel_is_identical_across_runs_and_seeds() {
+    let function = load(&runtime(None), "api");
+    let mut fuels = Vec::new();
+    for run in 0..20 {
+        let invocation = function
+            .invoke(
+                request("POST", "/echo", r#"{"a":[1,2,3],"b":"x"}"#),
+                &params(run, Limits::DEFAULT),
+            )
+            .await;
+        assert_eq!(invocation.outcome, Outcome::Ok);
+        fuels.push(invocation.usage.fuel);
+    }
+    assert!(fuels[0] > 0);
+    assert!(
+        fuels.iter().all(|&fuel| fuel == fuels[0]),
+        "fuel varies: {fuels:?}"
+    );
+}
+
+#[tokio::test]
+async fn fuel_grows_with_work() {
+    let function = load(&runtime(None), "fib");
+    let fuel_for = |n: u32| {
+        let function = function.clone();
+        async move {
+            let path = format!("/?n={n}");
+            let invocation = function
+                .invoke(request("GET", &path, ""), &params(7, Limits::DEFAULT))
+                .await;
+            assert_eq!(invocation.outcome, Outcome::Ok);
+            invocation.usage.fuel
+        }
+    };
+    let small = fuel_for(10).await;
+    let large = fuel_for(20).await;
+    // fib(20) makes ~120x the calls of fib(10).
+    assert!(
+        large > small * 50,
+        "fuel {small} for n=10, {large} for n=20"
+    );
+}
+
+#[tokio::test]
+async fn captured_logs_are_bounded() {
+    let function = load(&runtime(None), "hostile");
+    let limits = Limits {
+        log_bytes_max: 1000,
+        ..Limits::DEFAULT
+    };
+    let invocation = function
+        .invoke(request("GET", "/spam?kb=10", ""), &params(3, limits))
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Ok);
+    let stderr = &invocation.logs.stderr;
+    assert_eq!(stderr.bytes.len(), 1000);
+    assert!(stderr.bytes.starts_with(b"spam spam"));
+    assert!(
+        stderr.bytes_dropped > 9000,
+        "dropped {}",
+        stderr.bytes_dropped
+    );
+}
+
+#[tokio::test]
+async fn limits_end_hostile_invocations_with_the_matching_outcome() {
+    let function = load(&runtime(None), "hostile");
+    let limits = Limits {
+        fuel_max: 200_000_000,
+        deadline: std::time::Duration::from_millis(500),
+        memory_bytes_max: 16 << 20,
+        response_body_bytes_max: 1 << 20,
+        request_body_bytes_max: 1024,
+        ..Limits::DEFAULT
+    };
+    type Expect = fn(&Outcome) -> bool;
+    let cases: [(&str, Expect); 6] = [
+        ("/loop", |o| *o == Outcome::FuelExhausted),
+        ("/alloc", |o| *o == Outcome::MemoryLimit),
+        ("/recurse", |o| *o == Outcome::StackOverflow),
+        (
+            "/trap",
+            |o| matches!(o, Outcome::Trap { message } if message.contains("unreachable")),
+        ),
+        ("/huge?mb=4", |o| *o == Outcome::ResponseTooLarge),
+        ("/sleep?ms=60000", |o| *o == Outcome::Deadline),
+    ];
+    for (idx, (path, expected)) in cases.into_iter().enumerate() {
+        let invocation = function
+            .invoke(request("GET", path, ""), &params(idx as u128, limits))
+            .await;
+        assert!(
+            expected(&invocation.outcome),
+            "{path}: {:?}",
+            invocation.outcome
+        );
+        assert!(invocation.response.is_none());
+    }
+    let oversized = "x".repeat(2048);
+    let invocation = function
+        .invoke(request("POST", "/ok", &oversized), &params(8, limits))
+        .await;
+    assert_eq!(invocation.outcome, Outcome::RequestTooLarge);
+    assert_eq!(invocation.usage.fuel, 0, "the guest never ran");
+    // A deadline without fuel exhaustion: the loop is interrupted by epochs.
+    let no_fuel_limit = Limits {
+        fuel_max: u64::MAX,
+        ..limits
+    };
+    let invocation = function
+        .invoke(request("GET", "/loop", ""), &params(9, no_fuel_limit))
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Deadline);
+    // And the same function still serves.
+    let invocation = function
+        .invoke(request("GET", "/ok", ""), &params(10, limits))
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Ok);
+}
+
+#[test]
+fn load_rejects_what_is_not_an_http_component() {
+    let runtime = runtime(None);
+    let check = |bytes: &[u8], expect: &str| {
+        let error = match runtime.load(bytes) {
+            Ok(_) => panic!("loaded {bytes:?}"),
+            Err(e) => e,
+        };
+        let message = error.to_string();
+        assert!(message.contains(expect), "{message:?} lacks {expect:?}");
+        error
+    };
+    assert!(matches!(
+        check(b"hello world", "not a WebAssembly binary"),
+        Error::NotWasm { .. }
+    ));
+    // A valid, empty core module.
+    let core = b"\0asm\x01\0\0\0";
+    assert!(matches!(
+        check(core, "core WebAssembly module, not a component"),
+        Error::CoreModuleNotComponent
+    ));
+    // A valid, empty component: it exports nothing.
+    let empty = b"\0asm\x0d\0\x01\0";
+    assert!(matches!(
+        check(empty, "wasi:http/incoming-handler"),
+        Error::NotHttpComponent { .. }
+    ));
+    // A component header followed by garbage.
+    let garbage = b"\0asm\x0d\0\x01\0\xff\xff\xff";
+    assert!(matches!(
+        check(garbage, "invalid component"),
+        Error::InvalidComponent { .. }
+    ));
+}
+
+#[test]
+fn compiled_code_cache_hits_and_rebuilds_corrupt_entries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wasm = std::fs::read(guest("hello")).expect("guest built");
+
+    let first = runtime(Some(dir.path()));
+    first.load(&wasm).expect("loads");
+    assert_eq!((first.stats().compiles, first.stats().cache_hits), (1, 0));
+
+    let second = runtime(Some(dir.path()));
+    second.load(&wasm).expect("loads");
+    assert_eq!((second.stats().compiles, second.stats().cache_hits), (0, 1));
+
+    // Flip one byte in the middle of the entry: detected, rebuilt, never loaded.
+    let artifact_id = bonus_runtime::ArtifactId::of(&wasm);
+    let entry = second.cache_path(&artifact_id).expect("cache configured");
+    let mut bytes = std::fs::read(&entry).expect("entry exists");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, &bytes).expect("corrupting");
+    let third = runtime(Some(dir.path()));
+    let function = third.load(&wasm).expect("loads despite the corrupt entry");
+    let stats = third.stats();
+    assert_eq!(
+        (stats.compiles, stats.cache_hits, stats.cache_rejected),
+        (1, 0, 1)
+    );
+
+    // Truncated entries are caught the same way.
+    std::fs::write(&entry, &bytes[..100]).expect("truncating");
+    let fourth = runtime(Some(dir.path()));
+    fourth.load(&wasm).expect("loads");
+    assert_eq!(fourth.stats().cache_rejected, 1);
+
+    // The rebuilt entry is valid again.
+    let fifth = runtime(Some(dir.path()));
+    fifth.load(&wasm).expect("loads");
+    assert_eq!((fifth.stats().compiles, fifth.stats().cache_hits), (0, 1));
+    drop(function);
+}
+
+#[test]
+fn a_loaded_component_is_reused_in_memory() {
+    let runtime = runtime(None);
+    let wasm = std::fs::read(guest("hello")).expect("guest built");
+    let kept = runtime.load(&wasm).expect("loads");
+    runtime.load(&wasm).expect("loads");
+    runtime.load(&wasm).expect("loads");
+    assert_eq!(runtime.stats().compiles, 1);
+    drop(kept);
+}
