@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Requests/s per core and latency of `bonus serve` against `wasmtime serve`
+on the same components, with a raw hyper server as the physical limit.
+
+Every server is pinned to one core and the load generator (wrk) to the other;
+targets are measured in interleaved rounds and the median round is reported,
+as ratios against `wasmtime serve` and raw hyper measured in the same run.
+Traffic goes to 127.0.0.1 only.
+
+Usage: bench/runtime.py [--rounds 3] [--seconds 10] [--connections 32]
+Needs: wrk (apt-get install wrk), wasmtime 48 (cargo install wasmtime-cli
+--version 48.0.8 --locked), taskset. Builds bonus in release itself.
+"""
+import argparse, os, re, shutil, socket, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def run(cmd, **kw):
+    print("+", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start listening")
+
+
+def wrk(url, seconds, connections):
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def latency(q):
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{url}: {non2xx.group(1)} non-2xx responses")
+    return rps, latency(50), latency(99)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--fib-n", type=int, default=20)
+    p.add_argument("--wasmtime", default=shutil.which("wasmtime") or "wasmtime")
+    args = p.parse_args()
+
+    run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT)
+    run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"))
+    version = subprocess.run([args.wasmtime, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"anchor: {version}", file=sys.stderr)
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
+    env["RUST_LOG"] = "error"
+    env["BONUS_HOME"] = os.path.join(ROOT, "target/bench-home")
+    bonus = os.path.join(ROOT, "target/release/bonus")
+    hyper = os.path.join(ROOT, "target/release/hyper-hello")
+    fib_path = f"/?n={args.fib_n}"
+    targets = {
+        "hyper hello": (lambda port: [hyper, f"127.0.0.1:{port}"], "/"),
+        "wasmtime serve hello": (lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", f"{GUESTS}/hello.wasm"], "/"),
+        "bonus serve hello": (lambda port: [bonus, "serve", f"{GUESTS}/hello.wasm", "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], "/"),
+        "bonus serve hello (no fuel)": (lambda port: [bonus, "serve", f"{GUESTS}/hello.wasm", "--threads", "1", "--no-fuel", "--addr", f"127.0.0.1:{port}", "-q"], "/"),
+        "wasmtime serve fib": (lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", f"{GUESTS}/fib.wasm"], fib_path),
+        "bonus serve fib": (lambda port: [bonus, "serve", f"{GUESTS}/fib.wasm", "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], fib_path),
+    }
+    results = {name: [] for name in targets}
+    for round_idx in range(args.rounds):
+        for name, (command, path) in targets.items():
+            port = free_port()
+            proc = subprocess.Popen(["taskset", "-c", SERVER_CORE] + command(port), env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_listening(port, proc)
+                url = f"http://127.0.0.1:{port}{path}"
+                wrk(url, 2, args.connections)  # warm-up
+                results[name].append(wrk(url, args.seconds, args.connections))
+            finally:
+                proc.kill()
+                proc.wait()
+            print(f"round {round_idx + 1} {name}: {results[name][-1]}", file=sys.stderr)
+
+    def median(name):
+        runs = results[name]
+        rps = statistics.median(r[0] for r in runs)
+        return rps, statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
+
+    hyper_rps = median("hyper hello")[0]
+    print(f"\n{'target':<30}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'vs hyper':>10}")
+    for name in targets:
+        rps, p50, p99 = median(name)
+        anchor = "wasmtime serve fib" if "fib" in name else "wasmtime serve hello"
+        vs_wasmtime = rps / median(anchor)[0]
+        print(f"{name:<30}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{vs_wasmtime:>12.2f}x{rps / hyper_rps:>9.2f}x")
+    print(f"\n{args.rounds} rounds x {args.seconds}s, wrk -t1 -c{args.connections}, server on core {SERVER_CORE}, "
+          f"wrk on core {LOAD_CORE}; medians of rounds; anchor {version}")
+
+
+if __name__ == "__main__":
+    main()
