@@ -1,6 +1,26 @@
 //! Store and spread signed, content-addressed function artifacts.
 //!
-//! This crate will own content ids (BLAKE3), manifests and their signatures,
-//! the local blob store (redb index + files) and P2P distribution with
-//! verified fetch. It never executes code and never decides who owns a name
-//! (the ledger does). Nothing is implemented yet; see `docs/ARCHITECTURE.md`.
+//! # Core Concepts
+//!
+//! - An artifact is a component's bytes, named by their BLAKE3 hash
+//!   ([`ArtifactId`](bonus_ids::ArtifactId), equal to `b3sum` of the file).
+//! - A [`Manifest`] says what a developer deploys: name, artifact, limits,
+//!   env, outbound hosts, routes, version. [`SignedManifest`] is one that
+//!   verified: canonical encoding, rules, the owner's ed25519 signature.
+//! - The [`Store`] keeps blobs as files named by hash (written to a temp
+//!   file, fsynced, renamed) with a redb index of blobs, manifests and
+//!   local name bindings ([`NameBinder`], which the ledger will replace).
+//!
+//! The registry never executes code, and never decides who owns a name
+//! globally: the ledger does.
+#![deny(missing_docs)]
+
+mod error;
+pub mod manifest;
+mod store;
+
+pub use error::{Error, Result};
+pub use manifest::{Manifest, ManifestLimits, SignedManifest};
+pub use store::{
+    ARTIFACT_BYTES_MAX, BlobInfo, BlobWriter, GcReport, NameBinder, Store, StoreConfig, owner_of,
+};

@@ -49,7 +49,6 @@ mod cache;
 mod engine;
 mod error;
 mod host;
-mod id;
 mod invoke;
 pub mod limits;
 mod logs;
@@ -58,7 +57,7 @@ mod rng;
 
 pub use engine::{Runtime, RuntimeConfig, RuntimeStats};
 pub use error::{Error, Result};
-pub use id::{ArtifactId, InvalidArtifactId, RequestId};
+pub use bonus_ids::{ArtifactId, InvalidArtifactId, RequestId};
 pub use invoke::{Capabilities, Function, Invocation, InvokeParams, Outcome, Usage};
 pub use limits::Limits;
 pub use logs::{CapturedStream, GuestLogs};
