@@ -184,7 +184,7 @@ async fn handle(
     respond(invocation, &state.limits)
 }
 
-fn respond(invocation: Invocation, limits: &Limits) -> http::Response<Full<Bytes>> {
+pub fn respond(invocation: Invocation, limits: &Limits) -> http::Response<Full<Bytes>> {
     let mut response = match invocation.response {
         Some(response) => response.map(Full::new),
         None => {
@@ -210,7 +210,7 @@ fn respond(invocation: Invocation, limits: &Limits) -> http::Response<Full<Bytes
     response
 }
 
-fn log_invocation(invocation: &Invocation, limits: &Limits) {
+pub fn log_invocation(invocation: &Invocation, limits: &Limits) {
     let request_id = invocation.request_id;
     for (stream, captured) in [
         ("stdout", &invocation.logs.stdout),

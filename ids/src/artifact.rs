@@ -71,7 +71,9 @@ blake3_id!(
 
 /// An id that is not 64 hex digits (optionally after its `prefix:`).
 #[derive(Debug, thiserror::Error)]
-#[error("invalid id {0:?}: expected 64 hex digits, optionally prefixed by `blake3:` or `manifest:`")]
+#[error(
+    "invalid id {0:?}: expected 64 hex digits, optionally prefixed by `blake3:` or `manifest:`"
+)]
 pub struct InvalidArtifactId(String);
 
 /// Names one invocation in logs, headers and (later) usage receipts.

@@ -57,9 +57,7 @@ impl PublicKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map(|_| PublicKey(bytes))
-            .map_err(|_| KeyError::InvalidPublicKey {
-                text: hex(&bytes),
-            })
+            .map_err(|_| KeyError::InvalidPublicKey { text: hex(&bytes) })
     }
 
     /// The raw bytes.
@@ -138,6 +136,12 @@ impl SecretKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }
 
+    /// The 32-byte seed, to derive other identities from the same key (the
+    /// node's libp2p peer id). Never print or log it.
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> Signature {
         use ed25519_dalek::Signer;
@@ -171,7 +175,8 @@ impl SecretKey {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io)?;
-        file.write_all(hex(self.0.as_bytes()).as_bytes()).map_err(io)?;
+        file.write_all(hex(self.0.as_bytes()).as_bytes())
+            .map_err(io)?;
         file.write_all(b"\n").map_err(io)?;
         file.sync_all().map_err(io)
     }
@@ -211,12 +216,19 @@ mod tests {
         assert!(public.verify(b"other", &signature).is_err());
         let mut forged = *signature.as_bytes();
         forged[0] ^= 1;
-        assert!(public.verify(b"message", &Signature::from_bytes(forged)).is_err());
+        assert!(
+            public
+                .verify(b"message", &Signature::from_bytes(forged))
+                .is_err()
+        );
         let text = public.to_string();
         assert!(text.starts_with("ed25519:") && text.len() == 8 + 64);
         assert_eq!(text.parse::<PublicKey>().expect("parses"), public);
         assert!("ed25519:zz".parse::<PublicKey>().is_err());
-        assert!(!format!("{key:?}").contains(&hex(&[7; 32])), "secret printed");
+        assert!(
+            !format!("{key:?}").contains(&hex(&[7; 32])),
+            "secret printed"
+        );
     }
 
     #[test]
@@ -225,12 +237,18 @@ mod tests {
         let path = dir.path().join("keys/default.key");
         let key = SecretKey::generate();
         key.save(&path).expect("saves");
-        assert_eq!(SecretKey::load(&path).expect("loads").public(), key.public());
+        assert_eq!(
+            SecretKey::load(&path).expect("loads").public(),
+            key.public()
+        );
         assert!(key.save(&path).is_err(), "overwrote a key");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(dir.path().join("bad.key"), "nope").expect("writes");

@@ -29,7 +29,9 @@ pub enum Error {
         manifest_id: ManifestId,
     },
     /// The bytes received do not hash to the id they were sent as.
-    #[error("artifact hash mismatch: expected {expected}, got {actual}; the upload or peer sent other bytes")]
+    #[error(
+        "artifact hash mismatch: expected {expected}, got {actual}; the upload or peer sent other bytes"
+    )]
     ArtifactMismatch {
         /// The id asked for.
         expected: ArtifactId,

@@ -17,7 +17,10 @@
 
 mod error;
 pub mod manifest;
+pub mod p2p;
 mod store;
+#[cfg(test)]
+mod tests;
 
 pub use error::{Error, Result};
 pub use manifest::{Manifest, ManifestLimits, SignedManifest};

@@ -111,17 +111,31 @@ impl Manifest {
             )));
         }
         if self.version == 0 || (self.version == 1) != self.parent.is_none() {
-            return Err(invalid("version 1 has no parent; later versions have one".into()));
+            return Err(invalid(
+                "version 1 has no parent; later versions have one".into(),
+            ));
         }
         if !self.env.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             return Err(invalid("env keys must be sorted and unique".into()));
         }
-        if self.env.iter().any(|(key, _)| key.is_empty() || key.contains('=')) {
-            return Err(invalid("env keys must be non-empty and contain no '='".into()));
+        if self
+            .env
+            .iter()
+            .any(|(key, _)| key.is_empty() || key.contains('='))
+        {
+            return Err(invalid(
+                "env keys must be non-empty and contain no '='".into(),
+            ));
         }
-        let lists = [self.env.len(), self.allowed_outbound_hosts.len(), self.routes.len()];
+        let lists = [
+            self.env.len(),
+            self.allowed_outbound_hosts.len(),
+            self.routes.len(),
+        ];
         if lists.iter().any(|&len| len > LIST_ITEMS_MAX) {
-            return Err(invalid(format!("at most {LIST_ITEMS_MAX} env vars, hosts or routes")));
+            return Err(invalid(format!(
+                "at most {LIST_ITEMS_MAX} env vars, hosts or routes"
+            )));
         }
         if self.routes.iter().any(|route| !route.starts_with('/')) {
             return Err(invalid("routes must start with '/'".into()));
@@ -134,7 +148,11 @@ impl Manifest {
         self.validate()?;
         if key.public() != self.owner {
             return Err(Error::ManifestInvalid {
-                reason: format!("signing key {} is not the owner {}", key.public(), self.owner),
+                reason: format!(
+                    "signing key {} is not the owner {}",
+                    key.public(),
+                    self.owner
+                ),
             });
         }
         let id = self.id();
@@ -246,13 +264,18 @@ fn read_str(buf: &mut impl Buf, max: usize) -> Result<String, commonware_codec::
 
 fn read_strs(buf: &mut impl Buf) -> Result<Vec<String>, commonware_codec::Error> {
     let count = read_len(buf, LIST_ITEMS_MAX)?;
-    (0..count).map(|_| read_str(buf, STRING_BYTES_MAX)).collect()
+    (0..count)
+        .map(|_| read_str(buf, STRING_BYTES_MAX))
+        .collect()
 }
 
 fn decode_manifest(body: &[u8]) -> Result<Manifest, commonware_codec::Error> {
     let buf = &mut bytes::Bytes::copy_from_slice(body);
     if u8::read(buf)? != FORMAT_V1 {
-        return Err(commonware_codec::Error::Invalid("manifest", "unknown format version"));
+        return Err(commonware_codec::Error::Invalid(
+            "manifest",
+            "unknown format version",
+        ));
     }
     let name = read_str(buf, NAME_BYTES_MAX)?;
     let artifact_id = ArtifactId::from_bytes(<[u8; 32]>::read(buf)?);
@@ -264,7 +287,12 @@ fn decode_manifest(body: &[u8]) -> Result<Manifest, commonware_codec::Error> {
     };
     let env_len = read_len(buf, LIST_ITEMS_MAX)?;
     let env = (0..env_len)
-        .map(|_| Ok((read_str(buf, STRING_BYTES_MAX)?, read_str(buf, STRING_BYTES_MAX)?)))
+        .map(|_| {
+            Ok((
+                read_str(buf, STRING_BYTES_MAX)?,
+                read_str(buf, STRING_BYTES_MAX)?,
+            ))
+        })
         .collect::<Result<_, commonware_codec::Error>>()?;
     let allowed_outbound_hosts = read_strs(buf)?;
     let routes = read_strs(buf)?;

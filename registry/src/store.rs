@@ -140,7 +140,10 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            out.push(BlobInfo::decode(ArtifactId::from_bytes(*key.value()), value.value())?);
+            out.push(BlobInfo::decode(
+                ArtifactId::from_bytes(*key.value()),
+                value.value(),
+            )?);
         }
         Ok(out)
     }
@@ -160,10 +163,8 @@ impl Store {
             });
         }
         let tmp = self.dir.join("tmp");
-        let file = tempfile::NamedTempFile::new_in(&tmp).map_err(|source| Error::Io {
-            path: tmp,
-            source,
-        })?;
+        let file = tempfile::NamedTempFile::new_in(&tmp)
+            .map_err(|source| Error::Io { path: tmp, source })?;
         Ok(BlobWriter {
             store: self,
             file,
@@ -241,7 +242,9 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MANIFESTS)?;
         let entry = table.get(manifest_id.as_bytes())?;
-        entry.map(|value| SignedManifest::decode(value.value())).transpose()
+        entry
+            .map(|value| SignedManifest::decode(value.value()))
+            .transpose()
     }
 
     /// Every stored manifest.
@@ -288,7 +291,9 @@ impl Store {
         txn.commit()?;
         let path = self.blob_path(artifact_id);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io { path, source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Io { path, source: e })
+            }
             _ => Ok(()),
         }
     }
@@ -297,7 +302,11 @@ impl Store {
         self.update_blob(artifact_id, |info| info.last_use_secs = now_secs())
     }
 
-    fn update_blob(&self, artifact_id: &ArtifactId, change: impl FnOnce(&mut BlobInfo)) -> Result<()> {
+    fn update_blob(
+        &self,
+        artifact_id: &ArtifactId,
+        change: impl FnOnce(&mut BlobInfo),
+    ) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(BLOBS)?;
@@ -446,14 +455,15 @@ impl BlobWriter<'_> {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
         };
-        self.file.as_file().sync_all().map_err(io(self.file.path()))?;
-        let target = self.store.blob_path(&actual);
         self.file
-            .persist(&target)
-            .map_err(|e| Error::Io {
-                path: target.clone(),
-                source: e.error,
-            })?;
+            .as_file()
+            .sync_all()
+            .map_err(io(self.file.path()))?;
+        let target = self.store.blob_path(&actual);
+        self.file.persist(&target).map_err(|e| Error::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
         let blobs_dir = self.store.dir.join("blobs");
         std::fs::File::open(&blobs_dir)
             .and_then(|dir| dir.sync_all())
@@ -492,7 +502,8 @@ impl NameBinder for Store {
             });
         }
         let txn = self.db.begin_write()?;
-        txn.open_table(NAMES)?.insert(name, signed.id().as_bytes())?;
+        txn.open_table(NAMES)?
+            .insert(name, signed.id().as_bytes())?;
         txn.commit()?;
         Ok(())
     }

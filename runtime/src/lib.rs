@@ -55,9 +55,9 @@ mod logs;
 mod outbound;
 mod rng;
 
+pub use bonus_ids::{ArtifactId, InvalidArtifactId, RequestId};
 pub use engine::{Runtime, RuntimeConfig, RuntimeStats};
 pub use error::{Error, Result};
-pub use bonus_ids::{ArtifactId, InvalidArtifactId, RequestId};
 pub use invoke::{Capabilities, Function, Invocation, InvokeParams, Outcome, Usage};
 pub use limits::Limits;
 pub use logs::{CapturedStream, GuestLogs};

@@ -314,3 +314,154 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
         body: raw[split + 4..].to_vec(),
     }
 }
+
+/// A `bonus node` process on ephemeral loopback ports; killed on drop.
+pub struct NodeProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of its API.
+    pub api: String,
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Its dialable P2P address, with `/p2p/<peer id>`.
+    pub p2p: String,
+    /// Its data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl NodeProcess {
+    /// Starts a node in `data_dir`, joining through `bootstrap`.
+    pub fn start(data_dir: &Path, bootstrap: &[&str], extra: &[&str]) -> NodeProcess {
+        let mut command = Command::new(bonus_bin());
+        command
+            .args([
+                "node",
+                "--json",
+                "--api",
+                "127.0.0.1:0",
+                "--p2p",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        for peer in bootstrap {
+            command.args(["--bootstrap", peer]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning bonus node");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut first_line = String::new();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("reading bonus node's stdout");
+        let Ok(ready) = serde_json::from_str::<serde_json::Value>(&first_line) else {
+            let _ = child.wait();
+            let log = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            panic!("bonus node did not start; stderr:\n{log}");
+        };
+        NodeProcess {
+            child,
+            api: ready["api"].as_str().expect("api").to_string(),
+            peer_id: ready["peer_id"].as_str().expect("peer id").to_string(),
+            p2p: ready["p2p"][0].as_str().expect("p2p address").to_string(),
+            data_dir: data_dir.to_path_buf(),
+            stderr,
+        }
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the node wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A request to its API.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http_request(&self.api, method, path, &[], body)
+    }
+
+    /// Its API's answer as JSON (any status).
+    pub fn json(&self, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let response = self.request(method, path, body);
+        let value = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+        (response.status, value)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `bonus ARGS…` with `BONUS_HOME=home`; returns (success, stdout, stderr).
+pub fn bonus(home: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(bonus_bin())
+        .args(args)
+        .env("BONUS_HOME", home)
+        .output()
+        .expect("running bonus");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A valid component of about `bytes` bytes: `hello` with a custom section
+/// appended (custom sections are allowed anywhere in a component).
+pub fn inflated_component(bytes: usize, fill: u8) -> Vec<u8> {
+    let mut wasm = std::fs::read(guest("hello")).expect("hello is built");
+    let name = b"bonus-padding";
+    let payload_len = bytes.saturating_sub(wasm.len() + 32);
+    let mut section = Vec::new();
+    let content_len = leb128_len(name.len() as u64) + name.len() + payload_len;
+    leb128(&mut section, content_len as u64);
+    leb128(&mut section, name.len() as u64);
+    section.extend_from_slice(name);
+    section.extend(std::iter::repeat_n(fill, payload_len));
+    wasm.push(0);
+    wasm.extend_from_slice(&section);
+    wasm
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn leb128_len(value: u64) -> usize {
+    let mut out = Vec::new();
+    leb128(&mut out, value);
+    out.len()
+}

@@ -8,8 +8,12 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 
 fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3100".into());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3100".into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         loop {
@@ -17,9 +21,13 @@ fn main() -> anyhow::Result<()> {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|_request| async {
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"hello"))))
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                        b"hello",
+                    ))))
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     })

@@ -8,13 +8,24 @@ use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let wasm_path = args.next().ok_or_else(|| anyhow::anyhow!("usage: instantiate COMPONENT.wasm [PATH] [ITERATIONS]"))?;
+    let wasm_path = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: instantiate COMPONENT.wasm [PATH] [ITERATIONS]"))?;
     let path = args.next().unwrap_or_else(|| "/".into());
-    let iterations: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(20_000);
+    let iterations: usize = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(20_000);
     let wasm = std::fs::read(&wasm_path)?;
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     for fuel in [true, false] {
-        let runtime = Runtime::new(RuntimeConfig { fuel, ..RuntimeConfig::default() })?;
+        let runtime = Runtime::new(RuntimeConfig {
+            fuel,
+            ..RuntimeConfig::default()
+        })?;
         let function = runtime.load(&wasm)?;
         let mut samples_us = Vec::with_capacity(iterations);
         tokio.block_on(async {

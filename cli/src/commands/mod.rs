@@ -1,5 +1,10 @@
 //! One module per verb.
 
+mod deploy;
+mod inspect;
+pub mod keys;
+mod ls;
+mod node;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -32,11 +37,26 @@ pub struct GlobalArgs {
 enum Command {
     /// Serve one function over HTTP on this machine.
     Serve(serve::ServeArgs),
+    /// Run a node: P2P artifact store, deploy API, function serving.
+    Node(node::NodeArgs),
+    /// Deploy a component to a node under a name.
+    Deploy(deploy::DeployArgs),
+    /// List the functions a node knows.
+    Ls(ls::LsArgs),
+    /// Show a file's content id and validity, or an id's or name's details.
+    Inspect(inspect::InspectArgs),
+    /// Manage signing keys.
+    Keys(keys::KeysArgs),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Node(args) => node::run(&cli.global, args),
+        Command::Deploy(args) => deploy::run(&cli.global, args),
+        Command::Ls(args) => ls::run(&cli.global, args),
+        Command::Inspect(args) => inspect::run(&cli.global, args),
+        Command::Keys(args) => keys::run(&cli.global, args),
     }
 }

@@ -1,0 +1,101 @@
+//! `bonus inspect`: what a file, an id or a name is.
+
+use crate::commands::GlobalArgs;
+use crate::node::NodeClient;
+use bonus_ids::ArtifactId;
+use bonus_runtime::{Runtime, RuntimeConfig};
+use std::path::Path;
+
+/// Show a local `.wasm` file's content id (equal to `b3sum` of the file) and
+/// whether it is a servable component; or what a node knows of an artifact
+/// id or a function name.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// A `.wasm` file, an artifact id, or a function name.
+    target: String,
+    /// The node's API (for ids and names).
+    #[arg(long, env = "BONUS_NODE", default_value = "http://127.0.0.1:4000")]
+    node: String,
+}
+
+pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
+    let value = if Path::new(&args.target).is_file() {
+        inspect_file(Path::new(&args.target))?
+    } else {
+        let client = NodeClient::new(&args.node)?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        tokio.block_on(inspect_remote(&client, &args.target))?
+    };
+    if global.json {
+        println!("{value}");
+    } else {
+        for (key, field) in value.as_object().into_iter().flatten() {
+            let shown = field
+                .as_str()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| field.to_string());
+            println!("{key:>14}: {shown}");
+        }
+    }
+    Ok(())
+}
+
+fn inspect_file(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let bytes = std::fs::read(path)?;
+    let artifact_id = ArtifactId::of(&bytes);
+    let runtime = Runtime::new(RuntimeConfig {
+        instances_max: 1,
+        ..RuntimeConfig::default()
+    })?;
+    let (valid, problem) = match runtime.load(&bytes) {
+        Ok(_) => (true, None),
+        Err(e) => (false, Some(e.to_string())),
+    };
+    let mut value = serde_json::json!({
+        "file": path.display().to_string(),
+        "artifact_id": artifact_id.to_string(),
+        "b3sum": artifact_id.to_hex(),
+        "bytes": bytes.len(),
+        "http_component": valid,
+    });
+    if let Some(problem) = problem {
+        value["problem"] = problem.into();
+    }
+    Ok(value)
+}
+
+async fn inspect_remote(client: &NodeClient, target: &str) -> anyhow::Result<serde_json::Value> {
+    let listing = client.get_json("/v1/functions").await?;
+    let functions = listing["functions"].as_array().cloned().unwrap_or_default();
+    if let Ok(id) = target.parse::<ArtifactId>() {
+        let bytes = client.artifact_bytes(&id).await?;
+        let used_by: Vec<_> = functions
+            .iter()
+            .filter(|f| {
+                f["artifact_id"] == id.to_string()
+                    || f["manifest_id"]
+                        .as_str()
+                        .is_some_and(|m| m.ends_with(&id.to_hex()))
+            })
+            .cloned()
+            .collect();
+        return Ok(serde_json::json!({
+            "id": id.to_hex(),
+            "held_by_node": bytes.is_some(),
+            "bytes": bytes,
+            "functions": used_by,
+        }));
+    }
+    match functions
+        .iter()
+        .find(|f| f["name"] == target && f["current"] == true)
+    {
+        Some(function) => Ok(function.clone()),
+        None => anyhow::bail!(
+            "{target:?} is not a file, an id, or a function on {}; check `bonus ls`",
+            client.base()
+        ),
+    }
+}

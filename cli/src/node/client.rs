@@ -1,0 +1,148 @@
+//! A small HTTP client for a node's API, used by the CLI's commands.
+
+use anyhow::{Context, bail};
+use bonus_ids::ArtifactId;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+
+/// A node's API at `base` (`http://host:port`).
+pub struct NodeClient {
+    base: http::Uri,
+    authority: String,
+}
+
+impl NodeClient {
+    pub fn new(base: &str) -> anyhow::Result<NodeClient> {
+        let base: http::Uri = base
+            .trim_end_matches('/')
+            .parse()
+            .with_context(|| format!("invalid node URL {base:?}; expected http://host:port"))?;
+        if base.scheme_str() != Some("http") {
+            bail!("node URL {base} must start with http://");
+        }
+        let authority = base
+            .authority()
+            .map(ToString::to_string)
+            .with_context(|| format!("node URL {base} has no host"))?;
+        Ok(NodeClient { base, authority })
+    }
+
+    async fn send<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the node at {}; is `bonus node` running?",
+                    self.base
+                )
+            })?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(request)
+            .await
+            .context("the node closed the connection")?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .context("reading the node's answer")?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
+    fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(http::header::HOST, &self.authority)
+    }
+
+    /// The artifact's size if the node holds it.
+    pub async fn artifact_bytes(&self, id: &ArtifactId) -> anyhow::Result<Option<u64>> {
+        let request = self
+            .request(
+                http::Method::HEAD,
+                &format!("/v1/artifacts/{}", id.to_hex()),
+            )
+            .body(Full::new(Bytes::new()))?;
+        let (status, headers, _) = self.send(request).await?;
+        match status {
+            http::StatusCode::OK => Ok(headers
+                .get("x-bonus-artifact-bytes")
+                .and_then(|v| v.to_str().ok()?.parse().ok())),
+            http::StatusCode::NOT_FOUND => Ok(None),
+            other => bail!("the node answered {other} for artifact {id}"),
+        }
+    }
+
+    /// Streams `bytes` to the node in chunks, calling `progress` after each.
+    pub async fn put_artifact(
+        &self,
+        id: &ArtifactId,
+        bytes: Bytes,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> anyhow::Result<serde_json::Value> {
+        const CHUNK_BYTES: usize = 256 << 10;
+        let len = bytes.len();
+        let chunks: Vec<Bytes> = (0..len.div_ceil(CHUNK_BYTES).max(1))
+            .map(|idx| bytes.slice(idx * CHUNK_BYTES..((idx + 1) * CHUNK_BYTES).min(len)))
+            .collect();
+        let mut sent = 0u64;
+        let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+            sent += chunk.len() as u64;
+            progress(sent);
+            Ok::<_, std::convert::Infallible>(Frame::data(chunk))
+        }));
+        let request = self
+            .request(http::Method::PUT, &format!("/v1/artifacts/{}", id.to_hex()))
+            .header(http::header::CONTENT_LENGTH, len)
+            .body(StreamBody::new(stream))?;
+        let (status, _, body) = self.send(request).await?;
+        answer(status, &body)
+    }
+
+    /// Posts a signed manifest.
+    pub async fn post_manifest(&self, encoded: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        let request = self
+            .request(http::Method::POST, "/v1/manifests")
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(encoded)))?;
+        let (status, _, body) = self.send(request).await?;
+        answer(status, &body)
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let request = self
+            .request(http::Method::GET, path)
+            .body(Full::new(Bytes::new()))?;
+        let (status, _, body) = self.send(request).await?;
+        answer(status, &body)
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> String {
+        self.base.to_string().trim_end_matches('/').to_string()
+    }
+}
+
+fn answer(status: http::StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::json!({ "error": String::from_utf8_lossy(body) }));
+    if !status.is_success() {
+        let message = value["error"].as_str().unwrap_or("no reason given");
+        bail!("the node refused ({status}): {message}");
+    }
+    Ok(value)
+}

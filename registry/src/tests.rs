@@ -1,0 +1,260 @@
+//! Unit tests of manifests and the store: every bad input gets its error
+//! and leaves the store as it was.
+
+use crate::manifest::{Manifest, ManifestLimits, SignedManifest};
+use crate::{Error, NameBinder, Store, StoreConfig};
+use bonus_ids::{ArtifactId, SecretKey};
+
+fn manifest(owner: &SecretKey, name: &str, artifact: &[u8]) -> Manifest {
+    Manifest {
+        name: name.into(),
+        artifact_id: ArtifactId::of(artifact),
+        artifact_bytes: artifact.len() as u64,
+        limits: ManifestLimits {
+            fuel_max: 1_000_000,
+            memory_bytes_max: 64 << 20,
+            deadline_ms: 5000,
+        },
+        env: vec![("A".into(), "1".into()), ("B".into(), "two".into())],
+        allowed_outbound_hosts: vec!["https://api.example.com".into()],
+        routes: vec!["/".into()],
+        version: 1,
+        parent: None,
+        owner: owner.public(),
+    }
+}
+
+fn store(config: StoreConfig) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), config).expect("opens");
+    (dir, store)
+}
+
+#[test]
+fn a_signed_manifest_round_trips() {
+    let key = SecretKey::from_seed([1; 32]);
+    let signed = manifest(&key, "hello", b"wasm").sign(&key).expect("signs");
+    let decoded = SignedManifest::decode(&signed.encode()).expect("decodes");
+    assert_eq!(decoded, signed);
+    assert_eq!(decoded.id(), signed.manifest().id());
+}
+
+#[test]
+fn tampered_or_forged_manifests_are_rejected() {
+    let key = SecretKey::from_seed([1; 32]);
+    let other = SecretKey::from_seed([2; 32]);
+    let signed = manifest(&key, "hello", b"wasm").sign(&key).expect("signs");
+    let bytes = signed.encode();
+
+    // Any flipped bit in the body changes the id: the signature fails (or
+    // the encoding no longer decodes).
+    for idx in [1, 10, 40, bytes.len() - 70] {
+        let mut tampered = bytes.clone();
+        tampered[idx] ^= 1;
+        assert!(SignedManifest::decode(&tampered).is_err(), "byte {idx}");
+    }
+    // A flipped signature bit.
+    let mut forged = bytes.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(matches!(
+        SignedManifest::decode(&forged),
+        Err(Error::ManifestSignatureInvalid { .. })
+    ));
+    // Signed by someone else than the owner it names.
+    assert!(manifest(&key, "hello", b"wasm").sign(&other).is_err());
+    // Trailing garbage, truncation.
+    assert!(SignedManifest::decode(&[bytes.clone(), vec![0]].concat()).is_err());
+    assert!(SignedManifest::decode(&bytes[..bytes.len() - 1]).is_err());
+    assert!(SignedManifest::decode(&[]).is_err());
+}
+
+#[test]
+fn manifest_rules_are_enforced() {
+    let key = SecretKey::from_seed([1; 32]);
+    let check = |change: fn(&mut Manifest)| {
+        let mut m = manifest(&key, "hello", b"wasm");
+        change(&mut m);
+        assert!(matches!(m.sign(&key), Err(Error::ManifestInvalid { .. })));
+    };
+    check(|m| m.name = "Hello".into());
+    check(|m| m.name = "-x".into());
+    check(|m| m.name = String::new());
+    check(|m| m.name = "a".repeat(64));
+    check(|m| m.env = vec![("B".into(), "1".into()), ("A".into(), "2".into())]);
+    check(|m| m.version = 2);
+    check(|m| m.routes = vec!["no-slash".into()]);
+}
+
+#[test]
+fn blobs_are_verified_and_bounded_while_streaming() {
+    let (_dir, store) = store(StoreConfig {
+        artifact_bytes_max: 100,
+        ..StoreConfig::default()
+    });
+    let id = store.put_blob(b"hello").expect("stores");
+    assert_eq!(store.read_blob(&id).expect("reads"), b"hello");
+
+    // Wrong expected id: rejected, nothing stored.
+    let mut writer = store
+        .writer(Some(ArtifactId::of(b"other")), None)
+        .expect("writer");
+    writer.write(b"bytes").expect("writes");
+    assert!(matches!(
+        writer.commit(),
+        Err(Error::ArtifactMismatch { .. })
+    ));
+    assert!(
+        store
+            .blob_info(&ArtifactId::of(b"bytes"))
+            .expect("index")
+            .is_none()
+    );
+
+    // Oversized: the write that crosses the limit fails, before the rest.
+    let mut writer = store.writer(None, None).expect("writer");
+    writer.write(&[0; 60]).expect("within the limit");
+    assert!(matches!(
+        writer.write(&[0; 60]),
+        Err(Error::ArtifactTooLarge { .. })
+    ));
+    drop(writer);
+    // Declared oversized: refused before any byte.
+    assert!(matches!(
+        store.writer(None, Some(101)),
+        Err(Error::ArtifactTooLarge { .. })
+    ));
+
+    // Truncated: fewer bytes than declared.
+    let mut writer = store.writer(None, Some(10)).expect("writer");
+    writer.write(b"12345").expect("writes");
+    assert!(matches!(writer.commit(), Err(Error::Truncated { .. })));
+
+    assert_eq!(store.blobs().expect("lists").len(), 1, "only the good blob");
+    let leftovers = std::fs::read_dir(_dir.path().join("tmp"))
+        .expect("tmp")
+        .count();
+    assert_eq!(leftovers, 0, "failed writes leave no temp files");
+}
+
+#[test]
+fn concurrent_puts_of_one_artifact_store_it_once() {
+    let (_dir, store) = store(StoreConfig::default());
+    let bytes = vec![7u8; 1 << 20];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| store.put_blob(&bytes)))
+            .collect();
+        for handle in handles {
+            assert_eq!(
+                handle.join().expect("no panic").expect("stores"),
+                ArtifactId::of(&bytes)
+            );
+        }
+    });
+    assert_eq!(store.blobs().expect("lists").len(), 1);
+    assert_eq!(
+        store.read_blob(&ArtifactId::of(&bytes)).expect("reads"),
+        bytes
+    );
+}
+
+#[test]
+fn reopening_discards_partial_writes_and_reconciles_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("opens");
+        store.put_blob(b"good").expect("stores")
+    };
+    // What a crash can leave: a partial temp file, a renamed but unindexed
+    // blob, and a file whose name lies about its content.
+    std::fs::write(dir.path().join("tmp/.tmpPARTIAL"), b"half").expect("writes");
+    let unindexed = ArtifactId::of(b"renamed before indexing");
+    std::fs::write(
+        dir.path().join("blobs").join(unindexed.to_hex()),
+        b"renamed before indexing",
+    )
+    .expect("writes");
+    let liar = ArtifactId::of(b"claimed");
+    std::fs::write(dir.path().join("blobs").join(liar.to_hex()), b"actual").expect("writes");
+
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopens");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+    assert!(store.blob_info(&good).expect("index").is_some());
+    assert!(store.blob_info(&unindexed).expect("index").is_some());
+    assert!(store.blob_info(&liar).expect("index").is_none());
+    assert!(!store.blob_path(&liar).exists());
+}
+
+#[test]
+fn manifests_need_their_artifact_and_names_their_owner() {
+    let (_dir, store) = store(StoreConfig::default());
+    let alice = SecretKey::from_seed([1; 32]);
+    let bob = SecretKey::from_seed([2; 32]);
+    let artifact = b"component bytes";
+    let signed = manifest(&alice, "hello", artifact)
+        .sign(&alice)
+        .expect("signs");
+    assert!(matches!(
+        store.put_manifest(&signed),
+        Err(Error::ArtifactUnknown { .. })
+    ));
+    store.put_blob(artifact).expect("stores");
+    let mut wrong_size = manifest(&alice, "hello", artifact);
+    wrong_size.artifact_bytes += 1;
+    let wrong_size = wrong_size.sign(&alice).expect("signs");
+    assert!(matches!(
+        store.put_manifest(&wrong_size),
+        Err(Error::ArtifactSizeMismatch { .. })
+    ));
+
+    assert!(store.put_manifest(&signed).expect("stores"));
+    assert!(
+        !store.put_manifest(&signed).expect("idempotent"),
+        "second put is not new"
+    );
+    assert!(
+        store
+            .blob_info(&signed.manifest().artifact_id)
+            .expect("index")
+            .expect("held")
+            .pinned
+    );
+    store.bind(&signed).expect("first deploy claims the name");
+    assert_eq!(store.resolve("hello").expect("resolves"), Some(signed.id()));
+
+    let theirs = manifest(&bob, "hello", artifact).sign(&bob).expect("signs");
+    store.put_manifest(&theirs).expect("stores");
+    assert!(matches!(store.bind(&theirs), Err(Error::NameTaken { .. })));
+    assert_eq!(store.resolve("hello").expect("resolves"), Some(signed.id()));
+}
+
+#[test]
+fn gc_removes_least_recently_used_unpinned_blobs() {
+    let (_dir, store) = store(StoreConfig {
+        unpinned_bytes_budget: 10,
+        ..StoreConfig::default()
+    });
+    let old = store.put_blob(&[1; 8]).expect("stores");
+    let pinned = store.put_blob(&[2; 8]).expect("stores");
+    store.set_pinned(&pinned, true).expect("pins");
+    let report = store.gc().expect("gc");
+    assert_eq!(report.blobs_removed, 0, "8 unpinned bytes fit the budget");
+    let new = store.put_blob(&[3; 8]).expect("stores");
+    let report = store.gc().expect("gc");
+    assert_eq!(report.blobs_removed, 1);
+    let remaining: Vec<_> = store
+        .blobs()
+        .expect("lists")
+        .iter()
+        .map(|b| b.artifact_id)
+        .collect();
+    assert!(remaining.contains(&pinned));
+    assert_eq!(remaining.len(), 2);
+    assert!(remaining.contains(&new) != remaining.contains(&old));
+}

@@ -1,0 +1,369 @@
+//! Registry nodes as separate processes on loopback: deploys, P2P spread,
+//! lost and lying peers, crashes mid-write and bad input.
+
+use bonus_tests::{NodeProcess, bonus, guest, inflated_component};
+use std::io::Write;
+use std::time::Duration;
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn artifact_id(bytes: &[u8]) -> String {
+    bonus_runtime::ArtifactId::of(bytes).to_hex()
+}
+
+fn fetch(node: &NodeProcess, id: &str) -> (u16, serde_json::Value) {
+    node.json("POST", &format!("/v1/artifacts/{id}/fetch"), b"")
+}
+
+fn held(node: &NodeProcess, id: &str) -> Option<Vec<u8>> {
+    let response = node.request("GET", &format!("/v1/artifacts/{id}"), b"");
+    (response.status == 200).then_some(response.body)
+}
+
+/// Deploy to A; B and C obtain the artifact by hash from peers; with A
+/// killed, C still gets it from B; C then serves the function.
+#[test]
+fn an_artifact_spreads_between_three_nodes() {
+    let (home, dirs) = (temp(), [temp(), temp(), temp()]);
+    let mut a = NodeProcess::start(dirs[0].path(), &[], &[]);
+    let b = NodeProcess::start(dirs[1].path(), &[&a.p2p], &[]);
+    let c = NodeProcess::start(dirs[2].path(), &[&a.p2p], &[]);
+    let wasm_path = guest("hello");
+    let wasm = std::fs::read(&wasm_path).expect("built");
+    let id = artifact_id(&wasm);
+
+    let (ok, _, stderr) = bonus(home.path(), &["keys", "new"]);
+    assert!(ok, "{stderr}");
+    let wasm_arg = wasm_path.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = bonus(
+        home.path(),
+        &["deploy", wasm_arg, "--name", "hello", "--node", &a.api],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.trim().ends_with("/fn/hello/"), "{stdout}");
+    assert!(stderr.contains("Deployed"), "{stderr}");
+
+    let (status, report) = fetch(&b, &id);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["segments_by_peer"][&a.peer_id], 1, "{report}");
+    assert_eq!(held(&b, &id).as_deref(), Some(&wasm[..]));
+
+    a.kill();
+    let (status, report) = fetch(&c, &id);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["segments_by_peer"][&b.peer_id], 1,
+        "from B, not A: {report}"
+    );
+    assert_eq!(held(&c, &id).as_deref(), Some(&wasm[..]));
+
+    // The same signed deploy, sent to C, binds the name there; C serves it.
+    let (ok, _, stderr) = bonus(
+        home.path(),
+        &["deploy", wasm_arg, "--name", "hello", "--node", &c.api],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("already has this artifact"), "{stderr}");
+    let response = c.request("GET", "/fn/hello/", b"");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello");
+    let (ok, listing, _) = bonus(home.path(), &["ls", "--node", &c.api]);
+    assert!(ok && listing.contains("hello"), "{listing}");
+}
+
+/// A peer serving tampered bytes is caught at its first bad segment and the
+/// artifact comes from the honest peer.
+#[test]
+fn a_lying_peer_is_detected_and_avoided() {
+    let dirs = [temp(), temp(), temp()];
+    let honest = NodeProcess::start(dirs[0].path(), &[], &[]);
+    let liar = NodeProcess::start(dirs[1].path(), &[&honest.p2p], &["--serve-tampered"]);
+    let wasm = inflated_component(3 << 20, 7);
+    let id = artifact_id(&wasm);
+    let put = honest.request("PUT", &format!("/v1/artifacts/{id}"), &wasm);
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(fetch(&liar, &id).0, 200, "the liar holds a good copy");
+
+    let fetcher = NodeProcess::start(dirs[2].path(), &[&honest.p2p, &liar.p2p], &[]);
+    bonus_tests::wait_until(Duration::from_secs(10), || {
+        fetcher.json("GET", "/v1/node", b"").1["connected_peers"] == 2
+    });
+    let (status, report) = fetch(&fetcher, &id);
+    assert_eq!(status, 200, "{report}");
+    assert!(
+        report["segments_retried"].as_u64() >= Some(1),
+        "the liar was asked: {report}"
+    );
+    assert!(
+        report["segments_by_peer"].get(&liar.peer_id).is_none(),
+        "{report}"
+    );
+    assert_eq!(held(&fetcher, &id).as_deref(), Some(&wasm[..]));
+}
+
+/// A fetch that loses a source mid-transfer finishes from the others.
+#[test]
+fn a_fetch_survives_losing_a_source() {
+    let dirs = [temp(), temp(), temp()];
+    // Both sources are slow (50 ms a segment), so the transfer of 20
+    // segments outlasts the moment B is killed.
+    let a = NodeProcess::start(dirs[0].path(), &[], &["--serve-delay-ms", "50"]);
+    let mut b = NodeProcess::start(dirs[1].path(), &[&a.p2p], &["--serve-delay-ms", "50"]);
+    let wasm = inflated_component(20 << 20, 9);
+    let id = artifact_id(&wasm);
+    assert_eq!(
+        a.request("PUT", &format!("/v1/artifacts/{id}"), &wasm)
+            .status,
+        201
+    );
+    assert_eq!(fetch(&b, &id).0, 200);
+    let c = NodeProcess::start(dirs[2].path(), &[&a.p2p, &b.p2p], &[]);
+    bonus_tests::wait_until(Duration::from_secs(10), || {
+        c.json("GET", "/v1/node", b"").1["connected_peers"] == 2
+    });
+    let api = c.api.clone();
+    let id_for_thread = id.clone();
+    let fetching = std::thread::spawn(move || {
+        bonus_tests::http_request(
+            &api,
+            "POST",
+            &format!("/v1/artifacts/{id_for_thread}/fetch"),
+            &[],
+            b"",
+        )
+    });
+    // Kill B mid-transfer: C's log names each source it drops.
+    std::thread::sleep(Duration::from_millis(300));
+    b.kill();
+    let response = fetching.join().expect("fetch thread");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let report: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+    assert!(
+        report["segments_retried"].as_u64() >= Some(1),
+        "B was lost mid-transfer: {report}"
+    );
+    assert!(
+        report["segments_by_peer"][&b.peer_id].as_u64() >= Some(1),
+        "B served some: {report}"
+    );
+    assert_eq!(held(&c, &id).as_deref(), Some(&wasm[..]));
+}
+
+/// kill -9 during an upload, restart: nothing partial is visible.
+#[test]
+fn a_crash_mid_upload_leaves_nothing_partial() {
+    let dir = temp();
+    let mut node = NodeProcess::start(dir.path(), &[], &[]);
+    let wasm = inflated_component(8 << 20, 3);
+    let id = artifact_id(&wasm);
+    let host = node.api.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
+    write!(
+        stream,
+        "PUT /v1/artifacts/{id} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n\r\n",
+        wasm.len()
+    )
+    .expect("head");
+    stream
+        .write_all(&wasm[..wasm.len() / 2])
+        .expect("half the body");
+    stream.flush().expect("flush");
+    // The node holds a partial temp file now.
+    assert!(bonus_tests::wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(dir.path().join("store/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0
+    }));
+    node.kill();
+    drop(stream);
+
+    let node = NodeProcess::start(dir.path(), &[], &[]);
+    assert_eq!(
+        node.request("HEAD", &format!("/v1/artifacts/{id}"), b"")
+            .status,
+        404
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("store/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+    assert!(!dir.path().join("store/blobs").join(&id).exists());
+    // A complete upload then succeeds.
+    assert_eq!(
+        node.request("PUT", &format!("/v1/artifacts/{id}"), &wasm)
+            .status,
+        201
+    );
+    assert_eq!(held(&node, &id).as_deref(), Some(&wasm[..]));
+}
+
+/// Each bad input gets a clear error and stores nothing corrupt.
+#[test]
+fn bad_uploads_and_manifests_are_refused() {
+    let dir = temp();
+    let node = NodeProcess::start(dir.path(), &[], &["--max-artifact-bytes", "2000000"]);
+    let hello = std::fs::read(guest("hello")).expect("built");
+    let hello_id = artifact_id(&hello);
+
+    // Bytes that do not hash to the id they are sent as.
+    let wrong = node.json(
+        "PUT",
+        &format!("/v1/artifacts/{}", artifact_id(b"other")),
+        &hello,
+    );
+    assert_eq!(wrong.0, 400, "{}", wrong.1);
+    assert!(
+        wrong.1["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hash mismatch"),
+        "{}",
+        wrong.1
+    );
+
+    // Declared too large: refused from the headers alone.
+    let big = inflated_component(3_000_000, 1);
+    let refused = node.json("PUT", &format!("/v1/artifacts/{}", artifact_id(&big)), &big);
+    assert_eq!(refused.0, 413, "{}", refused.1);
+
+    // Not wasm, and a core module: the runtime's own errors.
+    let text = b"definitely not wasm".to_vec();
+    let (status, answer) = node.json(
+        "PUT",
+        &format!("/v1/artifacts/{}", artifact_id(&text)),
+        &text,
+    );
+    assert_eq!(status, 422);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a WebAssembly binary"),
+        "{answer}"
+    );
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let (status, answer) = node.json(
+        "PUT",
+        &format!("/v1/artifacts/{}", artifact_id(&core)),
+        &core,
+    );
+    assert_eq!(status, 422);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("core WebAssembly module"),
+        "{answer}"
+    );
+
+    // Unknown hash.
+    assert_eq!(fetch(&node, &artifact_id(b"nobody has this")).0, 404);
+
+    // Garbage and forged manifests.
+    let (status, _) = node.json("POST", "/v1/manifests", b"garbage");
+    assert_eq!(status, 400);
+
+    // Concurrent uploads of one artifact: all succeed, one blob.
+    let api = node.api.clone();
+    let uploads: Vec<_> = (0..4)
+        .map(|_| {
+            let (api, hello, id) = (api.clone(), hello.clone(), hello_id.clone());
+            std::thread::spawn(move || {
+                bonus_tests::http_request(&api, "PUT", &format!("/v1/artifacts/{id}"), &[], &hello)
+                    .status
+            })
+        })
+        .collect();
+    for upload in uploads {
+        let status = upload.join().expect("upload thread");
+        assert!(status == 201 || status == 200, "{status}");
+    }
+    let (_, info) = node.json("GET", "/v1/node", b"");
+    assert_eq!(info["artifacts"], 1, "{info}");
+    assert_eq!(held(&node, &hello_id).as_deref(), Some(&hello[..]));
+}
+
+#[test]
+fn deploy_signs_with_the_developer_key_and_checks_ownership() {
+    let (alice, bob, dir) = (temp(), temp(), temp());
+    let node = NodeProcess::start(dir.path(), &[], &[]);
+    let wasm = guest("hello");
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let (ok, _, stderr) = bonus(
+        alice.path(),
+        &["deploy", wasm, "--name", "mine", "--node", &node.api],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("run `bonus keys new`"), "{stderr}");
+    for home in [&alice, &bob] {
+        assert!(bonus(home.path(), &["keys", "new"]).0);
+    }
+    let key_file = alice.path().join("keys/default.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).expect("key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let (ok, shown, _) = bonus(alice.path(), &["keys", "show"]);
+    assert!(ok && shown.trim().starts_with("ed25519:"));
+    let secret = std::fs::read_to_string(&key_file).expect("key");
+    assert!(!shown.contains(secret.trim()), "the secret was printed");
+
+    assert!(
+        bonus(
+            alice.path(),
+            &["deploy", wasm, "--name", "mine", "--node", &node.api]
+        )
+        .0
+    );
+    let (ok, _, stderr) = bonus(
+        bob.path(),
+        &["deploy", wasm, "--name", "mine", "--node", &node.api],
+    );
+    assert!(!ok, "bob took alice's name");
+    assert!(stderr.contains("belongs to"), "{stderr}");
+    // A second deploy by the owner is version 2 with version 1 as parent.
+    let (ok, stdout, _) = bonus(
+        alice.path(),
+        &[
+            "--json", "deploy", wasm, "--name", "mine", "--node", &node.api, "--env", "A=1",
+        ],
+    );
+    assert!(ok);
+    let deployed: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(deployed["version"], 2);
+}
+
+#[test]
+fn inspect_prints_the_b3sum_of_a_file() {
+    let home = temp();
+    let wasm = guest("hello");
+    let bytes = std::fs::read(&wasm).expect("built");
+    let (ok, stdout, stderr) = bonus(
+        home.path(),
+        &["--json", "inspect", wasm.to_str().expect("utf-8")],
+    );
+    assert!(ok, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(value["b3sum"], blake3::hash(&bytes).to_hex().as_str());
+    assert_eq!(value["http_component"], true);
+    let not_wasm = home.path().join("x.wasm");
+    std::fs::write(&not_wasm, b"nope").expect("writes");
+    let (ok, stdout, _) = bonus(
+        home.path(),
+        &["--json", "inspect", not_wasm.to_str().expect("utf-8")],
+    );
+    assert!(ok);
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(value["http_component"], false);
+    assert!(
+        value["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a WebAssembly binary")
+    );
+}
