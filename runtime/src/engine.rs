@@ -259,7 +259,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .table_elements(TABLE_ELEMENTS_MAX as usize)
         // Resetting a few resident pages with memset is far cheaper than
         // madvise + page faults on the next request.
-        .linear_memory_keep_resident(4 << 20)
+        .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
     let mut engine = Config::new();

@@ -45,6 +45,10 @@ pub struct DeployArgs {
     /// Check and sign, but upload nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Send only the signed manifest: the node fetches the artifact from
+    /// its peers (for a second node, after deploying to a first).
+    #[arg(long)]
+    no_upload: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
@@ -93,6 +97,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
         output::status(global.quiet, "Deploying", format!("{} ({artifact_id})", args.name));
         match client.artifact_bytes(&artifact_id).await? {
             Some(_) => output::status(global.quiet, "Skipping", "upload: the node already has this artifact"),
+            None if args.no_upload => output::status(global.quiet, "Skipping", "upload: the node fetches from peers"),
             None => upload(&client, artifact_id, bytes, global.quiet).await?,
         }
         let answer = client.post_manifest(signed.encode()).await?;

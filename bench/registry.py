@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Artifact distribution: time for an artifact to reach 3 other nodes on
+loopback, against one plain TCP copy of the same bytes to one receiver
+(measured in the same run); and deploy -> runnable on a cold node.
+
+Usage: bench/registry.py [--rounds 3]
+Traffic goes to 127.0.0.1 only. Builds bonus in release itself.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BONUS = os.path.join(ROOT, "target/release/bonus")
+GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
+
+
+def leb128(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def inflated_component(size, fill):
+    """hello.wasm with a custom section appended: a valid component of ~size bytes."""
+    wasm = open(os.path.join(GUESTS, "hello.wasm"), "rb").read()
+    name = b"bonus-padding"
+    payload = os.urandom(max(0, size - len(wasm) - 32)) if fill is None else bytes([fill]) * max(0, size - len(wasm) - 32)
+    content = leb128(len(name)) + name + payload
+    return wasm + b"\x00" + leb128(len(content)) + content
+
+
+def request(method, url, body=None, timeout=120):
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Node:
+    def __init__(self, bootstrap=()):
+        self.dir = tempfile.mkdtemp(prefix="bonus-bench-")
+        cmd = [BONUS, "node", "--json", "-q", "--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--data-dir", self.dir]
+        for peer in bootstrap:
+            cmd += ["--bootstrap", peer]
+        env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
+        env["RUST_LOG"] = "error"
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+        ready = json.loads(self.proc.stdout.readline())
+        self.api, self.p2p = ready["api"], ready["p2p"][0]
+
+    def wait_peers(self, n):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            status, body = request("GET", self.api + "/v1/node")
+            if json.loads(body)["connected_peers"] >= n:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("peers did not connect")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def spread(size, rounds):
+    """Seconds for an artifact uploaded to one node to reach 3 others."""
+    samples = []
+    for r in range(rounds):
+        wasm = inflated_component(size, None)
+        import hashlib
+        origin = Node()
+        others = [Node([origin.p2p]) for _ in range(3)]
+        try:
+            for node in others:
+                node.wait_peers(1)
+            blake3_id = subprocess.run([BONUS, "--json", "inspect", write_temp(wasm)], capture_output=True, text=True, check=True)
+            artifact = json.loads(blake3_id.stdout)["b3sum"]
+            status, body = request("PUT", f"{origin.api}/v1/artifacts/{artifact}", wasm)
+            assert status == 201, body
+            results = [None] * 3
+            def fetch(i):
+                results[i] = request("POST", f"{others[i].api}/v1/artifacts/{artifact}/fetch")
+            started = time.perf_counter()
+            threads = [threading.Thread(target=fetch, args=(i,)) for i in range(3)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            elapsed = time.perf_counter() - started
+            for status, body in results:
+                assert status == 200, body
+            sources = [json.loads(body)["segments_by_peer"] for _, body in results]
+            samples.append(elapsed)
+            print(f"  {size >> 20} MiB to 3 nodes: {elapsed * 1e3:.0f} ms; segments by source: {[list(s.values()) for s in sources]}", file=sys.stderr)
+        finally:
+            for node in [origin] + others:
+                node.stop()
+    return statistics.median(samples)
+
+
+def write_temp(data):
+    fd, path = tempfile.mkstemp(suffix=".wasm")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def cold_deploy(size, rounds):
+    """Seconds from `bonus deploy --no-upload` on a cold node to its first 200."""
+    samples = []
+    for r in range(rounds):
+        home = tempfile.mkdtemp(prefix="bonus-bench-home-")
+        env = dict(os.environ, BONUS_HOME=home)
+        subprocess.run([BONUS, "-q", "keys", "new"], env=env, check=True, capture_output=True)
+        path = write_temp(inflated_component(size, None))
+        origin = Node()
+        cold = Node([origin.p2p])
+        try:
+            cold.wait_peers(1)
+            subprocess.run([BONUS, "-q", "deploy", path, "--name", "bench", "--node", origin.api], env=env, check=True, capture_output=True)
+            started = time.perf_counter()
+            subprocess.run([BONUS, "-q", "deploy", path, "--name", "bench", "--node", cold.api, "--no-upload"], env=env, check=True, capture_output=True)
+            while True:
+                status, body = request("GET", cold.api + "/fn/bench/")
+                if status == 200:
+                    break
+            elapsed = time.perf_counter() - started
+            samples.append(elapsed)
+            print(f"  {size >> 20} MiB deploy -> runnable on a cold node: {elapsed * 1e3:.0f} ms", file=sys.stderr)
+        finally:
+            origin.stop()
+            cold.stop()
+            shutil.rmtree(home, ignore_errors=True)
+    return statistics.median(samples)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"), check=True)
+    rows = []
+    for size in (2 << 20, 50 << 20):
+        path = write_temp(inflated_component(size, None))
+        copy_ms = float(subprocess.run([os.path.join(ROOT, "target/release/tcp-copy"), path, "5"], capture_output=True, text=True, check=True).stdout)
+        spread_ms = spread(size, args.rounds) * 1e3
+        rows.append((size, spread_ms, copy_ms))
+    cold_ms = cold_deploy(2 << 20, args.rounds) * 1e3
+    print(f"\n{'artifact':<10}{'to 3 nodes ms':>15}{'1 TCP copy ms':>15}{'ratio':>8}")
+    for size, spread_ms, copy_ms in rows:
+        print(f"{size >> 20:>4} MiB  {spread_ms:>15.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x")
+    print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
+
+
+if __name__ == "__main__":
+    main()
