@@ -36,7 +36,7 @@ pub fn print_error(error: &anyhow::Error) {
 /// Logs go to stderr; `RUST_LOG` overrides the level.
 pub fn init_tracing(verbose: bool, quiet: bool) {
     let default = match (verbose, quiet) {
-        (true, _) => "info,bonus=debug",
+        (true, _) => "info,bonus=debug,bonus_registry=debug,bonus_runtime=debug",
         (false, true) => "error",
         (false, false) => "warn,bonus=info",
     };

@@ -134,8 +134,11 @@ fn a_fetch_survives_losing_a_source() {
             b"",
         )
     });
-    // Kill B mid-transfer: C's log names each source it drops.
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill B mid-transfer: once it has started serving C ranges.
+    let serving = bonus_tests::wait_until(Duration::from_secs(30), || {
+        b.stderr().matches("serving request=Range").count() >= 2
+    });
+    assert!(serving, "B never served C: {}", b.stderr());
     b.kill();
     let response = fetching.join().expect("fetch thread");
     assert_eq!(response.status, 200, "{}", response.text());
@@ -226,10 +229,24 @@ fn bad_uploads_and_manifests_are_refused() {
         wrong.1
     );
 
-    // Declared too large: refused from the headers alone.
-    let big = inflated_component(3_000_000, 1);
-    let refused = node.json("PUT", &format!("/v1/artifacts/{}", artifact_id(&big)), &big);
-    assert_eq!(refused.0, 413, "{}", refused.1);
+    // Declared too large: refused from the headers alone, before any of
+    // the body is sent.
+    let host = node.api.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
+    write!(
+        stream,
+        "PUT /v1/artifacts/{} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 3000000\r\n\r\n",
+        artifact_id(b"big")
+    )
+    .expect("head");
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut answer).expect("an answer without a body");
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 413",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     // Not wasm, and a core module: the runtime's own errors.
     let text = b"definitely not wasm".to_vec();

@@ -355,6 +355,7 @@ impl EventLoop {
     /// Answers off the event loop: reading a blob and building its bao
     /// outboard is disk and CPU work.
     fn serve(&mut self, request: BlobRequest, channel: ResponseChannel<BlobResponse>) {
+        tracing::debug!(?request, "serving");
         let store = self.store.clone();
         let cache = self.serve_cache.clone();
         let served = self.served.0.clone();
