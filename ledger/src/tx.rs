@@ -1,9 +1,10 @@
 //! Transactions: what accounts ask the ledger to do, signed ed25519 with a
-//! per-account nonce. Encoded canonically (big-endian integers, varint
-//! lengths, the layout of `commonware-codec`); the signature covers
+//! per-account nonce. Encoded canonically with `commonware-codec`
+//! (big-endian integers, varint lengths); the signature covers
 //! `TX_DOMAIN ‖ blake3(encoding of signer, nonce and body)`.
 
 use bonus_ids::{ManifestId, PublicKey, SecretKey, Signature};
+use commonware_codec::Write as _;
 
 /// Domain separation for transaction signatures.
 pub const TX_DOMAIN: &[u8] = b"bonus/tx/v1";
@@ -240,33 +241,26 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
     w.0
 }
 
-/// Canonical writer: big-endian fixed integers, LEB128 `u32` lengths.
+/// Canonical writer over `commonware-codec`, the project's one codec:
+/// big-endian fixed integers, varint (LEB128) `u32` lengths.
 pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
     pub(crate) fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        v.write(&mut self.0);
     }
     pub(crate) fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
+        v.write(&mut self.0);
     }
     pub(crate) fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
+        v.write(&mut self.0);
     }
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
     pub(crate) fn len(&mut self, len: usize) {
-        let mut value = u32::try_from(len).expect("lengths are bounded far below u32::MAX");
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                self.0.push(byte);
-                return;
-            }
-            self.0.push(byte | 0x80);
-        }
+        let len = u32::try_from(len).expect("lengths are bounded far below u32::MAX");
+        commonware_codec::varint::UInt(len).write(&mut self.0);
     }
     pub(crate) fn str(&mut self, s: &str) {
         self.len(s.len());

@@ -258,3 +258,19 @@ fn gc_removes_least_recently_used_unpinned_blobs() {
     assert_eq!(remaining.len(), 2);
     assert!(remaining.contains(&new) != remaining.contains(&old));
 }
+
+/// The canonical encoding is a wire format other implementations (sdk-js)
+/// must reproduce byte for byte: this vector pins it.
+#[test]
+fn manifest_encoding_matches_the_shared_vector() {
+    let vector: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/vectors/manifest-v1.json"))
+            .expect("vector parses");
+    let key = SecretKey::from_seed([1; 32]);
+    let signed = manifest(&key, "hello", b"wasm").sign(&key).expect("signs");
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(hex(&signed.manifest().encode()), vector["encoding_hex"]);
+    assert_eq!(signed.id().to_hex(), vector["manifest_id"]);
+    assert_eq!(hex(signed.signature().as_bytes()), vector["signature_hex"]);
+    assert_eq!(key.public().to_string(), vector["owner"]);
+}
