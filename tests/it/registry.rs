@@ -69,6 +69,7 @@ fn an_artifact_spreads_between_three_nodes() {
     let response = c.request("GET", "/fn/hello/", b"");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "hello");
+    assert!(response.header("x-bonus-manifest-id").is_some());
     let (ok, listing, _) = bonus(home.path(), &["ls", "--node", &c.api]);
     assert!(ok && listing.contains("hello"), "{listing}");
 }
@@ -337,6 +338,12 @@ fn deploy_signs_with_the_developer_key_and_checks_ownership() {
         )
         .0
     );
+    let first = node.request("GET", "/fn/mine/", b"");
+    assert_eq!(first.status, 200);
+    let first_id = first
+        .header("x-bonus-manifest-id")
+        .expect("served by a manifest")
+        .to_string();
     let (ok, _, stderr) = bonus(
         bob.path(),
         &["deploy", wasm, "--name", "mine", "--node", &node.api],
@@ -353,6 +360,19 @@ fn deploy_signs_with_the_developer_key_and_checks_ownership() {
     assert!(ok);
     let deployed: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
     assert_eq!(deployed["version"], 2);
+    // The node serves the new version at once (its cache was evicted).
+    let manifest_id = deployed["manifest_id"]
+        .as_str()
+        .expect("id")
+        .trim_start_matches("manifest:")
+        .to_string();
+    let response = node.request("GET", "/fn/mine/", b"");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("x-bonus-manifest-id"),
+        Some(manifest_id.as_str())
+    );
+    assert_ne!(first_id, manifest_id);
 }
 
 #[test]

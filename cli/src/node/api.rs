@@ -10,7 +10,7 @@
 //! - `GET  /v1/functions`: the functions this node knows.
 //! - `/fn/<name>/<path>`: invoke the function.
 
-use super::Node;
+use super::{Deployed, Node};
 use crate::server::{log_invocation, respond};
 use bonus_ids::{ArtifactId, RequestId};
 use bonus_registry::{Error as RegistryError, NameBinder, SignedManifest};
@@ -254,6 +254,10 @@ async fn post_manifest(node: &Arc<Node>, request: http::Request<Incoming>) -> Re
     if let Err(e) = stored {
         return registry_error(&e);
     }
+    node.deployed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&signed.manifest().name);
     let manifest = signed.manifest();
     json(
         StatusCode::CREATED,
@@ -295,53 +299,17 @@ fn list_functions(node: &Node) -> Response {
 }
 
 async fn invoke(node: &Arc<Node>, name: &str, request: http::Request<Incoming>) -> Response {
-    let manifest = match node.store.resolve(name).and_then(|id| match id {
-        Some(id) => node.store.manifest(&id),
-        None => Ok(None),
-    }) {
-        Ok(Some(signed)) => signed.manifest().clone(),
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no function named {name:?} on this node"),
-            );
-        }
-        Err(e) => return registry_error(&e),
+    let deployed = match deployed(node, name).await {
+        Ok(deployed) => deployed,
+        Err(response) => return *response,
     };
-    if let Err(e) = node.p2p.fetch(manifest.artifact_id, &node.store).await {
-        return error(StatusCode::BAD_GATEWAY, e);
-    }
-    let runtime = node.runtime.clone();
-    let store = node.store.clone();
-    let artifact_id = manifest.artifact_id;
-    let loaded = tokio::task::spawn_blocking(move || {
-        let bytes = store.read_blob(&artifact_id).map_err(|e| e.to_string())?;
-        runtime.load(&bytes).map_err(|e| e.to_string())
-    })
-    .await;
-    let function = match loaded {
-        Ok(Ok(function)) => function,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    let limits = Limits {
-        fuel_max: manifest.limits.fuel_max,
-        memory_bytes_max: manifest.limits.memory_bytes_max,
-        deadline: Duration::from_millis(u64::from(manifest.limits.deadline_ms)),
-        ..Limits::DEFAULT
-    }
-    .capped_by(&Limits::DEFAULT);
-    let outbound =
-        OutboundPolicy::from_patterns(&manifest.allowed_outbound_hosts).unwrap_or_default();
+    let limits = deployed.limits;
     let request_id = next_request_id();
     let params = InvokeParams {
         request_id: RequestId::from_u128(request_id),
         random_seed: *blake3::keyed_hash(&node.seed_key, &request_id.to_le_bytes()).as_bytes(),
         limits,
-        caps: Arc::new(Capabilities {
-            env: manifest.env.clone(),
-            outbound: Arc::new(outbound),
-        }),
+        caps: deployed.caps.clone(),
     };
     let (mut parts, body) = request.into_parts();
     let rest = parts
@@ -359,11 +327,84 @@ async fn invoke(node: &Arc<Node>, name: &str, request: http::Request<Incoming>) 
     parts.uri = format!("/{rest}{query}")
         .parse()
         .unwrap_or_else(|_| http::Uri::from_static("/"));
-    let invocation = function
+    let invocation = deployed
+        .function
         .invoke(http::Request::from_parts(parts, body), &params)
         .await;
     log_invocation(&invocation, &limits);
-    respond(invocation, &limits)
+    let mut response = respond(invocation, &limits);
+    // Which version answered: useful during gradual rollouts.
+    if let Ok(value) = http::HeaderValue::from_str(&deployed.manifest_id.to_hex()) {
+        response.headers_mut().insert("x-bonus-manifest-id", value);
+    }
+    response
+}
+
+/// The loaded function behind a name: from the node's cache, or resolved,
+/// fetched from peers if needed, loaded and cached. Rebinding a name
+/// (`POST /v1/manifests`) evicts it.
+async fn deployed(node: &Arc<Node>, name: &str) -> Result<Arc<Deployed>, Box<Response>> {
+    if let Some(hit) = node
+        .deployed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+    {
+        return Ok(hit.clone());
+    }
+    let signed = match node.store.resolve(name).and_then(|id| match id {
+        Some(id) => node.store.manifest(&id),
+        None => Ok(None),
+    }) {
+        Ok(Some(signed)) => signed,
+        Ok(None) => {
+            let message = format!("no function named {name:?} on this node");
+            return Err(Box::new(error(StatusCode::NOT_FOUND, message)));
+        }
+        Err(e) => return Err(Box::new(registry_error(&e))),
+    };
+    let manifest = signed.manifest().clone();
+    if let Err(e) = node.p2p.fetch(manifest.artifact_id, &node.store).await {
+        return Err(Box::new(error(StatusCode::BAD_GATEWAY, e)));
+    }
+    let (runtime, store, artifact_id) = (
+        node.runtime.clone(),
+        node.store.clone(),
+        manifest.artifact_id,
+    );
+    let loaded = tokio::task::spawn_blocking(move || {
+        let bytes = store.read_blob(&artifact_id).map_err(|e| e.to_string())?;
+        runtime.load(&bytes).map_err(|e| e.to_string())
+    })
+    .await;
+    let function = match loaded {
+        Ok(Ok(function)) => function,
+        Ok(Err(e)) => return Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e))),
+        Err(e) => return Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e))),
+    };
+    let limits = Limits {
+        fuel_max: manifest.limits.fuel_max,
+        memory_bytes_max: manifest.limits.memory_bytes_max,
+        deadline: Duration::from_millis(u64::from(manifest.limits.deadline_ms)),
+        ..Limits::DEFAULT
+    }
+    .capped_by(&Limits::DEFAULT);
+    // Patterns were checked when the manifest was signed by `bonus deploy`;
+    // a manifest built elsewhere with a bad pattern gets no outbound access.
+    let outbound =
+        OutboundPolicy::from_patterns(&manifest.allowed_outbound_hosts).unwrap_or_default();
+    let deployed = Arc::new(Deployed {
+        manifest_id: signed.id(),
+        function,
+        limits,
+        caps: Arc::new(Capabilities {
+            env: manifest.env.clone(),
+            outbound: Arc::new(outbound),
+        }),
+    });
+    let mut cache = node.deployed.lock().unwrap_or_else(|e| e.into_inner());
+    cache.insert(name.to_string(), deployed.clone());
+    Ok(deployed)
 }
 
 fn next_request_id() -> u128 {

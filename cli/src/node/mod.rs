@@ -16,9 +16,10 @@ use bonus_ids::SecretKey;
 use bonus_registry::p2p::{P2p, P2pConfig};
 use bonus_registry::{Store, StoreConfig};
 use bonus_runtime::{Runtime, RuntimeConfig};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How to run a node.
 pub struct NodeConfig {
@@ -44,6 +45,21 @@ pub struct Node {
     /// Keys per-request guest randomness: unpredictable to clients,
     /// reproducible by this node for audits.
     pub seed_key: [u8; 32],
+    /// Loaded functions by name, so a request does not re-read, re-verify
+    /// and re-load its artifact. Evicted when the name is rebound.
+    pub deployed: Mutex<HashMap<String, Arc<Deployed>>>,
+}
+
+/// A name's current function, ready to invoke.
+pub struct Deployed {
+    /// The manifest it was loaded from.
+    pub manifest_id: bonus_ids::ManifestId,
+    /// The loaded component.
+    pub function: bonus_runtime::Function,
+    /// The manifest's limits, capped by the node.
+    pub limits: bonus_runtime::Limits,
+    /// Its environment and outbound policy.
+    pub caps: Arc<bonus_runtime::Capabilities>,
 }
 
 /// Starts the node and serves its API until the process stops. `on_ready`
@@ -110,6 +126,7 @@ pub fn run(config: NodeConfig, on_ready: impl FnOnce(SocketAddr, &P2p)) -> anyho
             p2p,
             runtime,
             seed_key,
+            deployed: Mutex::new(HashMap::new()),
         });
         api::serve(listener, node).await
     })
