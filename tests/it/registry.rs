@@ -404,3 +404,38 @@ fn inspect_prints_the_b3sum_of_a_file() {
             .contains("not a WebAssembly binary")
     );
 }
+
+/// A client that declares more bytes than it sends, then hangs up: the node
+/// says so and keeps nothing.
+#[test]
+fn a_truncated_upload_stores_nothing() {
+    let dir = temp();
+    let node = NodeProcess::start(dir.path(), &[], &[]);
+    let wasm = inflated_component(1 << 20, 5);
+    let id = artifact_id(&wasm);
+    let host = node.api.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
+    write!(
+        stream,
+        "PUT /v1/artifacts/{id} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n\r\n",
+        wasm.len()
+    )
+    .expect("head");
+    stream
+        .write_all(&wasm[..wasm.len() / 3])
+        .expect("a third of the body");
+    stream.shutdown(std::net::Shutdown::Write).expect("hang up");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("upload interrupted"), "{answer}");
+    assert_eq!(
+        node.request("HEAD", &format!("/v1/artifacts/{id}"), b"")
+            .status,
+        404
+    );
+    let leftovers = std::fs::read_dir(dir.path().join("store/tmp"))
+        .expect("tmp")
+        .count();
+    assert_eq!(leftovers, 0, "the partial upload was discarded");
+}
