@@ -261,3 +261,34 @@ fn a_loaded_component_is_reused_in_memory() {
     assert_eq!(runtime.stats().compiles, 1);
     drop(kept);
 }
+
+/// When every instance slot is taken the node answers busy (503) at once
+/// instead of queueing or failing obscurely.
+#[tokio::test]
+async fn a_full_instance_pool_answers_busy() {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        instances_max: 1,
+        fuel: true,
+    })
+    .expect("runtime builds");
+    let function = load(&runtime, "hostile");
+    let sleeper_params = params(1, Limits::DEFAULT);
+    let sleeper = function.invoke(request("GET", "/sleep?ms=1000", ""), &sleeper_params);
+    let other = async {
+        // Let the sleeper take the only slot first.
+        tokio::task::yield_now().await;
+        function
+            .invoke(request("GET", "/ok", ""), &params(2, Limits::DEFAULT))
+            .await
+    };
+    let (slept, refused) = tokio::join!(sleeper, other);
+    assert_eq!(slept.outcome, Outcome::Ok);
+    assert_eq!(refused.outcome, Outcome::Busy, "{:?}", refused.outcome);
+    assert_eq!(refused.outcome.status(), 503);
+    // With the slot free again, requests run.
+    let after = function
+        .invoke(request("GET", "/ok", ""), &params(3, Limits::DEFAULT))
+        .await;
+    assert_eq!(after.outcome, Outcome::Ok);
+}
