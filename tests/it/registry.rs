@@ -250,34 +250,15 @@ fn bad_uploads_and_manifests_are_refused() {
     );
 
     // Not wasm, and a core module: the runtime's own errors.
-    let text = b"definitely not wasm".to_vec();
-    let (status, answer) = node.json(
-        "PUT",
-        &format!("/v1/artifacts/{}", artifact_id(&text)),
-        &text,
-    );
-    assert_eq!(status, 422);
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("not a WebAssembly binary"),
-        "{answer}"
-    );
-    let core = b"\0asm\x01\0\0\0".to_vec();
-    let (status, answer) = node.json(
-        "PUT",
-        &format!("/v1/artifacts/{}", artifact_id(&core)),
-        &core,
-    );
-    assert_eq!(status, 422);
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("core WebAssembly module"),
-        "{answer}"
-    );
+    let refused_as = |bytes: &[u8], expect: &str| {
+        let path = format!("/v1/artifacts/{}", artifact_id(bytes));
+        let (status, answer) = node.json("PUT", &path, bytes);
+        assert_eq!(status, 422, "{answer}");
+        let error = answer["error"].as_str().unwrap_or("");
+        assert!(error.contains(expect), "{answer}");
+    };
+    refused_as(b"definitely not wasm", "not a WebAssembly binary");
+    refused_as(b"\0asm\x01\0\0\0", "core WebAssembly module");
 
     // Unknown hash.
     assert_eq!(fetch(&node, &artifact_id(b"nobody has this")).0, 404);
