@@ -1,0 +1,213 @@
+// A node's HTTP API, the same calls `bonus deploy` makes (see
+// `cli/src/node/api.rs`): `GET /v1/node`, `HEAD|PUT /v1/artifacts/<id>`,
+// `POST /v1/artifacts/<id>/fetch`, `POST /v1/manifests`, `GET /v1/functions`
+// and `/fn/<name>/<path>`.
+
+import { ArtifactId, ManifestId } from "./ids.js";
+import { DEFAULT_LIMITS, type ManifestLimits, type SignedManifest, compareUtf8, signManifest } from "./manifest.js";
+import type { SecretKey } from "./keys.js";
+
+/** A function as `GET /v1/functions` lists it. */
+export interface FunctionInfo {
+  name: string;
+  version: number;
+  manifest_id: string;
+  artifact_id: string;
+  artifact_bytes: number;
+  owner: string;
+  /** Whether the name is bound to this manifest on this node. */
+  current: boolean;
+}
+
+/** What {@link NodeClient.deploy} did. */
+export interface Deployment {
+  name: string;
+  version: number;
+  manifestId: ManifestId;
+  artifactId: ArtifactId;
+  /** Whether the bytes were sent (false when the node already had them). */
+  uploaded: boolean;
+  /** Where the function answers: `<node>/fn/<name>/`. */
+  url: string;
+  signed: SignedManifest;
+}
+
+/** Options of {@link NodeClient.deploy}; defaults as `bonus deploy`. */
+export interface DeployOptions {
+  name: string;
+  /** The component's bytes (`.wasm`). */
+  wasm: Uint8Array;
+  /** The owner's key: signs the manifest. */
+  key: SecretKey;
+  env?: Record<string, string>;
+  allowedOutboundHosts?: string[];
+  limits?: Partial<ManifestLimits>;
+  /** Do not upload: the node fetches the artifact from its peers. */
+  noUpload?: boolean;
+}
+
+/** What a function's response says about its invocation. */
+export interface Usage {
+  /** Fuel the request burned (`x-bonus-fuel`): the billed unit. */
+  fuel: bigint | null;
+  requestId: string | null;
+  /** The manifest that answered (`x-bonus-manifest-id`, on nodes). */
+  manifestId: ManifestId | null;
+  /** Why the host answered instead of the function (`x-bonus-outcome`). */
+  outcome: string | null;
+}
+
+/** The node refused, or answered something unexpected. */
+export class NodeError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = "NodeError";
+  }
+}
+
+/** A node's API at `base` (`http://host:port`). */
+export class NodeClient {
+  readonly base: string;
+
+  constructor(base: string) {
+    const url = new URL(base);
+    if (url.protocol !== "http:") throw new TypeError(`node URL ${base} must start with http://`);
+    this.base = url.origin;
+  }
+
+  private async send(path: string, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await fetch(`${this.base}${path}`, init);
+    } catch (error) {
+      throw new NodeError(`cannot reach the node at ${this.base}; is \`bonus node\` running? (${(error as Error).message})`, 0);
+    }
+  }
+
+  private async json<T>(path: string, init: RequestInit = {}): Promise<T> {
+    const response = await this.send(path, init);
+    const text = await response.text();
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = { error: text };
+    }
+    if (!response.ok) {
+      const message = (value as { error?: string }).error ?? "no reason given";
+      throw new NodeError(`the node refused (${response.status}): ${message}`, response.status);
+    }
+    return value as T;
+  }
+
+  /** Peer id, P2P addresses, counts. */
+  node(): Promise<{ peer_id: string; p2p_addrs: string[]; artifacts: number; connected_peers: number }> {
+    return this.json("/v1/node");
+  }
+
+  /** The functions this node knows. */
+  async functions(): Promise<FunctionInfo[]> {
+    return (await this.json<{ functions: FunctionInfo[] }>("/v1/functions")).functions;
+  }
+
+  /** The artifact's size if the node holds it, else null. */
+  async artifactBytes(id: ArtifactId): Promise<number | null> {
+    const response = await this.send(`/v1/artifacts/${id.toHex()}`, { method: "HEAD" });
+    if (response.status === 404) return null;
+    if (!response.ok) throw new NodeError(`the node answered ${response.status} for artifact ${id}`, response.status);
+    return Number(response.headers.get("x-bonus-artifact-bytes"));
+  }
+
+  /** The artifact's bytes, checked against its id. */
+  async artifact(id: ArtifactId): Promise<Uint8Array> {
+    const response = await this.send(`/v1/artifacts/${id.toHex()}`);
+    if (!response.ok) throw new NodeError(`the node answered ${response.status} for artifact ${id}`, response.status);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (!ArtifactId.of(bytes).equals(id)) throw new NodeError(`the node sent bytes that are not ${id}`, response.status);
+    return bytes;
+  }
+
+  /** Uploads a component; the node verifies it against its id. */
+  putArtifact(wasm: Uint8Array): Promise<{ artifact_id: string; bytes?: number; new: boolean }> {
+    const id = ArtifactId.of(wasm);
+    return this.json(`/v1/artifacts/${id.toHex()}`, {
+      method: "PUT",
+      headers: { "content-type": "application/wasm" },
+      body: wasm as Uint8Array<ArrayBuffer>,
+    });
+  }
+
+  /** Asks the node to fetch an artifact from its peers. */
+  fetchArtifact(id: ArtifactId): Promise<{ artifact_id: string; bytes: number; segments_by_peer: Record<string, number> }> {
+    return this.json(`/v1/artifacts/${id.toHex()}/fetch`, { method: "POST" });
+  }
+
+  /** Posts a signed manifest; the node binds its name. */
+  postManifest(signed: SignedManifest): Promise<{ manifest_id: string; name: string; version: number; artifact_id: string; path: string }> {
+    return this.json("/v1/manifests", {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: signed.bytes as Uint8Array<ArrayBuffer>,
+    });
+  }
+
+  /** The next version and its parent for `name`, as `bonus deploy` finds them. */
+  async nextVersion(name: string, owner: SecretKey["publicKey"]): Promise<{ version: number; parent: ManifestId | null }> {
+    const current = (await this.functions()).find((f) => f.name === name && f.current);
+    if (!current) return { version: 1, parent: null };
+    if (current.owner !== owner.toString()) {
+      throw new Error(`the name ${JSON.stringify(name)} belongs to ${current.owner}; deploy under another name`);
+    }
+    return { version: current.version + 1, parent: ManifestId.parse(current.manifest_id) };
+  }
+
+  /** Uploads (unless the node has it), signs a manifest and binds the name. */
+  async deploy(options: DeployOptions): Promise<Deployment> {
+    const artifactId = ArtifactId.of(options.wasm);
+    const { version, parent } = await this.nextVersion(options.name, options.key.publicKey);
+    const env = Object.entries(options.env ?? {}).sort(([a], [b]) => compareUtf8(a, b));
+    const signed = signManifest(
+      {
+        name: options.name,
+        artifactId,
+        artifactBytes: BigInt(options.wasm.length),
+        limits: { ...DEFAULT_LIMITS, ...options.limits },
+        env,
+        allowedOutboundHosts: options.allowedOutboundHosts ?? [],
+        routes: [],
+        version,
+        parent,
+        owner: options.key.publicKey,
+      },
+      options.key,
+    );
+    const held = await this.artifactBytes(artifactId);
+    const uploaded = held === null && !options.noUpload;
+    if (uploaded) await this.putArtifact(options.wasm);
+    const answer = await this.postManifest(signed);
+    return { name: options.name, version, manifestId: signed.id, artifactId, uploaded, url: `${this.base}${answer.path}`, signed };
+  }
+
+  /** Calls a deployed function: `path` is relative to `/fn/<name>`. */
+  invoke(name: string, path = "/", init: RequestInit = {}): Promise<Response> {
+    const rest = path.startsWith("/") ? path : `/${path}`;
+    return this.send(`/fn/${encodeURIComponent(name)}${rest}`, init);
+  }
+}
+
+/**
+ * What the host says about an invocation. The node does not sign responses
+ * or receipts yet, so these headers are informative, not proofs.
+ */
+export function usageOf(response: Response): Usage {
+  const fuel = response.headers.get("x-bonus-fuel");
+  const manifest = response.headers.get("x-bonus-manifest-id");
+  return {
+    fuel: fuel === null ? null : BigInt(fuel),
+    requestId: response.headers.get("x-bonus-request-id"),
+    manifestId: manifest === null ? null : ManifestId.parse(manifest),
+    outcome: response.headers.get("x-bonus-outcome"),
+  };
+}
