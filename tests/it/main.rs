@@ -2,4 +2,5 @@
 
 mod registry;
 mod runtime;
+mod sdk_js;
 mod serve;

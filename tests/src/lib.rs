@@ -459,3 +459,184 @@ fn leb128_len(value: u64) -> usize {
     leb128(&mut out, value);
     out.len()
 }
+
+/// `sdk-js/`, the npm workspace of the JavaScript SDK and client.
+pub fn sdk_js_dir() -> PathBuf {
+    root().join("sdk-js")
+}
+
+/// Makes sure `sdk-js` is installed and built: runs `npm ci` (which builds
+/// the TypeScript client through `prepare`) when `node_modules` or the
+/// client's `dist` is missing. Once per process; panics with what to do when
+/// node or npm is missing.
+pub fn sdk_js_ready() -> PathBuf {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let dir = sdk_js_dir();
+        let installed = dir
+            .join("node_modules/@bytecodealliance/componentize-js")
+            .is_dir();
+        let built = dir.join("packages/client/dist/index.js").is_file();
+        if installed && built {
+            return Ok(());
+        }
+        let step = if installed { "run build" } else { "ci" };
+        let output = Command::new("npm")
+            .current_dir(&dir)
+            .args(step.split(' '))
+            .output()
+            .map_err(|e| format!("cannot run npm ({e}); install Node.js 20+ with npm"))?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "`npm {step}` in sdk-js failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )),
+        }
+    });
+    match ready {
+        Ok(()) => sdk_js_dir(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Runs `node ARGS…` in `sdk-js`; returns (success, stdout, stderr).
+pub fn node_js(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new("node")
+        .current_dir(sdk_js_ready())
+        .args(args)
+        .output()
+        .expect("running node (install Node.js 20+)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Path of a JS guest component built from `examples/<name>` with the SDK's
+/// build script, into `target/guests/js`. Builds run one at a time (they
+/// are CPU-heavy) and the script skips a build whose inputs are unchanged.
+pub fn js_guest(name: &str) -> PathBuf {
+    static BUILDS: Mutex<Vec<(String, Result<PathBuf, String>)>> = Mutex::new(Vec::new());
+    let mut builds = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, built)) = builds.iter().find(|(built, _)| built == name) {
+        return built.clone().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let output = root().join(format!("target/guests/js/{name}.wasm"));
+    let example = root().join("examples").join(name);
+    let (ok, _, stderr) = node_js(&[
+        "packages/sdk/bin/bonus-build-js.js",
+        example.to_str().expect("UTF-8 path"),
+        "-o",
+        output.to_str().expect("UTF-8 path"),
+    ]);
+    let built = match ok {
+        true => Ok(output),
+        false => Err(format!("building examples/{name} failed:\n{stderr}")),
+    };
+    builds.push((name.to_string(), built.clone()));
+    built.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One compiled-code cache for every test process, so a 12 MiB JS
+/// component is compiled once per run, not once per server.
+pub fn shared_cache_dir() -> PathBuf {
+    root().join("target/bonus-test-cache")
+}
+
+/// The `wasmtime` CLI (version 48) for tests that check a component runs
+/// unchanged under `wasmtime serve`: `$BONUS_WASMTIME`, else
+/// `target/wasmtime-cli/bin/wasmtime` (where `.ci/run` installs it), else
+/// `wasmtime` on PATH. `None` only when `BONUS_SKIP_WASMTIME=1` says to skip;
+/// otherwise a missing binary fails the test with how to install it.
+pub fn wasmtime_bin() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("BONUS_WASMTIME").map(PathBuf::from),
+        Some(root().join("target/wasmtime-cli/bin/wasmtime")),
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("wasmtime"))
+                .find(|bin| bin.is_file())
+        }),
+    ];
+    if let Some(found) = candidates.into_iter().flatten().find(|bin| bin.is_file()) {
+        return Some(found);
+    }
+    if std::env::var("BONUS_SKIP_WASMTIME").is_ok_and(|v| v == "1") {
+        eprintln!("skipping: no wasmtime CLI and BONUS_SKIP_WASMTIME=1");
+        return None;
+    }
+    panic!(
+        "no wasmtime CLI: run `.ci/run` (installs it into target/wasmtime-cli), or \
+         `cargo install wasmtime-cli --version 48.0.8 --locked`, or set BONUS_WASMTIME=/path/to/wasmtime; \
+         set BONUS_SKIP_WASMTIME=1 to skip this check"
+    )
+}
+
+/// A `wasmtime serve` process on an ephemeral loopback port; killed on drop.
+pub struct WasmtimeServe {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl WasmtimeServe {
+    /// Starts `wasmtime serve -Scli WASM` and waits until it listens.
+    pub fn start(wasmtime: &Path, wasm: &Path) -> WasmtimeServe {
+        let mut child = Command::new(wasmtime)
+            .args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
+            .arg(wasm)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning wasmtime serve");
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let mut addr = None;
+        let found = wait_until(Duration::from_secs(300), || {
+            let log = output.lock().unwrap_or_else(|e| e.into_inner());
+            addr = log
+                .lines()
+                .find_map(|line| line.strip_prefix("Serving HTTP on "))
+                .map(|url| url.trim_end_matches('/').to_string());
+            addr.is_some()
+        });
+        let log = output.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match (found, addr) {
+            (true, Some(addr)) => WasmtimeServe { child, addr },
+            _ => {
+                let _ = child.kill();
+                panic!("wasmtime serve did not start:\n{log}");
+            }
+        }
+    }
+}
+
+impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
