@@ -102,6 +102,15 @@ pub enum TxError {
     /// A batch settles usage of a manifest no name was deployed with.
     #[error("unknown manifest in batch")]
     UnknownManifest,
+    /// Slashing evidence that does not prove an equivocation by a validator.
+    #[error("invalid slashing evidence: {0}")]
+    InvalidEvidence(&'static str),
+    /// The validator was slashed before.
+    #[error("validator {validator} was already slashed")]
+    AlreadySlashed {
+        /// The validator.
+        validator: PublicKey,
+    },
     /// A field is out of range (empty batch, zero amount…).
     #[error("malformed transaction: {0}")]
     Malformed(&'static str),

@@ -17,7 +17,9 @@
 //! - A batch id `(worker, sequence)` settles at most once.
 #![deny(missing_docs)]
 
+pub mod chain;
 mod error;
+pub mod evidence;
 mod state;
 pub mod tx;
 

@@ -69,6 +69,10 @@ pub struct State {
     usage: BTreeMap<(u64, ManifestId, PublicKey), (u64, u64)>,
     fee_pool: u64,
     minted: u64,
+    /// The consensus validator set, fixed at genesis.
+    validators: BTreeSet<PublicKey>,
+    /// Validators punished for equivocation (each at most once).
+    slashed: BTreeSet<PublicKey>,
 }
 
 impl State {
@@ -84,6 +88,32 @@ impl State {
             state.minted = state.minted.checked_add(*amount).ok_or(TxError::Overflow)?;
         }
         Ok(state)
+    }
+
+    /// Sets the consensus validator set (genesis only).
+    pub fn with_validators(mut self, validators: impl IntoIterator<Item = PublicKey>) -> State {
+        self.validators = validators.into_iter().collect();
+        self
+    }
+
+    /// The consensus validator set.
+    pub fn validators(&self) -> &BTreeSet<PublicKey> {
+        &self.validators
+    }
+
+    /// Whether a validator was slashed.
+    pub fn is_slashed(&self, validator: &PublicKey) -> bool {
+        self.slashed.contains(validator)
+    }
+
+    /// Every bound name, in order.
+    pub fn names(&self) -> impl Iterator<Item = (&String, &NameEntry)> {
+        self.names.iter()
+    }
+
+    /// Every registered node, in order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&PublicKey, &NodeEntry)> {
+        self.nodes.iter()
     }
 
     /// An account, if it exists.
@@ -179,6 +209,7 @@ impl State {
             TxBody::Attest(attestation) => self.attest(signer, attestation)?,
             TxBody::Stake { amount } => self.stake(signer, *amount)?,
             TxBody::Unstake { amount } => self.unstake(signer, *amount, height)?,
+            TxBody::Slash { evidence } => self.slash(evidence)?,
         }
         // Only a successful transaction consumes its nonce.
         self.accounts.entry(signer).or_default().nonce += 1;
@@ -470,8 +501,33 @@ impl State {
         Ok(())
     }
 
+    /// Anyone may submit evidence; the offender's whole stake (bonded and
+    /// unbonding) moves to the fee pool, so supply is conserved.
+    fn slash(&mut self, evidence: &[u8]) -> Result<(), TxError> {
+        let offender = crate::evidence::verify(evidence, &self.validators)
+            .map_err(TxError::InvalidEvidence)?;
+        if !self.slashed.insert(offender) {
+            return Err(TxError::AlreadySlashed {
+                validator: offender,
+            });
+        }
+        if let Some(account) = self.accounts.get_mut(&offender) {
+            let unbonding: u64 = account.unbonding.drain(..).map(|(amount, _)| amount).sum();
+            let taken = account.stake + unbonding;
+            account.stake = 0;
+            self.fee_pool += taken;
+        }
+        Ok(())
+    }
+
     /// Commitment to the whole state: BLAKE3 of its canonical encoding.
     pub fn root(&self) -> [u8; 32] {
+        *blake3::hash(&self.encode()).as_bytes()
+    }
+
+    /// The canonical encoding of the whole state (what [`State::root`]
+    /// hashes, and what the validator persists after every block).
+    pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(4096));
         w.len(self.accounts.len());
         for (key, a) in &self.accounts {
@@ -526,6 +582,103 @@ impl State {
         }
         w.u64(self.fee_pool);
         w.u64(self.minted);
-        *blake3::hash(&w.0).as_bytes()
+        w.len(self.validators.len());
+        for key in &self.validators {
+            w.bytes(key.as_bytes());
+        }
+        w.len(self.slashed.len());
+        for key in &self.slashed {
+            w.bytes(key.as_bytes());
+        }
+        w.0
+    }
+
+    /// Decodes [`State::encode`]'s output (from our own disk; still checked).
+    pub fn decode(bytes: &[u8]) -> Result<State, crate::tx::DecodeError> {
+        use crate::tx::DecodeError;
+        let mut r = crate::tx::Reader(bytes);
+        let mut state = State::default();
+        for _ in 0..r.count(56)? {
+            let key = r.key()?;
+            let balance = r.u64()?;
+            let nonce = r.u64()?;
+            let stake = r.u64()?;
+            let mut unbonding = Vec::new();
+            for _ in 0..r.count(16)? {
+                unbonding.push((r.u64()?, r.u64()?));
+            }
+            state.accounts.insert(
+                key,
+                Account {
+                    balance,
+                    nonce,
+                    stake,
+                    unbonding,
+                },
+            );
+        }
+        for _ in 0..r.count(66)? {
+            let name = r.str()?;
+            let owner = r.key()?;
+            let manifest_id = r.manifest()?;
+            let unpaid = r.u8()? != 0;
+            let mut traffic = Vec::new();
+            for _ in 0..r.count(36)? {
+                traffic.push((r.manifest()?, r.u32()?));
+            }
+            state.names.insert(
+                name,
+                NameEntry {
+                    owner,
+                    manifest_id,
+                    unpaid,
+                    traffic,
+                },
+            );
+        }
+        for _ in 0..r.count(41)? {
+            let m = r.manifest()?;
+            let name = r.str()?;
+            state.manifests.insert(m, (name, r.u64()?));
+        }
+        for _ in 0..r.count(43)? {
+            let key = r.key()?;
+            let role = match r.u8()? {
+                0 => NodeRole::Worker,
+                1 => NodeRole::Router,
+                _ => return Err(DecodeError::Malformed("unknown node role")),
+            };
+            let endpoint = r.str()?;
+            let region = r.str()?;
+            let price_per_million_fuel = r.u64()?;
+            state.nodes.insert(
+                key,
+                NodeEntry {
+                    role,
+                    endpoint,
+                    region,
+                    price_per_million_fuel,
+                },
+            );
+        }
+        for _ in 0..r.count(40)? {
+            state.settled_batches.insert((r.key()?, r.u64()?));
+        }
+        for _ in 0..r.count(88)? {
+            let key = (r.u64()?, r.manifest()?, r.key()?);
+            state.usage.insert(key, (r.u64()?, r.u64()?));
+        }
+        state.fee_pool = r.u64()?;
+        state.minted = r.u64()?;
+        for _ in 0..r.count(32)? {
+            state.validators.insert(r.key()?);
+        }
+        for _ in 0..r.count(32)? {
+            state.slashed.insert(r.key()?);
+        }
+        if !r.0.is_empty() {
+            return Err(DecodeError::Trailing);
+        }
+        Ok(state)
     }
 }

@@ -420,3 +420,138 @@ fn the_same_transactions_give_the_same_root() {
     other.attest(1, 99);
     assert_ne!(run(), other.state.root());
 }
+
+/// Every kind of transaction, for codec tests.
+fn every_kind(net: &Net) -> Vec<SignedTx> {
+    let bodies = vec![
+        TxBody::Transfer {
+            to: net.bob.public(),
+            amount: 5,
+        },
+        TxBody::Deploy {
+            name: "hello".into(),
+            manifest_id: manifest(1),
+            fuel_per_invocation_max: FUEL_MAX,
+        },
+        TxBody::SetTraffic {
+            name: "hello".into(),
+            splits: vec![(manifest(1), 90), (manifest(2), 10)],
+        },
+        TxBody::RegisterNode {
+            role: NodeRole::Router,
+            endpoint: "127.0.0.1:1".into(),
+            region: "eu".into(),
+            price_per_million_fuel: 7,
+            stake: 3,
+        },
+        net.batch(1, 2, 3, 4),
+        TxBody::Attest(Attestation {
+            period: 2,
+            counts: vec![(manifest(1), net.worker.public(), 3)],
+        }),
+        TxBody::Stake { amount: 1 },
+        TxBody::Unstake { amount: 1 },
+        TxBody::Slash {
+            evidence: vec![0, 1, 2],
+        },
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| SignedTx::sign(&net.alice, i as u64, body))
+        .collect()
+}
+
+#[test]
+fn transactions_decode_to_themselves_and_garbage_is_rejected() {
+    let net = Net::new();
+    for tx in every_kind(&net) {
+        let bytes = tx.encode();
+        assert_eq!(SignedTx::decode(&bytes).as_ref(), Ok(&tx));
+        // Every strict prefix is truncated, never a panic or a different tx.
+        for cut in 0..bytes.len() {
+            assert!(
+                SignedTx::decode(&bytes[..cut]).is_err(),
+                "prefix {cut} decoded"
+            );
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(SignedTx::decode(&trailing).is_err());
+    }
+    // A count claiming more items than bytes left cannot make us allocate.
+    let mut hostile = SignedTx::sign(
+        &net.alice,
+        0,
+        TxBody::SetTraffic {
+            name: "x".into(),
+            splits: vec![],
+        },
+    )
+    .encode();
+    let count_at = 32 + 8 + 1 + 2;
+    hostile[count_at] = 0xff;
+    hostile.splice(count_at + 1..count_at + 1, [0xff, 0xff, 0xff, 0x0f]);
+    assert!(SignedTx::decode(&hostile).is_err());
+    assert!(SignedTx::decode(&vec![0; crate::tx::MAX_TX_BYTES + 1]).is_err());
+}
+
+#[test]
+fn state_encoding_round_trips_with_its_root() {
+    let mut net = Net::new().with_function();
+    net.attest(1, 10);
+    let batch = net.batch(1, 1, 10, 1_000);
+    net.run(&net.worker.clone_key(), batch).expect("settles");
+    net.run(&net.alice.clone_key(), TxBody::Stake { amount: 100 })
+        .expect("stakes");
+    let state = net.state.clone().with_validators([net.bob.public()]);
+    let decoded = State::decode(&state.encode()).expect("decodes");
+    assert_eq!(decoded, state);
+    assert_eq!(decoded.root(), state.root());
+    assert!(State::decode(&state.encode()[1..]).is_err());
+}
+
+#[test]
+fn forged_slashing_evidence_is_rejected_and_changes_nothing() {
+    let mut net = Net::new();
+    net.state = net.state.clone().with_validators([net.bob.public()]);
+    for evidence in [vec![], vec![0], vec![9, 1, 2], vec![0; 300]] {
+        let err = net
+            .run(&net.alice.clone_key(), TxBody::Slash { evidence })
+            .expect_err("garbage evidence");
+        assert!(matches!(err, TxError::InvalidEvidence(_)), "{err}");
+    }
+}
+
+#[test]
+fn the_chain_store_commits_blocks_atomically_and_reopens() {
+    use crate::chain::{Block, ChainStore};
+    let dir = std::env::temp_dir().join(format!("bonus-ledger-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("chain.redb");
+    let net = Net::new();
+    let block = Block {
+        parent: Block::genesis(net.state.root()).parent,
+        height: 1,
+        state_root: net.state.root(),
+        txs: every_kind(&net),
+    };
+    {
+        let store = ChainStore::open(&path).expect("open");
+        assert!(store.applied().expect("read").is_none());
+        store
+            .commit(&block, Some(b"certificate"), &net.state)
+            .expect("commit");
+    }
+    let store = ChainStore::open(&path).expect("reopen");
+    let applied = store.applied().expect("read").expect("one block");
+    assert_eq!(applied.height, 1);
+    assert_eq!(applied.block, block);
+    assert_eq!(applied.state, net.state);
+    assert_eq!(
+        store.certificate(1).expect("read").as_deref(),
+        Some(&b"certificate"[..])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -106,6 +106,13 @@ pub enum TxBody {
         /// Amount.
         amount: u64,
     },
+    /// Punish a validator that signed two conflicting consensus messages.
+    /// `evidence` is the consensus engine's own encoding of the conflicting
+    /// pair (see [`crate::evidence`]); every validator verifies it.
+    Slash {
+        /// Encoded evidence.
+        evidence: Vec<u8>,
+    },
 }
 
 /// A signed transaction. Signature validity is checked by the state
@@ -237,8 +244,213 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
             w.u8(7);
             w.u64(*amount);
         }
+        TxBody::Slash { evidence } => {
+            w.u8(8);
+            w.len(evidence.len());
+            w.bytes(evidence);
+        }
     }
     w.0
+}
+
+/// Largest encoded transaction accepted from the network.
+pub const MAX_TX_BYTES: usize = 64 * 1024;
+
+/// Why bytes are not a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended early.
+    #[error("truncated transaction")]
+    Truncated,
+    /// Bytes remained after the transaction.
+    #[error("trailing bytes after transaction")]
+    Trailing,
+    /// Larger than [`MAX_TX_BYTES`], or a length beyond what remains.
+    #[error("transaction too large")]
+    TooLarge,
+    /// An unknown tag, a non-canonical varint, invalid UTF-8 or an invalid key.
+    #[error("malformed transaction: {0}")]
+    Malformed(&'static str),
+}
+
+impl SignedTx {
+    /// Decodes the canonical encoding; anything else (including a valid
+    /// transaction followed by more bytes) is an error. The signature is
+    /// not checked here: the state machine does that.
+    pub fn decode(bytes: &[u8]) -> Result<SignedTx, DecodeError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(DecodeError::TooLarge);
+        }
+        let mut r = Reader(bytes);
+        let tx = r.tx()?;
+        if !r.0.is_empty() {
+            return Err(DecodeError::Trailing);
+        }
+        // Lengths are varints: re-encoding proves the input was canonical.
+        if tx.encode() != bytes {
+            return Err(DecodeError::Malformed("non-canonical encoding"));
+        }
+        Ok(tx)
+    }
+}
+
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let mut value: u64 = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                let len = usize::try_from(value).map_err(|_| DecodeError::TooLarge)?;
+                if len > self.0.len() {
+                    return Err(DecodeError::TooLarge);
+                }
+                return Ok(len);
+            }
+        }
+        Err(DecodeError::Malformed("varint too long"))
+    }
+    pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
+        let len = self.len()?;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Malformed("invalid UTF-8"))
+    }
+    pub(crate) fn key(&mut self) -> Result<PublicKey, DecodeError> {
+        PublicKey::from_bytes(self.array()?)
+            .map_err(|_| DecodeError::Malformed("invalid public key"))
+    }
+    pub(crate) fn manifest(&mut self) -> Result<ManifestId, DecodeError> {
+        Ok(ManifestId::from_bytes(self.array()?))
+    }
+    pub(crate) fn count(&mut self, item_bytes: usize) -> Result<usize, DecodeError> {
+        // A count is bounded by the bytes left, so a hostile length cannot
+        // make us allocate more than the input.
+        let n = self.len_unchecked()?;
+        if n.saturating_mul(item_bytes) > self.0.len() {
+            return Err(DecodeError::TooLarge);
+        }
+        Ok(n)
+    }
+    fn len_unchecked(&mut self) -> Result<usize, DecodeError> {
+        let mut value: u64 = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return usize::try_from(value).map_err(|_| DecodeError::TooLarge);
+            }
+        }
+        Err(DecodeError::Malformed("varint too long"))
+    }
+    fn tx(&mut self) -> Result<SignedTx, DecodeError> {
+        let signer = self.key()?;
+        let nonce = self.u64()?;
+        let body = match self.u8()? {
+            0 => TxBody::Transfer {
+                to: self.key()?,
+                amount: self.u64()?,
+            },
+            1 => TxBody::Deploy {
+                name: self.str()?,
+                manifest_id: self.manifest()?,
+                fuel_per_invocation_max: self.u64()?,
+            },
+            2 => {
+                let name = self.str()?;
+                let n = self.count(36)?;
+                let mut splits = Vec::with_capacity(n);
+                for _ in 0..n {
+                    splits.push((self.manifest()?, self.u32()?));
+                }
+                TxBody::SetTraffic { name, splits }
+            }
+            3 => TxBody::RegisterNode {
+                role: match self.u8()? {
+                    0 => NodeRole::Worker,
+                    1 => NodeRole::Router,
+                    _ => return Err(DecodeError::Malformed("unknown node role")),
+                },
+                endpoint: self.str()?,
+                region: self.str()?,
+                price_per_million_fuel: self.u64()?,
+                stake: self.u64()?,
+            },
+            4 => {
+                let sequence = self.u64()?;
+                let period = self.u64()?;
+                let n = self.count(80)?;
+                let mut aggregates = Vec::with_capacity(n);
+                for _ in 0..n {
+                    aggregates.push(Aggregate {
+                        manifest_id: self.manifest()?,
+                        payer: self.key()?,
+                        invocations: self.u64()?,
+                        fuel: self.u64()?,
+                    });
+                }
+                TxBody::Settle(SettleBatch {
+                    sequence,
+                    period,
+                    aggregates,
+                    receipts_root: self.array()?,
+                })
+            }
+            5 => {
+                let period = self.u64()?;
+                let n = self.count(72)?;
+                let mut counts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    counts.push((self.manifest()?, self.key()?, self.u64()?));
+                }
+                TxBody::Attest(Attestation { period, counts })
+            }
+            6 => TxBody::Stake {
+                amount: self.u64()?,
+            },
+            7 => TxBody::Unstake {
+                amount: self.u64()?,
+            },
+            8 => {
+                let len = self.len()?;
+                TxBody::Slash {
+                    evidence: self.take(len)?.to_vec(),
+                }
+            }
+            _ => return Err(DecodeError::Malformed("unknown transaction kind")),
+        };
+        let signature = Signature::from_bytes(self.array()?);
+        Ok(SignedTx {
+            signer,
+            nonce,
+            body,
+            signature,
+        })
+    }
 }
 
 /// Canonical writer over `commonware-codec`, the project's one codec:

@@ -1,0 +1,376 @@
+//! The replicated chain: blocks of transactions ordered by commonware
+//! simplex, disseminated and backfilled by commonware marshal, applied to
+//! [`State`] strictly in height order and persisted in redb.
+//!
+//! Execution is speculative before finality and authoritative after it: a
+//! proposer (and every verifier) applies a block's transactions to its
+//! parent's state and checks the root the block commits to; only finalized
+//! blocks, delivered in order by marshal, change the durable state.
+
+pub mod block;
+pub mod store;
+mod validator;
+
+pub use block::{Block, Digest, MAX_BLOCK_BYTES, MAX_TXS_PER_BLOCK};
+pub use store::{ChainStore, StoreError};
+pub use validator::{
+    Byzantine, Channels, Handles, NAMESPACE, Scheme, Timeouts, ValidatorConfig, consensus_key,
+    consensus_public, max_message_size, start,
+};
+
+use crate::tx::{DecodeError, SignedTx};
+use crate::{State, TxError};
+use bonus_ids::PublicKey;
+use commonware_cryptography::{Digested, Digestible as _};
+use futures::{Stream, StreamExt as _};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Most transactions waiting in one validator's mempool.
+pub const MEMPOOL_MAX: usize = 100_000;
+
+/// Why a submitted transaction was not accepted into the mempool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The bytes are not a transaction.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The signature does not verify.
+    #[error("bad signature from {0}")]
+    BadSignature(PublicKey),
+    /// The nonce was already used by a finalized transaction.
+    #[error("nonce {got} already used by {signer} (next is {next})")]
+    StaleNonce {
+        /// Signer.
+        signer: PublicKey,
+        /// The transaction's nonce.
+        got: u64,
+        /// The account's next nonce.
+        next: u64,
+    },
+    /// The mempool is full; retry later.
+    #[error("mempool full ({MEMPOOL_MAX} transactions); retry later")]
+    Full,
+}
+
+/// What a transaction's status is, as far as this validator knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Waiting in this validator's mempool.
+    Pending,
+    /// Finalized at this height.
+    Finalized(u64),
+    /// Neither (never seen, or dropped because it no longer applies).
+    Unknown,
+}
+
+struct Inner {
+    /// The state after the last applied (finalized) block.
+    state: Arc<State>,
+    height: u64,
+    digest: Digest,
+    /// States after blocks verified or proposed but not yet finalized,
+    /// keyed by block digest (and the applied tip's).
+    speculative: HashMap<Digest, (u64, Arc<State>)>,
+    /// Waiting transactions, by (signer, nonce): iteration order is a
+    /// valid execution order per signer.
+    mempool: BTreeMap<(PublicKey, u64), SignedTx>,
+    /// Finalized transaction ids (recent ones) → height.
+    finalized_txs: HashMap<[u8; 32], u64>,
+}
+
+/// One validator's view of the chain: the applied state, speculative
+/// states of unfinalized blocks, the mempool, and the durable store.
+pub struct Chain {
+    inner: Mutex<Inner>,
+    store: ChainStore,
+    genesis: Block,
+    applied: tokio::sync::watch::Sender<u64>,
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+impl Chain {
+    /// Opens the chain: resumes from the store's last applied block, or
+    /// starts from `genesis_state`.
+    pub fn open(store: ChainStore, genesis_state: State) -> Result<Arc<Chain>, StoreError> {
+        let genesis = Block::genesis(genesis_state.root());
+        let (state, height, digest) = match store.applied()? {
+            Some(applied) => (applied.state, applied.height, applied.block.digest()),
+            None => (genesis_state, 0, genesis.digest()),
+        };
+        let state = Arc::new(state);
+        let mut speculative = HashMap::new();
+        speculative.insert(digest, (height, state.clone()));
+        let (applied, _) = tokio::sync::watch::channel(height);
+        Ok(Arc::new(Chain {
+            inner: Mutex::new(Inner {
+                state,
+                height,
+                digest,
+                speculative,
+                mempool: BTreeMap::new(),
+                finalized_txs: HashMap::new(),
+            }),
+            store,
+            genesis,
+            applied,
+            rejected: Default::default(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock already stopped the validator.
+        self.inner.lock().expect("chain lock poisoned")
+    }
+
+    /// The genesis block (height 0) marshal starts from.
+    pub fn genesis(&self) -> &Block {
+        &self.genesis
+    }
+
+    /// Height of the last applied (finalized) block.
+    pub fn height(&self) -> u64 {
+        self.lock().height
+    }
+
+    /// Waits for height changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// The state after the last applied block.
+    pub fn state(&self) -> Arc<State> {
+        self.lock().state.clone()
+    }
+
+    /// The durable store (blocks and certificates by height).
+    pub fn store(&self) -> &ChainStore {
+        &self.store
+    }
+
+    /// Accepts a transaction into the mempool after decoding it and
+    /// checking its signature and nonce against the finalized state.
+    pub fn submit(&self, bytes: &[u8]) -> Result<[u8; 32], SubmitError> {
+        let tx = SignedTx::decode(bytes)?;
+        self.submit_tx(tx)
+    }
+
+    /// [`Chain::submit`] for a decoded transaction.
+    pub fn submit_tx(&self, tx: SignedTx) -> Result<[u8; 32], SubmitError> {
+        if !tx.verify() {
+            return Err(SubmitError::BadSignature(tx.signer));
+        }
+        let mut inner = self.lock();
+        let next = inner.state.account(&tx.signer).map_or(0, |a| a.nonce);
+        if tx.nonce < next {
+            return Err(SubmitError::StaleNonce {
+                signer: tx.signer,
+                got: tx.nonce,
+                next,
+            });
+        }
+        if inner.mempool.len() >= MEMPOOL_MAX {
+            return Err(SubmitError::Full);
+        }
+        let id = tx.id();
+        inner.mempool.insert((tx.signer, tx.nonce), tx);
+        Ok(id)
+    }
+
+    /// Where a transaction is.
+    pub fn status(&self, id: &[u8; 32]) -> TxStatus {
+        let inner = self.lock();
+        if let Some(height) = inner.finalized_txs.get(id) {
+            return TxStatus::Finalized(*height);
+        }
+        if inner.mempool.values().any(|tx| &tx.id() == id) {
+            return TxStatus::Pending;
+        }
+        TxStatus::Unknown
+    }
+
+    /// The nonce a new transaction from `signer` should use: after the
+    /// finalized state and anything of theirs already waiting here.
+    pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
+        let inner = self.lock();
+        let finalized = inner.state.account(signer).map_or(0, |a| a.nonce);
+        inner
+            .mempool
+            .range((*signer, 0)..=(*signer, u64::MAX))
+            .map(|((_, nonce), _)| nonce + 1)
+            .max()
+            .map_or(finalized, |pending| pending.max(finalized))
+    }
+
+    /// Proposals this validator refused to vote for (invalid blocks).
+    pub fn rejected_blocks(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waiting transactions.
+    pub fn mempool_len(&self) -> usize {
+        self.lock().mempool.len()
+    }
+
+    /// Builds a block on `parent`: mempool transactions that apply cleanly
+    /// to the parent's state, in (signer, nonce) order, within the block
+    /// limits.
+    fn build(&self, parent: &Digested<Block>, parent_state: &State) -> (Block, Arc<State>) {
+        let height = parent.inner().height + 1;
+        let candidates: Vec<SignedTx> = self.lock().mempool.values().cloned().collect();
+        let mut state = parent_state.clone();
+        let mut txs = Vec::new();
+        let mut dead = Vec::new();
+        let mut bytes = 128;
+        for tx in candidates {
+            if txs.len() >= MAX_TXS_PER_BLOCK {
+                break;
+            }
+            let size = tx.encode().len() + 5;
+            if bytes + size > MAX_BLOCK_BYTES {
+                break;
+            }
+            match state.apply(&tx, height) {
+                Ok(()) => {
+                    bytes += size;
+                    txs.push(tx);
+                }
+                // Its turn came and it does not apply: it never will on
+                // this chain (the same transaction, same state).
+                Err(TxError::WrongNonce { .. }) => {}
+                Err(_) => dead.push((tx.signer, tx.nonce)),
+            }
+        }
+        if !dead.is_empty() {
+            let mut inner = self.lock();
+            for key in dead {
+                inner.mempool.remove(&key);
+            }
+        }
+        state.end_block(height);
+        let block = Block {
+            parent: parent.digest(),
+            height,
+            state_root: state.root(),
+            txs,
+        };
+        (block, Arc::new(state))
+    }
+
+    /// Re-executes `block` on its parent's state; the resulting state if
+    /// every transaction applies and the root matches.
+    fn execute(block: &Block, parent_state: &State) -> Result<State, BlockError> {
+        if block.txs.len() > MAX_TXS_PER_BLOCK {
+            return Err(BlockError::TooManyTxs);
+        }
+        let mut state = parent_state.clone();
+        for (index, tx) in block.txs.iter().enumerate() {
+            state
+                .apply(tx, block.height)
+                .map_err(|error| BlockError::Tx { index, error })?;
+        }
+        state.end_block(block.height);
+        if state.root() != block.state_root {
+            return Err(BlockError::StateRoot);
+        }
+        Ok(state)
+    }
+
+    /// The state after `parent`, replaying unknown ancestors from
+    /// `ancestors` (parent's parent first) back to one whose state we hold.
+    async fn state_after(
+        &self,
+        parent: &Digested<Block>,
+        mut ancestors: impl Stream<Item = Digested<Block>> + Unpin,
+    ) -> Option<Arc<State>> {
+        if let Some((_, state)) = self.lock().speculative.get(&parent.digest()) {
+            return Some(state.clone());
+        }
+        let mut chain = vec![parent.clone()];
+        let base = loop {
+            let ancestor = ancestors.next().await?;
+            if let Some((_, state)) = self.lock().speculative.get(&ancestor.digest()) {
+                break state.clone();
+            }
+            if ancestor.inner().height <= self.height() {
+                // Below our applied tip and not on our chain: not buildable.
+                return None;
+            }
+            chain.push(ancestor);
+        };
+        let mut state = base;
+        for block in chain.iter().rev() {
+            let next = Self::execute(block.inner(), &state).ok()?;
+            state = Arc::new(next);
+            self.lock()
+                .speculative
+                .insert(block.digest(), (block.inner().height, state.clone()));
+        }
+        Some(state)
+    }
+
+    /// Applies a finalized block (marshal delivers them in height order,
+    /// at least once), persists it with its certificate, and prunes.
+    fn apply_finalized(&self, block: &Digested<Block>, certificate: Option<Vec<u8>>) {
+        let digest = block.digest();
+        let block = block.inner();
+        let (parent_height, parent_digest, cached, parent_state) = {
+            let inner = self.lock();
+            (
+                inner.height,
+                inner.digest,
+                inner.speculative.get(&digest).map(|(_, s)| s.clone()),
+                inner.state.clone(),
+            )
+        };
+        if block.height <= parent_height {
+            return; // Redelivery after a restart.
+        }
+        assert_eq!(
+            (block.height, block.parent),
+            (parent_height + 1, parent_digest),
+            "marshal delivered a finalized block out of order"
+        );
+        let state = match cached {
+            Some(state) => state,
+            None => Arc::new(
+                Self::execute(block, &parent_state)
+                    .expect("a finalized block is invalid: more than f validators are faulty"),
+            ),
+        };
+        // A validator that cannot persist must stop rather than vote on.
+        self.store
+            .commit(block, certificate.as_deref(), &state)
+            .expect("cannot persist a finalized block");
+        let mut inner = self.lock();
+        inner.state = state.clone();
+        inner.height = block.height;
+        inner.digest = digest;
+        let height = block.height;
+        inner.speculative.retain(|_, (h, _)| *h > height);
+        inner.speculative.insert(digest, (height, state.clone()));
+        for tx in &block.txs {
+            inner.finalized_txs.insert(tx.id(), height);
+        }
+        if inner.finalized_txs.len() > 1_000_000 {
+            inner.finalized_txs.clear();
+        }
+        inner
+            .mempool
+            .retain(|(signer, nonce), _| *nonce >= state.account(signer).map_or(0, |a| a.nonce));
+        drop(inner);
+        self.applied.send_replace(height);
+    }
+}
+
+/// Why a proposed block is invalid.
+#[derive(Debug, thiserror::Error)]
+enum BlockError {
+    #[error("too many transactions")]
+    TooManyTxs,
+    #[error("transaction {index} does not apply: {error}")]
+    Tx { index: usize, error: TxError },
+    #[error("state root mismatch")]
+    StateRoot,
+}

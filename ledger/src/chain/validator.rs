@@ -1,0 +1,456 @@
+//! Wires one validator: simplex (votes, certificates), marshal (ordered
+//! finalized blocks with backfill) over `broadcast::buffered` and the
+//! resolver, the ledger application, and the finalizer that applies and
+//! persists blocks. Generic over the runtime and the p2p network, so the
+//! same code runs in the deterministic simulator and over TCP.
+
+use super::Chain;
+use super::block::{Block, Digest, MAX_BLOCK_BYTES};
+use crate::tx::{SignedTx, TxBody};
+use bonus_ids::SecretKey;
+use commonware_broadcast::buffered;
+use commonware_codec::Encode as _;
+use commonware_consensus::{
+    Application, Reporter,
+    marshal::{
+        self, Config as MarshalConfig, Start, Update,
+        ancestry::Ancestry,
+        core::Actor,
+        resolver::p2p as marshal_resolver,
+        standard::{Inline, Standard},
+    },
+    simplex::{
+        self,
+        config::{ForwardPolicy, SkipBudget, SkipPolicy},
+        elector::RoundRobin,
+        scheme::ed25519 as scheme,
+        types::{Activity, Context},
+    },
+    types::{Epoch, FixedEpocher, Height, ViewDelta},
+};
+use commonware_cryptography::{Digested, Sha256, certificate::ConstantProvider, ed25519};
+use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
+use commonware_storage::archive::immutable;
+use commonware_utils::{Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize};
+use futures::StreamExt as _;
+use rand_core::CryptoRng;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Consensus namespace: signatures from another network never verify here.
+pub const NAMESPACE: &[u8] = b"bonus-ledger-v1";
+
+/// The signing scheme (ed25519 attestations; certificates list signers).
+pub type Scheme = scheme::Scheme;
+
+/// Misbehavior to inject, for tests of safety under Byzantine validators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// Proposes blocks whose state root is wrong.
+    InvalidBlocks,
+}
+
+/// Consensus timers.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// How long to wait for the leader's proposal.
+    pub leader: Duration,
+    /// How long to wait for a notarization before voting to skip.
+    pub certification: Duration,
+    /// Re-broadcast period of a timed-out view's votes.
+    pub retry: Duration,
+}
+
+impl Timeouts {
+    /// For loopback and LAN networks.
+    pub const LOCAL: Timeouts = Timeouts {
+        leader: Duration::from_millis(1_000),
+        certification: Duration::from_millis(2_000),
+        retry: Duration::from_millis(1_000),
+    };
+}
+
+/// One validator's configuration.
+pub struct ValidatorConfig {
+    /// Its ed25519 key: consensus votes and Slash transactions.
+    pub key: SecretKey,
+    /// Every validator's consensus key (the genesis set).
+    pub validators: Vec<ed25519::PublicKey>,
+    /// Prefix of the runtime storage partitions (marshal archives, votes).
+    pub partition: String,
+    /// Timers.
+    pub timeouts: Timeouts,
+    /// Injected misbehavior (tests only).
+    pub byzantine: Option<Byzantine>,
+}
+
+/// The p2p channels a validator needs: votes, certificates and
+/// simplex's resolver; marshal's backfill and block broadcast.
+pub struct Channels<S, R> {
+    /// Simplex votes.
+    pub votes: (S, R),
+    /// Simplex certificates.
+    pub certificates: (S, R),
+    /// Simplex certificate fetches.
+    pub resolver: (S, R),
+    /// Marshal backfill.
+    pub backfill: (S, R),
+    /// Block broadcast.
+    pub blocks: (S, R),
+}
+
+/// The running validator's tasks.
+pub struct Handles {
+    /// Simplex.
+    pub consensus: Handle<()>,
+    /// Marshal.
+    pub marshal: Handle<()>,
+    /// The finalizer (applies and persists blocks).
+    pub finalizer: Handle<()>,
+}
+
+/// Converts our key to commonware's (the same ed25519 seed).
+pub fn consensus_key(key: &SecretKey) -> ed25519::PrivateKey {
+    use commonware_codec::DecodeExt as _;
+    ed25519::PrivateKey::decode(key.seed().to_vec()).expect("a 32-byte seed is a valid key")
+}
+
+/// Converts a bonus public key to commonware's.
+pub fn consensus_public(key: &bonus_ids::PublicKey) -> ed25519::PublicKey {
+    use commonware_codec::DecodeExt as _;
+    ed25519::PublicKey::decode(key.as_bytes().to_vec()).expect("a valid ed25519 public key decodes")
+}
+
+/// Starts a validator on `context` with the given channels.
+pub async fn start<E, S, R, P, B>(
+    context: E,
+    config: ValidatorConfig,
+    chain: Arc<Chain>,
+    channels: Channels<S, R>,
+    peers: P,
+    blocker: B,
+) -> Handles
+where
+    E: CryptoRng + Spawner + Metrics + Clock + Storage,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+    P: Provider<PublicKey = ed25519::PublicKey>,
+    B: Blocker<PublicKey = ed25519::PublicKey>,
+{
+    let signer = consensus_key(&config.key);
+    let public = commonware_cryptography::Signer::public_key(&signer);
+    let participants = commonware_utils::ordered::Set::try_from(config.validators.clone())
+        .expect("validators are distinct");
+    let scheme =
+        Scheme::signer(NAMESPACE, participants, signer).expect("a validator is in the set");
+    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
+    let mailbox_size = NZUsize!(1024);
+
+    // Marshal's backfill resolver and block broadcast.
+    let resolver = marshal_resolver::init(
+        context.child("marshal_resolver"),
+        marshal_resolver::Config {
+            public_key: public.clone(),
+            peer_provider: peers.clone(),
+            blocker: blocker.clone(),
+            mailbox_size,
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        channels.backfill,
+    );
+    let (broadcast, buffer) = buffered::Engine::new(
+        context.child("broadcast"),
+        buffered::Config {
+            public_key: public.clone(),
+            mailbox_size,
+            deque_size: 16,
+            priority: false,
+            codec_config: (),
+            peer_provider: peers.clone(),
+            strategy: Sequential,
+        },
+    );
+    broadcast.start(channels.blocks);
+
+    let prefix = config.partition.clone();
+    let finalizations = immutable::Archive::init(
+        context.child("finalizations"),
+        archive_config(&prefix, "finalizations", &page_cache, <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded()),
+    )
+    .await
+    .expect("cannot open the finalizations archive");
+    let blocks = immutable::Archive::init(
+        context.child("blocks"),
+        archive_config(&prefix, "blocks", &page_cache, ()),
+    )
+    .await
+    .expect("cannot open the blocks archive");
+
+    // The epoch never changes: the validator set is fixed at genesis.
+    let epocher = FixedEpocher::new(NZU64!(u64::MAX / 2));
+    let (actor, marshal, _floor) = Actor::init(
+        context.child("marshal"),
+        finalizations,
+        blocks,
+        MarshalConfig {
+            provider: ConstantProvider::new(scheme.clone()),
+            epocher: epocher.clone(),
+            start: Start::Genesis(Digested::precomputed(
+                chain.genesis().clone(),
+                commonware_cryptography::Digestible::digest(chain.genesis()),
+            )),
+            mailbox_size,
+            view_retention: ViewDelta::new(64),
+            max_repair: NZUsize!(64),
+            max_pending_acks: NZUsize!(16),
+            block_codec_config: (),
+            partition_prefix: format!("{prefix}-marshal"),
+            prunable_items_per_section: NZU64!(64),
+            replay_buffer: NZUsize!(64 * 1024),
+            key_write_buffer: NZUsize!(64 * 1024),
+            value_write_buffer: NZUsize!(64 * 1024),
+            page_cache: page_cache.clone(),
+            strategy: Sequential,
+        },
+    )
+    .await;
+
+    // Finalized blocks: marshal → channel → finalizer (which needs the
+    // marshal mailbox for each block's certificate).
+    let (finalized_tx, mut finalized_rx) = futures::channel::mpsc::unbounded();
+    let marshal_handle = actor.start(Finalized(finalized_tx), buffer, resolver);
+    let finalizer = {
+        let chain = chain.clone();
+        let marshal = marshal.clone();
+        context.child("finalizer").spawn(move |_| async move {
+            while let Some((block, ack)) = finalized_rx.next().await {
+                let block: Digested<Block> = block;
+                let ack: commonware_utils::acknowledgement::Exact = ack;
+                let certificate = marshal
+                    .get_finalization(Height::new(block.inner().height))
+                    .await
+                    .map(|f| f.encode().to_vec());
+                chain.apply_finalized(&block, certificate);
+                ack.acknowledge();
+            }
+        })
+    };
+
+    let app = LedgerApp {
+        chain: chain.clone(),
+        byzantine: config.byzantine,
+    };
+    let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher);
+    let reporter = EvidenceReporter {
+        inner: inline.clone(),
+        chain: chain.clone(),
+        key: Arc::new(config.key),
+    };
+    let engine = simplex::Engine::new(
+        context.child("consensus"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: inline.clone(),
+            relay: inline,
+            reporter,
+            strategy: Sequential,
+            partition: format!("{prefix}-consensus"),
+            mailbox_size,
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(commonware_cryptography::Digestible::digest(
+                chain.genesis(),
+            )),
+            replay_buffer: NZUsize!(64 * 1024),
+            write_buffer: NZUsize!(64 * 1024),
+            page_cache,
+            leader_timeout: config.timeouts.leader,
+            certification_timeout: config.timeouts.certification,
+            timeout_retry: config.timeouts.retry,
+            view_retention: ViewDelta::new(64),
+            skip: SkipPolicy::Enabled {
+                timeout: config.timeouts.certification * 3,
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::Disabled,
+            track_historical_votes: false,
+        },
+    );
+    let consensus = engine.start(channels.votes, channels.certificates, channels.resolver);
+    info!(validator = %public, height = chain.height(), "validator started");
+    Handles {
+        consensus,
+        marshal: marshal_handle,
+        finalizer,
+    }
+}
+
+fn archive_config<C>(
+    prefix: &str,
+    name: &str,
+    page_cache: &CacheRef,
+    codec_config: C,
+) -> immutable::Config<C> {
+    immutable::Config {
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
+        freezer_table_initial_size: 1024,
+        freezer_table_resize_frequency: 4,
+        freezer_table_resize_chunk_size: 256,
+        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
+        freezer_key_page_cache: page_cache.clone(),
+        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
+        freezer_value_target_size: 1024 * 1024,
+        freezer_value_compression: None,
+        ordinal_partition: format!("{prefix}-{name}-ordinal"),
+        items_per_section: NZU64!(1024),
+        codec_config,
+        replay_buffer: NZUsize!(64 * 1024),
+        freezer_key_write_buffer: NZUsize!(64 * 1024),
+        freezer_value_write_buffer: NZUsize!(64 * 1024),
+        ordinal_write_buffer: NZUsize!(64 * 1024),
+    }
+}
+
+/// Largest p2p message the validator's channels must admit.
+pub fn max_message_size() -> u32 {
+    (MAX_BLOCK_BYTES + 64 * 1024) as u32
+}
+
+/// Hands marshal's finalized blocks to the finalizer task.
+#[derive(Clone)]
+struct Finalized(
+    futures::channel::mpsc::UnboundedSender<(
+        Digested<Block>,
+        commonware_utils::acknowledgement::Exact,
+    )>,
+);
+
+impl Reporter for Finalized {
+    type Activity = Update<Block>;
+
+    fn report(&mut self, activity: Update<Block>) -> commonware_actor::Feedback {
+        if let Update::Block(block, ack) = activity {
+            // If the finalizer is gone the validator is stopping; dropping
+            // the ack stops marshal too, which is what we want.
+            let _ = self.0.unbounded_send((block, ack));
+        }
+        commonware_actor::Feedback::Ok
+    }
+}
+
+/// The ledger as a marshal application: proposes blocks from the mempool
+/// and verifies proposals by re-executing them.
+#[derive(Clone)]
+struct LedgerApp {
+    chain: Arc<Chain>,
+    byzantine: Option<Byzantine>,
+}
+
+impl<E: Send + 'static> Application<E> for LedgerApp {
+    type SigningScheme = Scheme;
+    type Context = Context<Digest, ed25519::PublicKey>;
+    type Block = Block;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        _context: (E, Self::Context),
+        mut ancestry: impl Ancestry<Block>,
+        _input: (),
+    ) -> Option<Digested<Block>> {
+        let parent = ancestry.next().await?;
+        let parent_state = self.chain.state_after(&parent, ancestry).await?;
+        let (mut block, state) = self.chain.build(&parent, &parent_state);
+        if self.byzantine == Some(Byzantine::InvalidBlocks) {
+            block.state_root = [0xba; 32];
+            warn!(
+                height = block.height,
+                "proposing an invalid block (byzantine test mode)"
+            );
+        }
+        let digest = commonware_cryptography::Digestible::digest(&block);
+        self.chain
+            .lock()
+            .speculative
+            .insert(digest, (block.height, state));
+        Some(Digested::precomputed(block, digest))
+    }
+
+    async fn verify(
+        &mut self,
+        _context: (E, Self::Context),
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
+        let Some(block) = ancestry.next().await else {
+            return false;
+        };
+        let Some(parent) = ancestry.next().await else {
+            return false;
+        };
+        if block.inner().height != parent.inner().height + 1 {
+            return false;
+        }
+        let Some(parent_state) = self.chain.state_after(&parent, ancestry).await else {
+            // The parent does not execute: the block is invalid for good.
+            return false;
+        };
+        match Chain::execute(block.inner(), &parent_state) {
+            Ok(state) => {
+                let digest = commonware_cryptography::Digestible::digest(&block);
+                self.chain
+                    .lock()
+                    .speculative
+                    .insert(digest, (block.inner().height, Arc::new(state)));
+                true
+            }
+            Err(error) => {
+                self.chain
+                    .rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn!(height = block.inner().height, %error, "rejecting an invalid block");
+                false
+            }
+        }
+    }
+}
+
+/// Forwards consensus activity to marshal (through the wrapper) and turns
+/// proofs of equivocation into `Slash` transactions signed by this
+/// validator.
+#[derive(Clone)]
+struct EvidenceReporter<I> {
+    inner: I,
+    chain: Arc<Chain>,
+    key: Arc<SecretKey>,
+}
+
+impl<I: Reporter<Activity = Activity<Scheme, Digest>>> Reporter for EvidenceReporter<I> {
+    type Activity = Activity<Scheme, Digest>;
+
+    fn report(&mut self, activity: Self::Activity) -> commonware_actor::Feedback {
+        if let Some(evidence) = crate::evidence::from_activity(&activity) {
+            let nonce = self.chain.next_nonce(&self.key.public());
+            let tx = SignedTx::sign(&self.key, nonce, TxBody::Slash { evidence });
+            match self.chain.submit_tx(tx) {
+                Ok(_) => warn!("equivocation detected; Slash submitted"),
+                Err(error) => warn!(%error, "cannot submit Slash"),
+            }
+        }
+        self.inner.report(activity)
+    }
+}
+
+#[allow(unused_imports)]
+use Standard as _;
+#[allow(unused_imports)]
+use marshal as _;

@@ -1,0 +1,336 @@
+//! Deterministic simulation of four validators: commonware's deterministic
+//! runtime (seeded scheduling and time) and its simulated p2p network
+//! (latency, jitter and 2 % loss on every link). Each scenario runs the
+//! real ledger validator: simplex, marshal, buffered broadcast, resolver,
+//! the application and the finalizer with its redb store (in memory).
+
+use bonus_ids::{PublicKey, SecretKey};
+use bonus_ledger::chain::{
+    self, Byzantine, Chain, ChainStore, Channels, Timeouts, ValidatorConfig,
+};
+use bonus_ledger::{SignedTx, State, TxBody};
+use commonware_cryptography::ed25519;
+use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_runtime::{Clock, Quota, Runner, Supervisor as _, deterministic};
+use commonware_utils::{NZU32, NZUsize, probability};
+use std::sync::Arc;
+use std::time::Duration;
+
+const VALIDATORS: usize = 4;
+const LOSSY: Link = Link {
+    latency: Duration::from_millis(50),
+    jitter: Duration::from_millis(10),
+    success_rate: probability!(0.98),
+};
+
+fn key(i: usize) -> SecretKey {
+    SecretKey::from_seed([i as u8 + 1; 32])
+}
+
+fn faucet() -> SecretKey {
+    SecretKey::from_seed([0xfa; 32])
+}
+
+fn genesis() -> State {
+    let validators: Vec<PublicKey> = (0..VALIDATORS).map(|i| key(i).public()).collect();
+    let mut balances: Vec<(PublicKey, u64)> = validators.iter().map(|v| (*v, 1_000)).collect();
+    balances.push((faucet().public(), 1_000_000_000));
+    State::genesis(&balances)
+        .expect("genesis balances fit")
+        .with_validators(validators)
+}
+
+/// What a scenario does to the network.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    Honest,
+    /// Validator 3 crashes after height 3.
+    Crash,
+    /// Validator 3 proposes blocks with a wrong state root.
+    InvalidBlocks,
+    /// Validator 3 sends conflicting notarize votes (commonware's mock).
+    Equivocator,
+    /// {0,1} and {2,3} cannot talk for 10 s, then heal.
+    Partition,
+}
+
+struct Outcome {
+    /// (height, state root) of each honest validator at the end.
+    tips: Vec<(u64, [u8; 32])>,
+    /// Roots of every honest validator at a common height.
+    roots_at: Vec<[u8; 32]>,
+    slashed: bool,
+    /// Invalid proposals the honest validators refused.
+    rejected: u64,
+    /// Faucet transfers finalized (its nonce on validator 0).
+    finalized_transfers: u64,
+    audit: String,
+}
+
+async fn link_all(
+    oracle: &mut Oracle<ed25519::PublicKey, deterministic::Context>,
+    keys: &[ed25519::PublicKey],
+    link: Link,
+) {
+    for a in keys {
+        for b in keys {
+            if a != b {
+                oracle
+                    .add_link(a.clone(), b.clone(), link.clone())
+                    .await
+                    .expect("link between known peers");
+            }
+        }
+    }
+}
+
+fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
+    let config = deterministic::Config::new()
+        .with_seed(seed)
+        .with_timeout(Some(Duration::from_secs(600)));
+    deterministic::Runner::new(config).start(|context| async move {
+        let public: Vec<ed25519::PublicKey> =
+            (0..VALIDATORS).map(|i| chain::consensus_public(&key(i).public())).collect();
+        let (network, mut oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size: chain::max_message_size(),
+                max_peers_per_set: NZUsize!(VALIDATORS),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            public.clone(),
+        )
+        .await;
+        network.start();
+        let quota = Quota::per_second(NZU32!(100_000));
+
+        let mut chains: Vec<Arc<Chain>> = Vec::new();
+        let mut handles = Vec::new();
+        let mut byzantine_votes = None;
+        for i in 0..VALIDATORS {
+            let control = oracle.control(public[i].clone());
+            let register = async |channel| control.register(channel, quota).await.expect("register");
+            let votes = register(0).await;
+            let certificates = register(1).await;
+            let resolver = register(2).await;
+            let backfill = register(3).await;
+            let blocks = register(4).await;
+            let chain = Chain::open(ChainStore::in_memory().expect("memory db"), genesis())
+                .expect("open chain");
+            let byzantine = (i == 3).then_some(()).and(match scenario {
+                Scenario::InvalidBlocks => Some(Byzantine::InvalidBlocks),
+                _ => None,
+            });
+            if i == 3 && scenario == Scenario::Equivocator {
+                // Commonware's conflicter replaces the honest engine: it
+                // answers each notarize with one for a random payload.
+                let scheme = chain::Scheme::signer(
+                    chain::NAMESPACE,
+                    commonware_utils::ordered::Set::try_from(public.clone()).expect("distinct"),
+                    chain::consensus_key(&key(i)),
+                )
+                .expect("member");
+                let conflicter = commonware_consensus::simplex::mocks::conflicter::Conflicter::<
+                    _,
+                    _,
+                    commonware_cryptography::Sha256,
+                >::new(
+                    context.child("conflicter"),
+                    commonware_consensus::simplex::mocks::conflicter::Config { scheme },
+                );
+                byzantine_votes = Some(conflicter.start(votes));
+                chains.push(chain);
+                continue;
+            }
+            let handle = chain::start(
+                context.child("validator").with_attribute("index", i),
+                ValidatorConfig {
+                    key: key(i),
+                    validators: public.clone(),
+                    partition: format!("validator-{i}"),
+                    timeouts: Timeouts::LOCAL,
+                    byzantine,
+                },
+                chain.clone(),
+                Channels {
+                    votes,
+                    certificates,
+                    resolver,
+                    backfill,
+                    blocks,
+                },
+                oracle.manager(),
+                oracle.control(public[i].clone()),
+            )
+            .await;
+            handles.push(Some(handle));
+            chains.push(chain);
+        }
+        let _ = byzantine_votes;
+        link_all(&mut oracle, &public, LOSSY).await;
+
+        // A stream of transfers from the faucet, each to one validator's
+        // mempool (whoever leads next includes it).
+        let honest: Vec<usize> = match scenario {
+            Scenario::Honest | Scenario::Partition => vec![0, 1, 2, 3],
+            _ => vec![0, 1, 2],
+        };
+        let faucet = faucet();
+        let mut nonce = 0;
+        let mut crashed = false;
+        let mut partitioned_at = None;
+        let start = context.current();
+        loop {
+            let heights: Vec<u64> = honest.iter().map(|&i| chains[i].height()).collect();
+            if heights.iter().all(|h| *h >= target) {
+                break;
+            }
+            for _ in 0..3 {
+                let to = key((nonce % 4) as usize).public();
+                let tx = SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 });
+                let _ = chains[honest[(nonce as usize) % honest.len()]].submit_tx(tx);
+                nonce += 1;
+            }
+            if scenario == Scenario::Crash && !crashed && chains[3].height() >= 3 {
+                if let Some(handle) = handles[3].take() {
+                    handle.consensus.abort();
+                    handle.marshal.abort();
+                    handle.finalizer.abort();
+                }
+                for other in &public[..3] {
+                    let _ = oracle.remove_link(public[3].clone(), other.clone()).await;
+                    let _ = oracle.remove_link(other.clone(), public[3].clone()).await;
+                }
+                crashed = true;
+            }
+            if scenario == Scenario::Partition && partitioned_at.is_none() && heights.iter().all(|h| *h >= 2) {
+                for a in [0, 1] {
+                    for b in [2, 3] {
+                        let _ = oracle.remove_link(public[a].clone(), public[b].clone()).await;
+                        let _ = oracle.remove_link(public[b].clone(), public[a].clone()).await;
+                    }
+                }
+                partitioned_at = Some((context.current(), heights.iter().copied().max().unwrap_or(0)));
+            }
+            if let Some((at, height_then)) = partitioned_at {
+                let elapsed = context.current().duration_since(at).unwrap_or_default();
+                if elapsed < Duration::from_secs(10) {
+                    // No side has a quorum: nothing may finalize.
+                    assert!(
+                        heights.iter().all(|h| *h <= height_then + 1),
+                        "a minority partition finalized blocks: {heights:?}"
+                    );
+                } else if elapsed < Duration::from_secs(11) {
+                    for a in [0, 1] {
+                        for b in [2, 3] {
+                            let _ = oracle.add_link(public[a].clone(), public[b].clone(), LOSSY).await;
+                            let _ = oracle.add_link(public[b].clone(), public[a].clone(), LOSSY).await;
+                        }
+                    }
+                    partitioned_at = Some((at - Duration::from_secs(3600), height_then));
+                }
+            }
+            let waited = context.current().duration_since(start).unwrap_or_default();
+            assert!(
+                waited < Duration::from_secs(300),
+                "{scenario:?}: no progress to height {target} in 300 s of simulated time: {heights:?}"
+            );
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        // Compare at the lowest common height via each store.
+        let common = honest.iter().map(|&i| chains[i].height()).min().unwrap_or(0);
+        let roots_at = honest
+            .iter()
+            .map(|&i| {
+                chains[i]
+                    .store()
+                    .block(common)
+                    .expect("store readable")
+                    .expect("every honest validator stored the common height")
+                    .state_root
+            })
+            .collect();
+        let slashed = honest
+            .iter()
+            .any(|&i| chains[i].state().is_slashed(&key(3).public()));
+        let tips = honest
+            .iter()
+            .map(|&i| (chains[i].height(), chains[i].state().root()))
+            .collect();
+        let rejected = honest.iter().map(|&i| chains[i].rejected_blocks()).sum();
+        let finalized_transfers = chains[0]
+            .state()
+            .account(&faucet.public())
+            .map_or(0, |a| a.nonce);
+        Outcome {
+            tips,
+            roots_at,
+            slashed,
+            rejected,
+            finalized_transfers,
+            audit: context.auditor().state(),
+        }
+    })
+}
+
+fn assert_agree(outcome: &Outcome) {
+    assert!(
+        outcome.finalized_transfers > 0,
+        "no transaction was finalized"
+    );
+    let first = outcome.roots_at[0];
+    assert!(
+        outcome.roots_at.iter().all(|r| *r == first),
+        "honest validators disagree on the state root at a common height"
+    );
+}
+
+#[test]
+fn four_honest_validators_finalize_and_agree() {
+    let outcome = run(1, Scenario::Honest, 10);
+    assert_agree(&outcome);
+    assert!(outcome.tips.iter().all(|(h, _)| *h >= 10));
+}
+
+#[test]
+fn progress_continues_with_one_crashed_validator() {
+    let outcome = run(2, Scenario::Crash, 10);
+    assert_agree(&outcome);
+}
+
+#[test]
+fn invalid_blocks_from_a_byzantine_proposer_are_never_finalized() {
+    // Every finalized block re-executes to its root on every honest
+    // validator (the finalizer asserts it), and they agree.
+    let outcome = run(3, Scenario::InvalidBlocks, 10);
+    assert_agree(&outcome);
+    assert!(
+        outcome.rejected > 0,
+        "the invalid proposals never reached verification"
+    );
+}
+
+#[test]
+fn an_equivocating_validator_is_caught_and_slashed() {
+    let outcome = run(4, Scenario::Equivocator, 12);
+    assert_agree(&outcome);
+    assert!(
+        outcome.slashed,
+        "the equivocation was not turned into a Slash"
+    );
+}
+
+#[test]
+fn a_healed_partition_resumes_progress() {
+    let outcome = run(5, Scenario::Partition, 8);
+    assert_agree(&outcome);
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let a = run(7, Scenario::Honest, 5);
+    let b = run(7, Scenario::Honest, 5);
+    assert_eq!(a.audit, b.audit, "same seed, different execution");
+    assert_eq!(a.tips, b.tips);
+}
