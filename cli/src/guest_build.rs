@@ -1,5 +1,6 @@
 //! Turning what the user pointed at into a `.wasm` file: either it is one,
-//! or it is a Rust project that `cargo` builds for `wasm32-wasip2`.
+//! or it is a Rust project that `cargo` builds for `wasm32-wasip2`, or a
+//! JavaScript/TypeScript handler that sdk-js's `bonus-build-js` builds.
 
 use anyhow::{Context, bail};
 use std::io::BufRead;
@@ -8,6 +9,9 @@ use std::process::{Command, Stdio};
 
 /// The `.wasm` to serve for `path`, building it first if `path` is a project.
 pub fn resolve(path: &Path, quiet: bool) -> anyhow::Result<PathBuf> {
+    if is_js_handler(path) {
+        return build_js(path, None, quiet);
+    }
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
@@ -22,7 +26,7 @@ pub fn resolve(path: &Path, quiet: bool) -> anyhow::Result<PathBuf> {
     }
     if path.exists() {
         bail!(
-            "{} is neither a .wasm file nor a Rust project (no Cargo.toml); pass a component or a project directory",
+            "{} is neither a .wasm file, a Rust project (no Cargo.toml) nor a JS handler (no index.js or index.ts); pass a component or a project directory",
             path.display()
         );
     }
@@ -30,6 +34,105 @@ pub fn resolve(path: &Path, quiet: bool) -> anyhow::Result<PathBuf> {
         "{} does not exist; pass a .wasm component or a Rust project directory",
         path.display()
     )
+}
+
+const JS_EXTENSIONS: [&str; 4] = ["js", "mjs", "ts", "mts"];
+
+/// A JS/TS handler file, or a directory holding one (and no Cargo.toml).
+pub fn is_js_handler(path: &Path) -> bool {
+    if path.is_file() {
+        return path
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .is_some_and(|ext| JS_EXTENSIONS.contains(&ext));
+    }
+    path.is_dir()
+        && !path.join("Cargo.toml").is_file()
+        && [
+            "package.json",
+            "index.js",
+            "index.ts",
+            "src/index.js",
+            "src/index.ts",
+        ]
+        .iter()
+        .any(|name| path.join(name).is_file())
+}
+
+/// Builds a JS/TS handler with sdk-js's `bonus-build-js` (componentize-js,
+/// pre-initialized) and returns the component's path. Its errors (with
+/// file and line) go straight to the terminal.
+pub fn build_js(path: &Path, output: Option<&Path>, quiet: bool) -> anyhow::Result<PathBuf> {
+    let script = sdk_js_build_script(path)?;
+    let mut command = Command::new("node");
+    command.arg(&script).arg(path).stdout(Stdio::piped());
+    if let Some(output) = output {
+        command.arg("-o").arg(output);
+    }
+    if quiet {
+        command.arg("--quiet");
+    }
+    let child = command
+        .spawn()
+        .context("cannot run node; install Node.js 20 or later (https://nodejs.org)")?;
+    let result = child
+        .wait_with_output()
+        .context("waiting for bonus-build-js")?;
+    if !result.status.success() {
+        bail!(
+            "building {} failed (see the error above); fix the handler and retry",
+            path.display()
+        );
+    }
+    let built = String::from_utf8_lossy(&result.stdout).trim().to_string();
+    if built.is_empty() {
+        bail!(
+            "bonus-build-js printed no output path; is {} the sdk-js build script?",
+            script.display()
+        );
+    }
+    Ok(PathBuf::from(built))
+}
+
+/// sdk-js's build script: `$BONUS_SDK_JS` (the `@bonus/sdk` package
+/// directory), else `node_modules/@bonus/sdk` above the handler, else this
+/// source tree's `sdk-js` once `npm ci` has run there.
+fn sdk_js_build_script(handler: &Path) -> anyhow::Result<PathBuf> {
+    const SCRIPT: &str = "bin/bonus-build-js.js";
+    if let Some(dir) = std::env::var_os("BONUS_SDK_JS") {
+        let script = PathBuf::from(dir).join(SCRIPT);
+        if !script.is_file() {
+            bail!("BONUS_SDK_JS has no {SCRIPT}; point it at the @bonus/sdk package directory");
+        }
+        return Ok(script);
+    }
+    let handler = handler
+        .canonicalize()
+        .unwrap_or_else(|_| handler.to_path_buf());
+    if let Some(script) = handler
+        .ancestors()
+        .map(|dir| dir.join("node_modules/@bonus/sdk").join(SCRIPT))
+        .find(|script| script.is_file())
+    {
+        return Ok(script);
+    }
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk-js");
+    let script = tree.join("packages/sdk").join(SCRIPT);
+    if !script.is_file() {
+        bail!(
+            "no JavaScript SDK found: `npm install @bonus/sdk` in your project, or set BONUS_SDK_JS to its directory"
+        );
+    }
+    if !tree
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .is_dir()
+    {
+        bail!(
+            "the JavaScript SDK in {} is not installed; run `npm ci` there and retry",
+            tree.display()
+        );
+    }
+    Ok(script)
 }
 
 /// Installs the `wasm32-wasip2` target through rustup if it is missing, as

@@ -146,6 +146,32 @@ fn invalid_js_fails_the_build_with_file_and_line() {
         "{stderr}"
     );
     assert!(!dir.path().join("dist").exists(), "nothing written");
+
+    let (ok, _, stderr) = bonus(dir.path(), &["build", handler.to_str().expect("UTF-8")]);
+    assert!(!ok);
+    assert!(stderr.contains("handler.js:4:3: Expected"), "{stderr}");
+    assert!(stderr.contains("fix the handler and retry"), "{stderr}");
+}
+
+#[test]
+fn bonus_build_builds_a_js_handler() {
+    let wasm = js_guest("hello-js");
+    let home = tempfile::tempdir().expect("home");
+    let example = bonus_tests::root().join("examples/hello-js");
+    let args = [
+        "--json",
+        "build",
+        example.to_str().expect("UTF-8"),
+        "-o",
+        wasm.to_str().expect("UTF-8"),
+    ];
+    let (ok, stdout, stderr) = bonus(home.path(), &args);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("up to date"), "inputs unchanged: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let bytes = std::fs::read(&wasm).expect("built");
+    let id = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+    assert_eq!(report["artifact_id"], id.as_str());
 }
 
 /// The JS client deploys through the node API `bonus deploy` uses, with a

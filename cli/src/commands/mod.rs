@@ -1,5 +1,6 @@
 //! One module per verb.
 
+mod build;
 mod deploy;
 mod inspect;
 pub mod keys;
@@ -39,6 +40,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a node: P2P artifact store, deploy API, function serving.
     Node(node::NodeArgs),
+    /// Build a Rust or JavaScript/TypeScript function into a component.
+    Build(build::BuildArgs),
     /// Deploy a component to a node under a name.
     Deploy(deploy::DeployArgs),
     /// List the functions a node knows.
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
+        Command::Build(args) => build::run(&cli.global, args),
         Command::Deploy(args) => deploy::run(&cli.global, args),
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),

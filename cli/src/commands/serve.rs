@@ -12,14 +12,17 @@ use std::time::Duration;
 /// Serve one function over HTTP on this machine.
 ///
 /// PATH is a `.wasm` component (a `wasi:http/proxy` component, as built for
-/// `wasm32-wasip2`) or a Rust project directory, which is built first.
+/// `wasm32-wasip2`), a Rust project directory, or a JavaScript/TypeScript
+/// handler (file or directory, built with sdk-js); projects are built first.
 /// Every request runs in a fresh sandbox; responses carry `x-bonus-fuel`
 /// and `x-bonus-request-id`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  bonus serve examples/hello\n  \
-    bonus serve fn.wasm --addr 127.0.0.1:8080 --env GREETING=hi --allow-outbound https://api.example.com")]
+#[command(
+    after_help = "Examples:\n  bonus serve examples/hello\n  bonus serve examples/hello-js\n  \
+    bonus serve fn.wasm --addr 127.0.0.1:8080 --env GREETING=hi --allow-outbound https://api.example.com"
+)]
 pub struct ServeArgs {
-    /// A `.wasm` component, or a Rust project directory to build first.
+    /// A `.wasm` component, or a Rust project or JS/TS handler to build first.
     path: PathBuf,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
