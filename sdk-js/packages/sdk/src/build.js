@@ -74,12 +74,21 @@ const fetchHandler = typeof handler === "function" ? handler : handler?.fetch?.b
 if (typeof fetchHandler !== "function") {
   throw new TypeError("the handler module must \`export default { async fetch(request) { ... } }\`");
 }
+// The environment, read on first use in a request: never at build time,
+// when the module's top level runs, and not at all by handlers that ignore it.
+function lazyEnv() {
+  let vars;
+  const load = () => (vars ??= Object.fromEntries(getEnvironment()));
+  return new Proxy({}, {
+    get: (_, key) => load()[key],
+    has: (_, key) => key in load(),
+    ownKeys: () => Reflect.ownKeys(load()),
+    getOwnPropertyDescriptor: (_, key) => Object.getOwnPropertyDescriptor(load(), key),
+  });
+}
 async function respond(request) {
   try {
-    // The environment is read per request (never at build time, when the
-    // module's top level runs), and only by handlers that take it.
-    const env = fetchHandler.length > 1 ? Object.fromEntries(getEnvironment()) : undefined;
-    const response = await fetchHandler(request, env);
+    const response = await fetchHandler(request, lazyEnv());
     if (!(response instanceof Response)) {
       throw new TypeError("fetch(request) must return a Response, got " + (response === null ? "null" : typeof response));
     }
