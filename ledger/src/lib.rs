@@ -17,9 +17,11 @@
 //! - A batch id `(worker, sequence)` settles at most once.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod chain;
 mod error;
 pub mod evidence;
+pub mod genesis;
 mod state;
 pub mod tx;
 

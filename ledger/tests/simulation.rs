@@ -12,7 +12,7 @@ use bonus_ledger::{SignedTx, State, TxBody};
 use commonware_cryptography::ed25519;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{Clock, Quota, Runner, Supervisor as _, deterministic};
-use commonware_utils::{NZU32, NZUsize, probability};
+use commonware_utils::{NZUsize, probability};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,7 +103,7 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
         )
         .await;
         network.start();
-        let quota = Quota::per_second(NZU32!(100_000));
+        let quota = Quota::per_second(chain::CHANNEL_QUOTA);
 
         let mut chains: Vec<Arc<Chain>> = Vec::new();
         let mut handles = Vec::new();

@@ -1,5 +1,6 @@
 //! Cross-crate and multi-process tests. One binary, topic modules.
 
+mod ledger;
 mod registry;
 mod runtime;
 mod sdk_js;

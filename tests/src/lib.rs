@@ -640,3 +640,94 @@ impl Drop for WasmtimeServe {
         let _ = self.child.wait();
     }
 }
+
+/// A `bonus validator` process; killed on drop.
+pub struct ValidatorProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of its query API.
+    pub api: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ValidatorProcess {
+    /// Starts validator `index` of the network `bonus ledger genesis` made in `net`.
+    pub fn start(net: &Path, index: usize) -> ValidatorProcess {
+        let mut command = Command::new(bonus_bin());
+        command
+            .args(["validator", "--json", "--leader-timeout-ms", "500"])
+            .arg("--genesis")
+            .arg(net.join("genesis.json"))
+            .arg("--key-file")
+            .arg(net.join(format!("validator-{index}.key")))
+            .arg("--data-dir")
+            .arg(net.join(format!("v{index}")))
+            .env("RUST_LOG", "warn");
+        let (child, ready, stderr) = spawn_ready(command, "bonus validator");
+        ValidatorProcess {
+            child,
+            api: ready["api"].as_str().expect("api").to_string(),
+            stderr,
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `GET path` on its API as JSON (Null if unreachable or not JSON).
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let host = self.api.trim_start_matches("http://");
+        if TcpStream::connect(host).is_err() {
+            return serde_json::Value::Null;
+        }
+        match std::panic::catch_unwind(|| http_request(&self.api, "GET", path, &[], b"")) {
+            Ok(response) => {
+                serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null)
+            }
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
+    /// Its finalized height (0 if unreachable).
+    pub fn height(&self) -> u64 {
+        self.get("/v1/ledger/status")["height"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ValidatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A base port such that `base..base+n` and `base+100..base+100+n` are all
+/// free on 127.0.0.1 right now (the layout `bonus ledger genesis` uses).
+pub fn free_port_block(n: u16) -> u16 {
+    // Tests in one process run concurrently: never hand out a block twice.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (std::process::id() % 2_000) * 16 + u32::from(call) * 997;
+    for attempt in 0..200u32 {
+        let base = ((start + attempt * 211) % 40_000 + 20_000) as u16;
+        let ports = (0..n).flat_map(|i| [base + i, base + 100 + i]);
+        let listeners: Vec<_> = ports
+            .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)))
+            .collect();
+        if listeners.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no block of free loopback ports found");
+}

@@ -4,9 +4,11 @@ mod build;
 mod deploy;
 mod inspect;
 pub mod keys;
+mod ledger;
 mod ls;
 mod node;
 mod serve;
+mod validator;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -50,6 +52,16 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Manage signing keys.
     Keys(keys::KeysArgs),
+    /// Run a ledger validator (BFT consensus) and its query API.
+    Validator(validator::ValidatorArgs),
+    /// Ledger status, or a genesis for a local network.
+    Ledger(ledger::LedgerArgs),
+    /// Show an account's balance.
+    Balance(ledger::BalanceArgs),
+    /// Send funds, and wait until the transfer is final.
+    Transfer(ledger::TransferArgs),
+    /// List names bound on the ledger.
+    Names(ledger::NamesArgs),
 }
 
 /// Runs the parsed command.
@@ -62,5 +74,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Keys(args) => keys::run(&cli.global, args),
+        Command::Validator(args) => validator::run(&cli.global, args),
+        Command::Ledger(args) => ledger::run(&cli.global, args),
+        Command::Balance(args) => ledger::balance(&cli.global, args),
+        Command::Transfer(args) => ledger::transfer(&cli.global, args),
+        Command::Names(args) => ledger::names(&cli.global, args),
     }
 }

@@ -64,7 +64,7 @@ impl NodeClient {
     fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
         http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base))
+            .uri(format!("{}{path}", self.base()))
             .header(http::header::HOST, &self.authority)
     }
 
@@ -127,6 +127,16 @@ impl NodeClient {
         let request = self
             .request(http::Method::GET, path)
             .body(Full::new(Bytes::new()))?;
+        let (status, _, body) = self.send(request).await?;
+        answer(status, &body)
+    }
+
+    /// `POST path` with a binary body; the JSON answer.
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        let request = self
+            .request(http::Method::POST, path)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))?;
         let (status, _, body) = self.send(request).await?;
         answer(status, &body)
     }

@@ -7,7 +7,7 @@
 //! it there and fetches its artifact from peers if needed.
 
 mod api;
-mod client;
+pub mod client;
 
 pub use client::NodeClient;
 

@@ -9,6 +9,7 @@
 
 pub mod block;
 pub mod store;
+pub mod tcp;
 mod validator;
 
 pub use block::{Block, Digest, MAX_BLOCK_BYTES, MAX_TXS_PER_BLOCK};
@@ -25,6 +26,11 @@ use commonware_cryptography::{Digested, Digestible as _};
 use futures::{Stream, StreamExt as _};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Messages per second each peer may send on each consensus channel. The
+/// network sizes each channel's buffer from it (a burst per peer), so it
+/// is a memory bound as much as a rate limit.
+pub const CHANNEL_QUOTA: std::num::NonZeroU32 = commonware_utils::NZU32!(1_000);
 
 /// Most transactions waiting in one validator's mempool.
 pub const MEMPOOL_MAX: usize = 100_000;

@@ -1,0 +1,230 @@
+//! The ledger over real TCP: four `bonus validator` processes on loopback
+//! reach consensus; one is killed -9, the rest keep finalizing, and the
+//! restarted one catches up to the same state root. The CLI's ledger
+//! commands run against them.
+
+use bonus_tests::{ValidatorProcess, bonus, free_port_block, wait_until};
+use std::path::Path;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn transfer(home: &Path, net: &Path, api: &str, to: &str, amount: u64) -> String {
+    let faucet = net.join("faucet.key");
+    let (ok, stdout, stderr) = bonus(
+        home,
+        &[
+            "transfer",
+            to,
+            &amount.to_string(),
+            "--key-file",
+            faucet.to_str().expect("utf-8 path"),
+            "--ledger",
+            api,
+            "--json",
+        ],
+    );
+    assert!(ok, "transfer failed: {stderr}");
+    stdout
+}
+
+fn root_at(v: &ValidatorProcess, height: u64) -> Option<String> {
+    v.get(&format!("/v1/ledger/blocks/{height}"))["state_root"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn four_validator_processes_agree_and_a_killed_one_catches_up() {
+    let dir = tempdir("ledger-net");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let net = dir.join("net");
+    let base = free_port_block(4);
+    let (ok, _, stderr) = bonus(
+        &home,
+        &[
+            "ledger",
+            "genesis",
+            "--validators",
+            "4",
+            "--dir",
+            net.to_str().expect("utf-8 path"),
+            "--base-port",
+            &base.to_string(),
+        ],
+    );
+    assert!(ok, "genesis failed: {stderr}");
+    let genesis: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(net.join("genesis.json")).expect("genesis"))
+            .expect("genesis json");
+    let keys: Vec<String> = genesis["validators"]
+        .as_array()
+        .expect("validators")
+        .iter()
+        .map(|v| v["key"].as_str().expect("key").to_string())
+        .collect();
+
+    let started = std::time::Instant::now();
+    let phase = |name: &str| eprintln!("[{:>6.1} s] {name}", started.elapsed().as_secs_f64());
+    let mut validators: Vec<ValidatorProcess> =
+        (0..4).map(|i| ValidatorProcess::start(&net, i)).collect();
+    assert!(
+        wait_until(DEADLINE, || validators.iter().all(|v| v.height() >= 3)),
+        "no finality with 4 validators; validator 0 said:\n{}",
+        validators[0].stderr()
+    );
+
+    phase("4 validators finalize");
+    // A transfer through validator 1 is final everywhere.
+    transfer(&home, &net, &validators[1].api, &keys[2], 700);
+    for v in &validators {
+        assert!(
+            wait_until(DEADLINE, || v
+                .get(&format!("/v1/ledger/accounts/{}", keys[2]))["balance"]
+                .as_u64()
+                == Some(1_000_700)),
+            "the transfer did not reach {}",
+            v.api
+        );
+    }
+
+    phase("transfer final everywhere");
+    // kill -9 validator 3; three of four are a quorum and keep going.
+    validators[3].kill();
+    let before = validators[0].height();
+    transfer(&home, &net, &validators[0].api, &keys[1], 5);
+    assert!(
+        wait_until(DEADLINE, || validators[..3]
+            .iter()
+            .all(|v| v.height() >= before + 5)),
+        "no progress with one validator down"
+    );
+
+    phase("progress with one validator killed");
+    // Restarted from its data directory, it catches up.
+    validators[3] = ValidatorProcess::start(&net, 3);
+    let target = validators[0].height();
+    assert!(
+        wait_until(DEADLINE, || validators[3].height() >= target),
+        "the restarted validator did not catch up to {target}; it said:\n{}",
+        validators[3].stderr()
+    );
+    phase("restarted validator caught up");
+    let roots: Vec<Option<String>> = validators.iter().map(|v| root_at(v, target)).collect();
+    assert!(roots[0].is_some(), "no block at height {target}");
+    assert!(
+        roots.iter().all(|r| *r == roots[0]),
+        "validators disagree at height {target}: {roots:?}"
+    );
+    assert_eq!(
+        validators[3].get(&format!("/v1/ledger/accounts/{}", keys[1]))["balance"].as_u64(),
+        Some(1_000_005),
+        "the restarted validator lacks a transfer finalized while it was down"
+    );
+
+    // Each stored block carries its finalization certificate (or is an
+    // ancestor finalized by a descendant's).
+    let block = validators[3].get(&format!("/v1/ledger/blocks/{target}"));
+    assert!(block["digest"].is_string());
+
+    // CLI reads.
+    let (ok, stdout, _) = bonus(
+        &home,
+        &["ledger", "status", "--json", "--ledger", &validators[2].api],
+    );
+    assert!(ok);
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status json");
+    assert!(status["height"].as_u64().unwrap_or(0) >= target);
+    let (ok, stdout, _) = bonus(
+        &home,
+        &["balance", &keys[1], "--ledger", &validators[2].api],
+    );
+    assert!(ok && stdout.contains("balance 1000005"), "{stdout}");
+    let (ok, stdout, _) = bonus(&home, &["names", "--ledger", &validators[2].api]);
+    assert!(ok && stdout.contains("no names"), "{stdout}");
+}
+
+#[test]
+fn bad_transactions_get_clear_errors() {
+    let dir = tempdir("ledger-bad");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let net = dir.join("net");
+    let base = free_port_block(1);
+    let (ok, _, stderr) = bonus(
+        &home,
+        &[
+            "ledger",
+            "genesis",
+            "--validators",
+            "1",
+            "--dir",
+            net.to_str().expect("utf-8"),
+            "--base-port",
+            &base.to_string(),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let v = ValidatorProcess::start(&net, 0);
+    assert!(
+        wait_until(DEADLINE, || v.height() >= 1),
+        "a single validator does not finalize"
+    );
+
+    // Garbage bytes: refused with the decoder's reason, nothing pending.
+    let response =
+        bonus_tests::http_request(&v.api, "POST", "/v1/ledger/txs", &[], b"not a transaction");
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(
+        response.text().contains("transaction"),
+        "{}",
+        response.text()
+    );
+    assert_eq!(v.get("/v1/ledger/status")["mempool"].as_u64(), Some(0));
+
+    // Overdraft: the CLI says the transfer was dropped.
+    let (ok, _, stderr) = bonus(
+        &home,
+        &[
+            "transfer",
+            "ed25519:8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+            "999999999999999",
+            "--key-file",
+            net.join("faucet.key").to_str().expect("utf-8"),
+            "--ledger",
+            &v.api,
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("dropped") || stderr.contains("funds"),
+        "{stderr}"
+    );
+
+    // Not a validator's key: a clear refusal at start.
+    let (ok, _, _) = bonus(&home, &["keys", "new", "--name", "stranger"]);
+    assert!(ok);
+    let stranger = home.join("keys").join("stranger.key");
+    let (ok, _, stderr) = bonus(
+        &home,
+        &[
+            "validator",
+            "--genesis",
+            net.join("genesis.json").to_str().expect("utf-8"),
+            "--key-file",
+            stranger.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.join("stranger").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not a validator"), "{stderr}");
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bonus-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
