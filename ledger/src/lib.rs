@@ -22,6 +22,7 @@ pub mod chain;
 mod error;
 pub mod evidence;
 pub mod genesis;
+pub mod sim;
 mod state;
 pub mod tx;
 

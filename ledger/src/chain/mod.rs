@@ -94,6 +94,7 @@ pub struct Chain {
     genesis: Block,
     applied: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::atomic::AtomicU64,
+    gossip: Mutex<Option<futures::channel::mpsc::UnboundedSender<Vec<u8>>>>,
 }
 
 impl Chain {
@@ -122,6 +123,7 @@ impl Chain {
             genesis,
             applied,
             rejected: Default::default(),
+            gossip: Mutex::new(None),
         }))
     }
 
@@ -155,15 +157,38 @@ impl Chain {
         &self.store
     }
 
-    /// Accepts a transaction into the mempool after decoding it and
-    /// checking its signature and nonce against the finalized state.
+    /// Accepts a client's transaction into the mempool after decoding it
+    /// and checking its signature and nonce against the finalized state,
+    /// and gossips it to the other validators.
     pub fn submit(&self, bytes: &[u8]) -> Result<[u8; 32], SubmitError> {
-        let tx = SignedTx::decode(bytes)?;
-        self.submit_tx(tx)
+        self.submit_tx(SignedTx::decode(bytes)?)
     }
 
     /// [`Chain::submit`] for a decoded transaction.
     pub fn submit_tx(&self, tx: SignedTx) -> Result<[u8; 32], SubmitError> {
+        let bytes = tx.encode();
+        let id = self.accept(tx)?;
+        let gossip = self.gossip.lock().expect("gossip lock poisoned");
+        if let Some(queue) = gossip.as_ref() {
+            let _ = queue.unbounded_send(bytes);
+        }
+        Ok(id)
+    }
+
+    /// A transaction gossiped by a peer: checked like a client's, not
+    /// gossiped again.
+    pub fn submit_from_peer(&self, bytes: &[u8]) -> Result<[u8; 32], SubmitError> {
+        self.accept(SignedTx::decode(bytes)?)
+    }
+
+    /// The queue of transactions to gossip (one consumer: the validator).
+    fn gossip_queue(&self) -> futures::channel::mpsc::UnboundedReceiver<Vec<u8>> {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        *self.gossip.lock().expect("gossip lock poisoned") = Some(sender);
+        receiver
+    }
+
+    fn accept(&self, tx: SignedTx) -> Result<[u8; 32], SubmitError> {
         if !tx.verify() {
             return Err(SubmitError::BadSignature(tx.signer));
         }

@@ -123,6 +123,7 @@ pub fn run(
             resolver: network.register(2, quota),
             backfill: network.register(3, quota),
             blocks: network.register(4, quota),
+            txs: network.register(5, quota),
         };
         network.start();
         let handles = super::start(

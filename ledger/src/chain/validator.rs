@@ -34,7 +34,7 @@ use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::archive::immutable;
 use commonware_utils::{Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use rand_core::CryptoRng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +100,9 @@ pub struct Channels<S, R> {
     pub backfill: (S, R),
     /// Block broadcast.
     pub blocks: (S, R),
+    /// Transaction gossip: what a client submits to one validator reaches
+    /// every mempool, so whoever leads next can include it.
+    pub txs: (S, R),
 }
 
 /// The running validator's tasks.
@@ -110,6 +113,8 @@ pub struct Handles {
     pub marshal: Handle<()>,
     /// The finalizer (applies and persists blocks).
     pub finalizer: Handle<()>,
+    /// Transaction gossip.
+    pub gossip: Handle<()>,
 }
 
 /// Converts our key to commonware's (the same ed25519 seed).
@@ -242,6 +247,44 @@ where
         })
     };
 
+    let gossip = {
+        let chain = chain.clone();
+        let (mut sender, mut receiver) = channels.txs;
+        let mut outbound = chain.gossip_queue();
+        context.child("gossip").spawn(move |_| async move {
+            loop {
+                futures::select! {
+                    tx = outbound.next() => match tx {
+                        Some(first) => {
+                            // Batch what is queued so a burst costs few
+                            // messages (the channel's quota counts messages).
+                            let mut batch = Vec::new();
+                            push_framed(&mut batch, &first);
+                            while batch.len() < GOSSIP_BATCH_BYTES {
+                                match outbound.try_recv() {
+                                    Ok(tx) => push_framed(&mut batch, &tx),
+                                    _ => break,
+                                }
+                            }
+                            sender.send(commonware_p2p::Recipients::All, batch, false);
+                        }
+                        None => return,
+                    },
+                    message = receiver.recv().fuse() => match message {
+                        // A peer's transactions: accepted like a client's
+                        // (decoded, signature checked) but not re-gossiped.
+                        Ok((_, bytes)) => {
+                            for tx in framed(bytes.as_ref()) {
+                                let _ = chain.submit_from_peer(tx);
+                            }
+                        }
+                        Err(_) => return,
+                    },
+                }
+            }
+        })
+    };
+
     let app = LedgerApp {
         chain: chain.clone(),
         byzantine: config.byzantine,
@@ -291,6 +334,7 @@ where
         consensus,
         marshal: marshal_handle,
         finalizer,
+        gossip,
     }
 }
 
@@ -319,6 +363,28 @@ fn archive_config<C>(
         freezer_value_write_buffer: NZUsize!(64 * 1024),
         ordinal_write_buffer: NZUsize!(64 * 1024),
     }
+}
+
+/// Gossip batches stop growing past this.
+const GOSSIP_BATCH_BYTES: usize = 256 * 1024;
+
+fn push_framed(out: &mut Vec<u8>, tx: &[u8]) {
+    out.extend_from_slice(&(tx.len() as u32).to_be_bytes());
+    out.extend_from_slice(tx);
+}
+
+/// Splits a gossip batch; stops at the first malformed frame.
+fn framed(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (tx, rest) = rest.split_at(len);
+        bytes = rest;
+        Some(tx)
+    })
 }
 
 /// Largest p2p message the validator's channels must admit.
