@@ -621,8 +621,13 @@ impl WasmtimeServe {
                 .lines()
                 .find_map(|line| line.strip_prefix("Serving HTTP on "))
                 .map(|url| url.trim_end_matches('/').to_string());
-            addr.is_some()
+            // Stop waiting as soon as it exits (a bad flag, a missing feature).
+            addr.is_some() || child.try_wait().is_ok_and(|status| status.is_some())
         });
+        // Let the reader threads drain what it printed before exiting.
+        if addr.is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let log = output.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match (found, addr) {
             (true, Some(addr)) => WasmtimeServe { child, addr },
