@@ -127,7 +127,15 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
 
 fn status(chain: &Chain) -> Value {
     let state = chain.state();
+    let mut finality = chain.finality_samples();
+    finality.sort();
+    let pick = |q: f64| {
+        finality
+            .get(((finality.len().max(1) - 1) as f64 * q).round() as usize)
+            .map(|d| d.as_secs_f64() * 1e3)
+    };
     json!({
+        "finality_ms": { "p50": pick(0.5), "p99": pick(0.99), "samples": finality.len() },
         "height": chain.height(),
         "state_root": hex(&state.root()),
         "validators": state.validators().iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -555,3 +555,59 @@ fn the_chain_store_commits_blocks_atomically_and_reopens() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_validator_re_executes_blocks_and_refuses_forged_or_wrong_ones() {
+    use crate::chain::{Block, Chain, ChainStore};
+    let net = Net::new();
+    let chain =
+        Chain::open(ChainStore::in_memory().expect("db"), net.state.clone()).expect("chain");
+    let genesis = chain.genesis().clone();
+    let transfer = net.tx(
+        &net.alice,
+        TxBody::Transfer {
+            to: net.bob.public(),
+            amount: 5,
+        },
+    );
+    let mut expected = net.state.clone();
+    expected.apply(&transfer, 1).expect("applies");
+    expected.end_block(1);
+    let good = Block {
+        parent: commonware_cryptography::Digestible::digest(&genesis),
+        height: 1,
+        state_root: expected.root(),
+        txs: vec![transfer.clone()],
+    };
+    let state = chain
+        .execute(&good, &net.state)
+        .expect("a valid block executes");
+    assert_eq!(state.root(), good.state_root);
+
+    let mut wrong_root = good.clone();
+    wrong_root.state_root = [0; 32];
+    assert!(chain.execute(&wrong_root, &net.state).is_err());
+
+    // A transaction never seen before is verified during execution: a
+    // forged signature (someone else's, over other bytes) is refused.
+    let mut forged = transfer.clone();
+    forged.body = TxBody::Transfer {
+        to: net.bob.public(),
+        amount: 500_000,
+    };
+    let mut forged_block = good.clone();
+    forged_block.txs = vec![forged];
+    assert!(chain.execute(&forged_block, &net.state).is_err());
+
+    // A transaction that does not apply (overdraft) makes the block invalid.
+    let overdraft = net.tx(
+        &net.bob,
+        TxBody::Transfer {
+            to: net.alice.public(),
+            amount: 1_000,
+        },
+    );
+    let mut bad_block = good;
+    bad_block.txs = vec![overdraft];
+    assert!(chain.execute(&bad_block, &net.state).is_err());
+}

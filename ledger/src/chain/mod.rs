@@ -84,7 +84,14 @@ struct Inner {
     mempool: BTreeMap<(PublicKey, u64), SignedTx>,
     /// Finalized transaction ids (recent ones) → height.
     finalized_txs: HashMap<[u8; 32], u64>,
+    /// Ids of transactions whose signature this validator has checked:
+    /// re-executing them (proposal, verification, finalization) skips the
+    /// ed25519 verification, the dominant cost of a transaction.
+    verified: std::collections::HashSet<[u8; 32]>,
 }
+
+/// Bound on remembered verified ids (cleared, then re-learned, beyond it).
+const VERIFIED_MAX: usize = 1 << 20;
 
 /// One validator's view of the chain: the applied state, speculative
 /// states of unfinalized blocks, the mempool, and the durable store.
@@ -95,7 +102,14 @@ pub struct Chain {
     applied: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::atomic::AtomicU64,
     gossip: Mutex<Option<futures::channel::mpsc::UnboundedSender<Vec<u8>>>>,
+    /// When this validator proposed each of its unfinalized blocks.
+    proposed: Mutex<HashMap<Digest, std::time::SystemTime>>,
+    /// Proposal → finalization (applied here) of its own recent blocks.
+    finality: Mutex<std::collections::VecDeque<std::time::Duration>>,
 }
+
+/// How many recent finality samples a validator keeps.
+const FINALITY_SAMPLES: usize = 4096;
 
 impl Chain {
     /// Opens the chain: resumes from the store's last applied block, or
@@ -118,12 +132,15 @@ impl Chain {
                 speculative,
                 mempool: BTreeMap::new(),
                 finalized_txs: HashMap::new(),
+                verified: Default::default(),
             }),
             store,
             genesis,
             applied,
             rejected: Default::default(),
             gossip: Mutex::new(None),
+            proposed: Mutex::new(HashMap::new()),
+            finality: Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 
@@ -205,6 +222,10 @@ impl Chain {
             return Err(SubmitError::Full);
         }
         let id = tx.id();
+        if inner.verified.len() >= VERIFIED_MAX {
+            inner.verified.clear();
+        }
+        inner.verified.insert(id);
         inner.mempool.insert((tx.signer, tx.nonce), tx);
         Ok(id)
     }
@@ -232,6 +253,40 @@ impl Chain {
             .map(|((_, nonce), _)| nonce + 1)
             .max()
             .map_or(finalized, |pending| pending.max(finalized))
+    }
+
+    /// Time from proposal to finalization of this validator's own recent
+    /// blocks (the consensus latency, without waiting for inclusion).
+    pub fn finality_samples(&self) -> Vec<std::time::Duration> {
+        self.finality
+            .lock()
+            .expect("finality lock poisoned")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn record_proposal(&self, digest: Digest, at: std::time::SystemTime) {
+        let mut proposed = self.proposed.lock().expect("proposal lock poisoned");
+        if proposed.len() > 1024 {
+            proposed.clear();
+        }
+        proposed.insert(digest, at);
+    }
+
+    fn record_finalized(&self, digest: &Digest, at: std::time::SystemTime) {
+        let proposed = self
+            .proposed
+            .lock()
+            .expect("proposal lock poisoned")
+            .remove(digest);
+        if let Some(elapsed) = proposed.and_then(|p| at.duration_since(p).ok()) {
+            let mut samples = self.finality.lock().expect("finality lock poisoned");
+            if samples.len() == FINALITY_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(elapsed);
+        }
     }
 
     /// Proposals this validator refused to vote for (invalid blocks).
@@ -262,7 +317,8 @@ impl Chain {
             if bytes + size > MAX_BLOCK_BYTES {
                 break;
             }
-            match state.apply(&tx, height) {
+            // Everything in the mempool was verified on the way in.
+            match state.apply_verified(&tx, height) {
                 Ok(()) => {
                     bytes += size;
                     txs.push(tx);
@@ -291,14 +347,25 @@ impl Chain {
 
     /// Re-executes `block` on its parent's state; the resulting state if
     /// every transaction applies and the root matches.
-    fn execute(block: &Block, parent_state: &State) -> Result<State, BlockError> {
+    pub(crate) fn execute(&self, block: &Block, parent_state: &State) -> Result<State, BlockError> {
         if block.txs.len() > MAX_TXS_PER_BLOCK {
             return Err(BlockError::TooManyTxs);
         }
+        let ids: Vec<[u8; 32]> = block.txs.iter().map(SignedTx::id).collect();
+        let unverified: Vec<bool> = {
+            let inner = self.lock();
+            ids.iter().map(|id| !inner.verified.contains(id)).collect()
+        };
         let mut state = parent_state.clone();
         for (index, tx) in block.txs.iter().enumerate() {
+            if unverified[index] && !tx.verify() {
+                return Err(BlockError::Tx {
+                    index,
+                    error: TxError::BadSignature { signer: tx.signer },
+                });
+            }
             state
-                .apply(tx, block.height)
+                .apply_verified(tx, block.height)
                 .map_err(|error| BlockError::Tx { index, error })?;
         }
         state.end_block(block.height);
@@ -332,7 +399,7 @@ impl Chain {
         };
         let mut state = base;
         for block in chain.iter().rev() {
-            let next = Self::execute(block.inner(), &state).ok()?;
+            let next = self.execute(block.inner(), &state).ok()?;
             state = Arc::new(next);
             self.lock()
                 .speculative
@@ -343,8 +410,14 @@ impl Chain {
 
     /// Applies a finalized block (marshal delivers them in height order,
     /// at least once), persists it with its certificate, and prunes.
-    fn apply_finalized(&self, block: &Digested<Block>, certificate: Option<Vec<u8>>) {
+    fn apply_finalized(
+        &self,
+        block: &Digested<Block>,
+        certificate: Option<Vec<u8>>,
+        now: std::time::SystemTime,
+    ) {
         let digest = block.digest();
+        self.record_finalized(&digest, now);
         let block = block.inner();
         let (parent_height, parent_digest, cached, parent_state) = {
             let inner = self.lock();
@@ -366,7 +439,7 @@ impl Chain {
         let state = match cached {
             Some(state) => state,
             None => Arc::new(
-                Self::execute(block, &parent_state)
+                self.execute(block, &parent_state)
                     .expect("a finalized block is invalid: more than f validators are faulty"),
             ),
         };
@@ -397,7 +470,7 @@ impl Chain {
 
 /// Why a proposed block is invalid.
 #[derive(Debug, thiserror::Error)]
-enum BlockError {
+pub(crate) enum BlockError {
     #[error("too many transactions")]
     TooManyTxs,
     #[error("transaction {index} does not apply: {error}")]

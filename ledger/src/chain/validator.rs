@@ -233,7 +233,7 @@ where
     let finalizer = {
         let chain = chain.clone();
         let marshal = marshal.clone();
-        context.child("finalizer").spawn(move |_| async move {
+        context.child("finalizer").spawn(move |context| async move {
             while let Some((block, ack)) = finalized_rx.next().await {
                 let block: Digested<Block> = block;
                 let ack: commonware_utils::acknowledgement::Exact = ack;
@@ -241,7 +241,7 @@ where
                     .get_finalization(Height::new(block.inner().height))
                     .await
                     .map(|f| f.encode().to_vec());
-                chain.apply_finalized(&block, certificate);
+                chain.apply_finalized(&block, certificate, context.current());
                 ack.acknowledge();
             }
         })
@@ -422,7 +422,7 @@ struct LedgerApp {
     byzantine: Option<Byzantine>,
 }
 
-impl<E: Send + 'static> Application<E> for LedgerApp {
+impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
     type SigningScheme = Scheme;
     type Context = Context<Digest, ed25519::PublicKey>;
     type Block = Block;
@@ -430,7 +430,7 @@ impl<E: Send + 'static> Application<E> for LedgerApp {
 
     async fn propose(
         &mut self,
-        _context: (E, Self::Context),
+        context: (E, Self::Context),
         mut ancestry: impl Ancestry<Block>,
         _input: (),
     ) -> Option<Digested<Block>> {
@@ -445,6 +445,7 @@ impl<E: Send + 'static> Application<E> for LedgerApp {
             );
         }
         let digest = commonware_cryptography::Digestible::digest(&block);
+        self.chain.record_proposal(digest, context.0.current());
         self.chain
             .lock()
             .speculative
@@ -470,7 +471,7 @@ impl<E: Send + 'static> Application<E> for LedgerApp {
             // The parent does not execute: the block is invalid for good.
             return false;
         };
-        match Chain::execute(block.inner(), &parent_state) {
+        match self.chain.execute(block.inner(), &parent_state) {
             Ok(state) => {
                 let digest = commonware_cryptography::Digestible::digest(&block);
                 self.chain

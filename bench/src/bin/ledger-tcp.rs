@@ -1,0 +1,291 @@
+//! The ledger over real TCP on loopback: 4 `bonus validator` processes.
+//!
+//! - Finality: sequential transfers, each submitted to one validator's API
+//!   and polled (every 1 ms) until final there; p50/p99. Anchor: the
+//!   median round trip of a status query to the same API.
+//! - Throughput: N pre-signed transfers submitted over keep-alive
+//!   connections to all four validators; finalized transactions per
+//!   second until the last is final on validator 0. Anchor: the same
+//!   transactions applied by the state machine alone on one core.
+//!
+//! Usage: `ledger-tcp BONUS_BINARY [SAMPLES] [TXS]`
+
+use anyhow::{Context as _, bail};
+use bonus_ids::SecretKey;
+use bonus_ledger::{SignedTx, TxBody};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Validators(Vec<Child>);
+
+impl Drop for Validators {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One keep-alive HTTP/1 connection.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(host: &str) -> anyhow::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(host).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Conn {
+            sender,
+            host: host.to_string(),
+        })
+    }
+
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, &self.host)
+            .body(Full::new(Bytes::from(body)))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if !status.is_success() {
+            bail!("{method} {path}: {status} {value}");
+        }
+        Ok(value)
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let bonus = PathBuf::from(
+        args.next()
+            .context("usage: ledger-tcp BONUS_BINARY [SAMPLES] [TXS]")?,
+    );
+    let samples: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(200);
+    let txs: u64 = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(20_000);
+
+    let dir = std::env::temp_dir().join(format!("bonus-ledger-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let net = dir.join("net");
+    let base = 21_000 + (std::process::id() % 1_000) as u16 * 8;
+    let status = Command::new(&bonus)
+        .args([
+            "ledger",
+            "genesis",
+            "--validators",
+            "4",
+            "-q",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(&net)
+        .status()?;
+    if !status.success() {
+        bail!("bonus ledger genesis failed");
+    }
+    let validators = Validators(
+        (0..4)
+            .map(|i| spawn_validator(&bonus, &net, i))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let hosts: Vec<String> = (0..4)
+        .map(|i| format!("127.0.0.1:{}", base + 100 + i))
+        .collect();
+    let faucet = SecretKey::load(&net.join("faucet.key"))?;
+    let to = SecretKey::load(&net.join("validator-1.key"))?.public();
+
+    // Wait for the network.
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    for host in &hosts {
+        loop {
+            if let Ok(mut conn) = Conn::open(host).await
+                && conn.call("GET", "/v1/ledger/status", vec![]).await.is_ok()
+            {
+                conns.push(conn);
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("validator {host} did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    while conns[0].call("GET", "/v1/ledger/status", vec![]).await?["height"].as_u64() < Some(3) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Anchor: a status round trip.
+    let mut rtts = Vec::new();
+    for _ in 0..samples {
+        let t = Instant::now();
+        conns[0].call("GET", "/v1/ledger/status", vec![]).await?;
+        rtts.push(t.elapsed());
+    }
+    rtts.sort();
+
+    // Finality.
+    let mut latencies = Vec::new();
+    for nonce in 0..samples as u64 {
+        let tx = SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 });
+        let conn = &mut conns[nonce as usize % 4];
+        let t = Instant::now();
+        let accepted = conn.call("POST", "/v1/ledger/txs", tx.encode()).await?;
+        let id = accepted["id"].as_str().context("no id")?.to_string();
+        loop {
+            let status = conn
+                .call("GET", &format!("/v1/ledger/txs/{id}"), vec![])
+                .await?;
+            if status["status"] == "finalized" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let rtt = percentile(&rtts, 0.5);
+    println!(
+        "loopback finality, 4 validators, {samples} txs: p50 {:.1} ms, p99 {:.1} ms (status round trip p50 {:.3} ms; finality = {:.0}x)",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(rtt),
+        percentile(&latencies, 0.5).as_secs_f64() / rtt.as_secs_f64()
+    );
+
+    // Block finality as each validator measured it (its own proposals).
+    let mut block_p50 = Vec::new();
+    for conn in &mut conns {
+        let status = conn.call("GET", "/v1/ledger/status", vec![]).await?;
+        if let Some(p50) = status["finality_ms"]["p50"].as_f64() {
+            block_p50.push(p50);
+        }
+    }
+    block_p50.sort_by(f64::total_cmp);
+    if let Some(median) = block_p50.get(block_p50.len() / 2) {
+        println!(
+            "loopback block finality (proposal to finalized, per validator p50s): {:?} ms, median {median:.1} ms",
+            block_p50
+                .iter()
+                .map(|v| (v * 10.0).round() / 10.0)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    // Throughput.
+    let first = samples as u64;
+    let signed: Vec<Vec<u8>> = (first..first + txs)
+        .map(|nonce| SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 }).encode())
+        .collect();
+    let anchor = state_machine_rate(&faucet, &to, txs);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    let per_conn = 2;
+    let chunks = hosts.len() * per_conn;
+    for (index, chunk) in signed.chunks(signed.len().div_ceil(chunks)).enumerate() {
+        let host = hosts[index % hosts.len()].clone();
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&host).await?;
+            for tx in chunk {
+                conn.call("POST", "/v1/ledger/txs", tx).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let submitted = t.elapsed();
+    let account = format!("/v1/ledger/accounts/{}", faucet.public());
+    loop {
+        let nonce = conns[0].call("GET", &account, vec![]).await?["nonce"]
+            .as_u64()
+            .unwrap_or(0);
+        if nonce >= first + txs {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "only {} of {txs} transactions final after 600 s",
+                nonce - first
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = t.elapsed();
+    let rate = txs as f64 / elapsed.as_secs_f64();
+    println!(
+        "loopback throughput, 4 validators: {txs} signed transfers final in {:.2} s = {:.0} tx/s \
+         (submitted in {:.2} s; state machine alone on one core: {:.0} tx/s; ratio {:.2})",
+        elapsed.as_secs_f64(),
+        rate,
+        submitted.as_secs_f64(),
+        anchor,
+        rate / anchor
+    );
+    drop(validators);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn spawn_validator(bonus: &Path, net: &Path, i: usize) -> anyhow::Result<Child> {
+    Ok(Command::new(bonus)
+        .args(["validator", "-q"])
+        .arg("--genesis")
+        .arg(net.join("genesis.json"))
+        .arg("--key-file")
+        .arg(net.join(format!("validator-{i}.key")))
+        .arg("--data-dir")
+        .arg(net.join(format!("v{i}")))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// Transfers per second through `State::apply` alone (signature check
+/// included), single-threaded.
+fn state_machine_rate(faucet: &SecretKey, to: &bonus_ids::PublicKey, txs: u64) -> f64 {
+    let mut state =
+        bonus_ledger::State::genesis(&[(faucet.public(), u64::MAX / 2)]).expect("genesis");
+    let signed: Vec<SignedTx> = (0..txs)
+        .map(|nonce| SignedTx::sign(faucet, nonce, TxBody::Transfer { to: *to, amount: 1 }))
+        .collect();
+    let t = Instant::now();
+    for tx in &signed {
+        state.apply(tx, 1).expect("applies");
+    }
+    txs as f64 / t.elapsed().as_secs_f64()
+}
