@@ -259,3 +259,52 @@ fn the_js_client_deploys_hello_js_to_a_node() {
     let (ok, listing, _) = bonus(home.path(), &["ls", "--node", &node.api]);
     assert!(ok && listing.contains("hello-js"), "{listing}");
 }
+
+/// The JS client's `LedgerClient` against a real one-validator ledger:
+/// status, the faucet's genesis balance, empty names, a certified block,
+/// an unknown tx and a refused submission (`test/ledger-live.test.js`).
+#[test]
+fn the_js_client_queries_a_real_validator() {
+    use bonus_tests::{ValidatorProcess, free_port_block, wait_until};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = dir.path().join("net");
+    let base = free_port_block(1);
+    let (ok, _, stderr) = bonus(
+        dir.path(),
+        &[
+            "ledger",
+            "genesis",
+            "--validators",
+            "1",
+            "--dir",
+            net.to_str().expect("UTF-8 path"),
+            "--base-port",
+            &base.to_string(),
+        ],
+    );
+    assert!(ok, "genesis failed: {stderr}");
+    let validator = ValidatorProcess::start(&net, 0);
+    assert!(
+        wait_until(Duration::from_secs(120), || validator.height() >= 1),
+        "a single validator does not finalize:\n{}",
+        validator.stderr()
+    );
+    let output = Command::new("node")
+        .current_dir(sdk_js_ready())
+        .args(["--test", "packages/client/test/ledger-live.test.js"])
+        .env("BONUS_LEDGER_URL", &validator.api)
+        .env("BONUS_LEDGER_GENESIS", net.join("genesis.json"))
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\nvalidator log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        validator.stderr()
+    );
+    assert!(
+        stdout.contains("# pass 1") && stdout.contains("# skipped 0"),
+        "the live test ran, not skipped:\n{stdout}"
+    );
+}

@@ -23,4 +23,17 @@ export {
   validateManifest,
 } from "./manifest.js";
 export { type DeployOptions, type Deployment, type FunctionInfo, NodeClient, NodeError, type Usage, usageOf } from "./node.js";
+export {
+  LedgerClient,
+  LedgerError,
+  type LedgerAccount,
+  type LedgerBatch,
+  type LedgerBlock,
+  type LedgerName,
+  type LedgerNode,
+  type LedgerStatus,
+  type LedgerTxKind,
+  type LedgerTxStatus,
+  parseJsonLossless,
+} from "./ledger.js";
 export { fromHex, toHex } from "./bytes.js";
