@@ -22,6 +22,27 @@ use std::time::{Duration, Instant};
 
 struct Validators(Vec<Child>);
 
+impl Validators {
+    /// CPU seconds (user + system) the validator processes used so far.
+    fn cpu_seconds(&self) -> f64 {
+        self.0
+            .iter()
+            .filter_map(|child| std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok())
+            .map(|stat| {
+                // Fields after the parenthesized command name; utime and
+                // stime are the 14th and 15th fields, in clock ticks.
+                let rest = stat.rsplit(')').next().unwrap_or_default();
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks: f64 = fields
+                    .get(11..13)
+                    .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+                    .unwrap_or(0.0);
+                ticks / 100.0
+            })
+            .sum()
+    }
+}
+
 impl Drop for Validators {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -209,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|nonce| SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 }).encode())
         .collect();
     let anchor = state_machine_rate(&faucet, &to, txs);
+    let cpu_before = validators.cpu_seconds();
     let t = Instant::now();
     let mut tasks = Vec::new();
     let per_conn = 2;
@@ -245,7 +267,14 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = t.elapsed();
+    let cpu = validators.cpu_seconds() - cpu_before;
     let rate = txs as f64 / elapsed.as_secs_f64();
+    let per_validator_us = cpu / 4.0 / txs as f64 * 1e6;
+    println!(
+        "validator CPU per finalized transfer: {per_validator_us:.0} µs each (4 validators, {cpu:.2} CPU-s in all, \
+         incl. block production while idle); with a core per validator that is {:.0} tx/s",
+        1e6 / per_validator_us
+    );
     println!(
         "loopback throughput, 4 validators: {txs} signed transfers final in {:.2} s = {:.0} tx/s \
          (submitted in {:.2} s; state machine alone on one core: {:.0} tx/s; ratio {:.2})",
