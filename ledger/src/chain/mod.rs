@@ -304,7 +304,15 @@ impl Chain {
     /// limits.
     fn build(&self, parent: &Digested<Block>, parent_state: &State) -> (Block, Arc<State>) {
         let height = parent.inner().height + 1;
-        let candidates: Vec<SignedTx> = self.lock().mempool.values().cloned().collect();
+        // Twice a block's worth: enough to fill it past transactions that
+        // wait for a nonce gap, without copying a large mempool per block.
+        let candidates: Vec<SignedTx> = self
+            .lock()
+            .mempool
+            .values()
+            .take(2 * MAX_TXS_PER_BLOCK)
+            .cloned()
+            .collect();
         let mut state = parent_state.clone();
         let mut txs = Vec::new();
         let mut dead = Vec::new();
