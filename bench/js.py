@@ -17,28 +17,9 @@ Builds bonus in release and both components itself.
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVER_CORE, LOAD_CORE = "0", "1"
+from benchlib import LOAD_CORE, SERVER_CORE, run, wrk
 
 
-def run(cmd, **kw):
-    print("+", " ".join(cmd), file=sys.stderr)
-    return subprocess.run(cmd, check=True, **kw)
-
-
-def wrk(url, seconds, connections):
-    out = subprocess.run(
-        ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def latency(q):
-        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        value, unit = float(m.group(1)), m.group(2)
-        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{url}: {non2xx.group(1)} non-2xx responses")
-    return rps, latency(50), latency(99)
 
 
 def get(url):

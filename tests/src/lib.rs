@@ -335,7 +335,7 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
 
 /// A `bonus node` process on ephemeral loopback ports; killed on drop.
 pub struct NodeProcess {
-    child: Child,
+    daemon: Daemon,
     /// `http://127.0.0.1:PORT` of its API.
     pub api: String,
     /// Its libp2p peer id.
@@ -344,7 +344,6 @@ pub struct NodeProcess {
     pub p2p: String,
     /// Its data directory (kept across restarts).
     pub data_dir: PathBuf,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl NodeProcess {
@@ -369,27 +368,22 @@ impl NodeProcess {
         }
         let (child, ready, stderr) = spawn_ready(command, "bonus node");
         NodeProcess {
-            child,
+            daemon: Daemon { child, stderr },
             api: ready["api"].as_str().expect("api").to_string(),
             peer_id: ready["peer_id"].as_str().expect("peer id").to_string(),
             p2p: ready["p2p"][0].as_str().expect("p2p address").to_string(),
             data_dir: data_dir.to_path_buf(),
-            stderr,
         }
     }
 
     /// `kill -9`: no chance to clean up.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.kill();
     }
 
     /// Everything the node wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.daemon.stderr()
     }
 
     /// A request to its API.
@@ -405,7 +399,27 @@ impl NodeProcess {
     }
 }
 
-impl Drop for NodeProcess {
+/// A spawned `bonus` process with its stderr collected; killed (-9) on drop.
+struct Daemon {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
@@ -648,10 +662,9 @@ impl Drop for WasmtimeServe {
 
 /// A `bonus validator` process; killed on drop.
 pub struct ValidatorProcess {
-    child: Child,
+    daemon: Daemon,
     /// `http://127.0.0.1:PORT` of its query API.
     pub api: String,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl ValidatorProcess {
@@ -669,24 +682,19 @@ impl ValidatorProcess {
             .env("RUST_LOG", "warn");
         let (child, ready, stderr) = spawn_ready(command, "bonus validator");
         ValidatorProcess {
-            child,
+            daemon: Daemon { child, stderr },
             api: ready["api"].as_str().expect("api").to_string(),
-            stderr,
         }
     }
 
     /// `kill -9`.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.kill();
     }
 
     /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.daemon.stderr()
     }
 
     /// `GET path` on its API as JSON (Null if unreachable or not JSON).
@@ -708,12 +716,6 @@ impl ValidatorProcess {
         self.get("/v1/ledger/status")["height"]
             .as_u64()
             .unwrap_or(0)
-    }
-}
-
-impl Drop for ValidatorProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
