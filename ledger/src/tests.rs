@@ -611,3 +611,36 @@ fn a_validator_re_executes_blocks_and_refuses_forged_or_wrong_ones() {
     bad_block.txs = vec![overdraft];
     assert!(chain.execute(&bad_block, &net.state).is_err());
 }
+
+#[test]
+fn the_mempool_refuses_bad_transactions_and_counts_nonces_without_gaps() {
+    use crate::chain::{Chain, ChainStore, SubmitError};
+    let net = Net::new();
+    let chain =
+        Chain::open(ChainStore::in_memory().expect("db"), net.state.clone()).expect("chain");
+    let transfer = |nonce| {
+        SignedTx::sign(
+            &net.alice,
+            nonce,
+            TxBody::Transfer {
+                to: net.bob.public(),
+                amount: 1,
+            },
+        )
+    };
+    assert!(matches!(
+        chain.submit(b"garbage"),
+        Err(SubmitError::Decode(_))
+    ));
+    let mut forged = transfer(0);
+    forged.nonce = 1;
+    assert!(matches!(
+        chain.submit(&forged.encode()),
+        Err(SubmitError::BadSignature(_))
+    ));
+    assert_eq!(chain.mempool_len(), 0);
+    chain.submit_tx(transfer(0)).expect("nonce 0");
+    chain.submit_tx(transfer(2)).expect("nonce 2 waits");
+    // Nonce 1 is missing: the next usable nonce is 1, not 3.
+    assert_eq!(chain.next_nonce(&net.alice.public()), 1);
+}

@@ -246,13 +246,13 @@ impl Chain {
     /// finalized state and anything of theirs already waiting here.
     pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
         let inner = self.lock();
-        let finalized = inner.state.account(signer).map_or(0, |a| a.nonce);
-        inner
-            .mempool
-            .range((*signer, 0)..=(*signer, u64::MAX))
-            .map(|((_, nonce), _)| nonce + 1)
-            .max()
-            .map_or(finalized, |pending| pending.max(finalized))
+        let mut nonce = inner.state.account(signer).map_or(0, |a| a.nonce);
+        // Only a gapless run counts: a transaction after a gap never
+        // applies, so building on it would wedge the signer.
+        while inner.mempool.contains_key(&(*signer, nonce)) {
+            nonce += 1;
+        }
+        nonce
     }
 
     /// Time from proposal to finalization of this validator's own recent

@@ -294,6 +294,7 @@ where
         inner: inline.clone(),
         chain: chain.clone(),
         key: Arc::new(config.key),
+        reported: Default::default(),
     };
     let engine = simplex::Engine::new(
         context.child("consensus"),
@@ -499,13 +500,22 @@ struct EvidenceReporter<I> {
     inner: I,
     chain: Arc<Chain>,
     key: Arc<SecretKey>,
+    /// Evidence already turned into a Slash (consensus reports the same
+    /// fault more than once).
+    reported: Arc<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>>,
 }
 
 impl<I: Reporter<Activity = Activity<Scheme, Digest>>> Reporter for EvidenceReporter<I> {
     type Activity = Activity<Scheme, Digest>;
 
     fn report(&mut self, activity: Self::Activity) -> commonware_actor::Feedback {
-        if let Some(evidence) = crate::evidence::from_activity(&activity) {
+        if let Some(evidence) = crate::evidence::from_activity(&activity)
+            && self
+                .reported
+                .lock()
+                .expect("evidence lock poisoned")
+                .insert(evidence.clone())
+        {
             let nonce = self.chain.next_nonce(&self.key.public());
             let tx = SignedTx::sign(&self.key, nonce, TxBody::Slash { evidence });
             match self.chain.submit_tx(tx) {
