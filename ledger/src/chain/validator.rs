@@ -13,11 +13,8 @@ use commonware_codec::Encode as _;
 use commonware_consensus::{
     Application, Reporter,
     marshal::{
-        self, Config as MarshalConfig, Start, Update,
-        ancestry::Ancestry,
-        core::Actor,
-        resolver::p2p as marshal_resolver,
-        standard::{Inline, Standard},
+        Config as MarshalConfig, Start, Update, ancestry::Ancestry, core::Actor,
+        resolver::p2p as marshal_resolver, standard::Inline,
     },
     simplex::{
         self,
@@ -526,8 +523,3 @@ impl<I: Reporter<Activity = Activity<Scheme, Digest>>> Reporter for EvidenceRepo
         self.inner.report(activity)
     }
 }
-
-#[allow(unused_imports)]
-use Standard as _;
-#[allow(unused_imports)]
-use marshal as _;
