@@ -21,7 +21,7 @@ pub struct LedgerUrl {
 
 impl LedgerUrl {
     fn client(&self) -> anyhow::Result<NodeClient> {
-        NodeClient::new(&self.ledger)
+        NodeClient::ledger(&self.ledger)
     }
 }
 

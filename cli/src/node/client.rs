@@ -11,6 +11,8 @@ use hyper_util::rt::TokioIo;
 pub struct NodeClient {
     base: http::Uri,
     authority: String,
+    /// What to start if the server is unreachable.
+    server: &'static str,
 }
 
 impl NodeClient {
@@ -26,7 +28,19 @@ impl NodeClient {
             .authority()
             .map(ToString::to_string)
             .with_context(|| format!("node URL {base} has no host"))?;
-        Ok(NodeClient { base, authority })
+        Ok(NodeClient {
+            base,
+            authority,
+            server: "bonus node",
+        })
+    }
+
+    /// A client for a validator's ledger query API.
+    pub fn ledger(base: &str) -> anyhow::Result<NodeClient> {
+        Ok(NodeClient {
+            server: "bonus validator",
+            ..NodeClient::new(base)?
+        })
     }
 
     async fn send<B>(
@@ -41,8 +55,8 @@ impl NodeClient {
             .await
             .with_context(|| {
                 format!(
-                    "cannot reach the node at {}; is `bonus node` running?",
-                    self.base
+                    "cannot reach {}; is `{}` running there?",
+                    self.base, self.server
                 )
             })?;
         let (mut sender, connection) =
