@@ -106,6 +106,8 @@ pub struct Chain {
     proposed: Mutex<HashMap<Digest, std::time::SystemTime>>,
     /// Proposal → finalization (applied here) of its own recent blocks.
     finality: Mutex<std::collections::VecDeque<std::time::Duration>>,
+    /// Woken when a transaction enters the mempool.
+    arrivals: tokio::sync::Notify,
 }
 
 /// How many recent finality samples a validator keeps.
@@ -141,6 +143,7 @@ impl Chain {
             gossip: Mutex::new(None),
             proposed: Mutex::new(HashMap::new()),
             finality: Mutex::new(std::collections::VecDeque::new()),
+            arrivals: tokio::sync::Notify::new(),
         }))
     }
 
@@ -227,6 +230,8 @@ impl Chain {
         }
         inner.verified.insert(id);
         inner.mempool.insert((tx.signer, tx.nonce), tx);
+        drop(inner);
+        self.arrivals.notify_waiters();
         Ok(id)
     }
 

@@ -285,6 +285,7 @@ where
     let app = LedgerApp {
         chain: chain.clone(),
         byzantine: config.byzantine,
+        idle_wait: config.timeouts.leader / 4,
     };
     let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher);
     let reporter = EvidenceReporter {
@@ -418,6 +419,12 @@ impl Reporter for Finalized {
 struct LedgerApp {
     chain: Arc<Chain>,
     byzantine: Option<Byzantine>,
+    /// With an empty mempool, how long a leader waits for a transaction
+    /// before proposing an empty block: an idle network then makes a few
+    /// blocks a second instead of one per round trip, and a transaction
+    /// that arrives meanwhile is proposed at once. Well below the leader
+    /// timeout, so the view never times out waiting.
+    idle_wait: Duration,
 }
 
 impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
@@ -432,6 +439,14 @@ impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
         mut ancestry: impl Ancestry<Block>,
         _input: (),
     ) -> Option<Digested<Block>> {
+        // Created before the check: it sees any arrival after this point.
+        let arrived = self.chain.arrivals.notified();
+        if self.chain.mempool_len() == 0 {
+            futures::select! {
+                _ = arrived.fuse() => {},
+                _ = context.0.sleep(self.idle_wait).fuse() => {},
+            }
+        }
         let parent = ancestry.next().await?;
         let parent_state = self.chain.state_after(&parent, ancestry).await?;
         let (mut block, state) = self.chain.build(&parent, &parent_state);
