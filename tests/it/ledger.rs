@@ -3,7 +3,7 @@
 //! restarted one catches up to the same state root. The CLI's ledger
 //! commands run against them.
 
-use bonus_tests::{ValidatorProcess, bonus, free_port_block, wait_until};
+use bonus_tests::{ValidatorProcess, bonus, ledger_genesis, wait_until};
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,21 +40,7 @@ fn four_validator_processes_agree_and_a_killed_one_catches_up() {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).expect("home");
     let net = dir.join("net");
-    let base = free_port_block(4);
-    let (ok, _, stderr) = bonus(
-        &home,
-        &[
-            "ledger",
-            "genesis",
-            "--validators",
-            "4",
-            "--dir",
-            net.to_str().expect("utf-8 path"),
-            "--base-port",
-            &base.to_string(),
-        ],
-    );
-    assert!(ok, "genesis failed: {stderr}");
+    ledger_genesis(&home, &net, 4);
     let genesis: serde_json::Value =
         serde_json::from_slice(&std::fs::read(net.join("genesis.json")).expect("genesis"))
             .expect("genesis json");
@@ -151,21 +137,7 @@ fn bad_transactions_get_clear_errors() {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).expect("home");
     let net = dir.join("net");
-    let base = free_port_block(1);
-    let (ok, _, stderr) = bonus(
-        &home,
-        &[
-            "ledger",
-            "genesis",
-            "--validators",
-            "1",
-            "--dir",
-            net.to_str().expect("utf-8"),
-            "--base-port",
-            &base.to_string(),
-        ],
-    );
-    assert!(ok, "{stderr}");
+    ledger_genesis(&home, &net, 1);
     let v = ValidatorProcess::start(&net, 0);
     assert!(
         wait_until(DEADLINE, || v.height() >= 1),

@@ -265,24 +265,10 @@ fn the_js_client_deploys_hello_js_to_a_node() {
 /// an unknown tx and a refused submission (`test/ledger-live.test.js`).
 #[test]
 fn the_js_client_queries_a_real_validator() {
-    use bonus_tests::{ValidatorProcess, free_port_block, wait_until};
+    use bonus_tests::{ValidatorProcess, wait_until};
     let dir = tempfile::tempdir().expect("temp dir");
     let net = dir.path().join("net");
-    let base = free_port_block(1);
-    let (ok, _, stderr) = bonus(
-        dir.path(),
-        &[
-            "ledger",
-            "genesis",
-            "--validators",
-            "1",
-            "--dir",
-            net.to_str().expect("UTF-8 path"),
-            "--base-port",
-            &base.to_string(),
-        ],
-    );
-    assert!(ok, "genesis failed: {stderr}");
+    bonus_tests::ledger_genesis(dir.path(), &net, 1);
     let validator = ValidatorProcess::start(&net, 0);
     assert!(
         wait_until(Duration::from_secs(120), || validator.height() >= 1),

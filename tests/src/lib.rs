@@ -738,3 +738,23 @@ pub fn free_port_block(n: u16) -> u16 {
     }
     panic!("no block of free loopback ports found");
 }
+
+/// `bonus ledger genesis` for `validators` validators in `net` (keys,
+/// genesis.json and faucet.key), on free loopback ports.
+pub fn ledger_genesis(home: &Path, net: &Path, validators: u16) {
+    let base = free_port_block(validators);
+    let (ok, _, stderr) = bonus(
+        home,
+        &[
+            "ledger",
+            "genesis",
+            "--validators",
+            &validators.to_string(),
+            "--dir",
+            net.to_str().expect("UTF-8 path"),
+            "--base-port",
+            &base.to_string(),
+        ],
+    );
+    assert!(ok, "bonus ledger genesis failed: {stderr}");
+}
