@@ -5,6 +5,7 @@
 
 mod commands;
 mod guest_build;
+mod http_server;
 mod node;
 mod output;
 mod server;

@@ -8,8 +8,6 @@ use bonus_ledger::chain::{Chain, Timeouts, tcp};
 use bonus_ledger::genesis::Genesis;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,21 +118,11 @@ fn serve_api(listener: std::net::TcpListener, chain: Arc<Chain>) {
                 return;
             }
         };
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+        crate::http_server::serve(listener, move |request| {
             let chain = chain.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let chain = chain.clone();
-                    async move { Ok::<_, Infallible>(answer(&chain, request).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+            async move { answer(&chain, request).await }
+        })
+        .await;
     });
 }
 

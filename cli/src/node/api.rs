@@ -19,8 +19,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,26 +28,12 @@ type Response = http::Response<Full<Bytes>>;
 const MANIFEST_BYTES_MAX: usize = 64 << 10;
 
 pub async fn serve(listener: tokio::net::TcpListener, node: Arc<Node>) -> anyhow::Result<()> {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    crate::http_server::serve(listener, move |request| {
         let node = node.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let node = node.clone();
-                async move { Ok::<_, Infallible>(route(&node, request).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move { route(&node, request).await }
+    })
+    .await;
+    Ok(())
 }
 
 async fn route(node: &Arc<Node>, request: http::Request<Incoming>) -> Response {
