@@ -1,116 +1,358 @@
 //! The query API, independent of any HTTP framework: a request's method,
-//! path and body in, a status and a JSON body out. The node serves it over
-//! HTTP; the CLI and the JS client read it.
+//! path and body in, a status and a typed JSON body out. The validator
+//! serves it over HTTP; the CLI, the tests and the JS client read the same
+//! types. Amounts (balances, stakes, fees, prices, nonces) are decimal
+//! strings, so no client rounds them.
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/v1/ledger/status` | height, state root, validators, mempool size |
-//! | GET | `/v1/ledger/accounts/<ed25519:hex>` | balance, nonce, stake, unbonding |
-//! | GET | `/v1/ledger/names` and `/v1/ledger/names/<name>` | owner, manifest, traffic, unpaid |
-//! | GET | `/v1/ledger/nodes` | registered workers and routers |
-//! | GET | `/v1/ledger/batches/<worker>/<sequence>` | whether the batch settled |
-//! | GET | `/v1/ledger/blocks/<height>` | the block and its finalization certificate |
-//! | GET | `/v1/ledger/txs/<id hex>` | pending, finalized (height) or unknown |
-//! | POST | `/v1/ledger/txs` | submit an encoded signed transaction |
+//! | GET | `/v1/ledger/status` | [`Status`] |
+//! | GET | `/v1/ledger/accounts/<ed25519:hex>` | [`AccountView`] |
+//! | GET | `/v1/ledger/names` and `/v1/ledger/names/<name>` | [`Names`], [`NameView`] |
+//! | GET | `/v1/ledger/nodes` | [`Nodes`] |
+//! | GET | `/v1/ledger/batches/<worker>/<sequence>` | [`BatchView`] |
+//! | GET | `/v1/ledger/blocks/<height>` | [`BlockView`] with its certificate |
+//! | GET | `/v1/ledger/txs/<id hex>` | [`TxStatusView`] |
+//! | POST | `/v1/ledger/txs` | [`Submitted`]: an encoded signed transaction |
+//!
+//! Errors are [`ApiError`] with a 4xx/5xx status.
 
 use crate::chain::{Chain, TxStatus};
-use crate::tx::TxBody;
 use crate::{NodeRole, State};
 use bonus_ids::PublicKey;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 /// Largest request body: one transaction.
-pub const MAX_BODY_BYTES: usize = crate::tx::MAX_TX_BYTES;
+pub const BODY_BYTES_MAX: usize = crate::limits::TX_BYTES_MAX;
 
-/// Answers one query. `status` is an HTTP status code.
-pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+/// u64 amounts as decimal strings (read back from strings or numbers).
+pub mod amount {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as a decimal string.
+    pub fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    /// Reads a decimal string (or a plain number).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            Number(u64),
+        }
+        match Either::deserialize(d)? {
+            Either::Text(text) => text.parse().map_err(serde::de::Error::custom),
+            Either::Number(n) => Ok(n),
+        }
+    }
+}
+
+/// An error answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+/// Finality latency of this validator's own recent blocks, ms.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Finality {
+    /// Median (None before any sample).
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Samples taken.
+    pub samples: usize,
+}
+
+/// `GET /v1/ledger/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// The network's chain id (hex).
+    pub chain_id: String,
+    /// Finalized height.
+    pub height: u64,
+    /// Timestamp of the finalized block, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The current settlement period.
+    pub period: u64,
+    /// Hex of the state root at `height`.
+    pub state_root: String,
+    /// Validators' keys.
+    pub validators: Vec<String>,
+    /// Transactions waiting in this validator's mempool.
+    pub mempool: usize,
+    /// The fee pool.
+    #[serde(with = "amount")]
+    pub fee_pool: u64,
+    /// Balances + stakes + unbonding + fee pool: what genesis minted.
+    #[serde(with = "amount")]
+    pub total_supply: u64,
+    /// The flat fee every transaction pays.
+    #[serde(with = "amount")]
+    pub tx_fee: u64,
+    /// Finality latency.
+    pub finality_ms: Finality,
+}
+
+/// Stake on its way back to the balance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unbonding {
+    /// Amount.
+    #[serde(with = "amount")]
+    pub amount: u64,
+    /// Block time at which it returns, ms since the Unix epoch.
+    pub release_at_ms: u64,
+}
+
+/// `GET /v1/ledger/accounts/<key>`; an unknown account is all zeros.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountView {
+    /// `ed25519:<hex>`.
+    pub account: String,
+    /// Spendable balance.
+    #[serde(with = "amount")]
+    pub balance: u64,
+    /// The nonce its next transaction must carry.
+    #[serde(with = "amount")]
+    pub nonce: u64,
+    /// Bonded stake.
+    #[serde(with = "amount")]
+    pub stake: u64,
+    /// Unbonding stake.
+    pub unbonding: Vec<Unbonding>,
+    /// A settlement could not be charged to it.
+    pub unpaid: bool,
+    /// A validator punished for equivocation.
+    pub slashed: bool,
+}
+
+/// One weighted manifest of a traffic split.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Split {
+    /// `manifest:<hex>`.
+    pub manifest_id: String,
+    /// Weight.
+    pub weight: u32,
+}
+
+/// A name as the ledger records it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NameView {
+    /// The name.
+    pub name: String,
+    /// Its owner.
+    pub owner: String,
+    /// Current manifest.
+    pub manifest_id: String,
+    /// Weighted split (empty: all to `manifest_id`).
+    pub traffic: Vec<Split>,
+    /// Most charged per period.
+    #[serde(with = "amount")]
+    pub spend_per_period_max: u64,
+    /// Charged so far in the current period.
+    #[serde(with = "amount")]
+    pub spent_this_period: u64,
+    /// Routers answer 402: the owner could not pay, or the budget is spent.
+    pub unpaid: bool,
+}
+
+/// `GET /v1/ledger/names`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Names {
+    /// Every name.
+    pub names: Vec<NameView>,
+}
+
+/// A registered worker or router.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeView {
+    /// Its key.
+    pub key: String,
+    /// `worker` or `router`.
+    pub role: String,
+    /// The account it pays.
+    pub operator: String,
+    /// Where to reach it.
+    pub endpoint: String,
+    /// Region hint.
+    pub region: String,
+    /// Price per million fuel.
+    #[serde(with = "amount")]
+    pub price_per_million_fuel: u64,
+    /// Bonded stake.
+    #[serde(with = "amount")]
+    pub stake: u64,
+}
+
+/// `GET /v1/ledger/nodes`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Nodes {
+    /// Every node.
+    pub nodes: Vec<NodeView>,
+}
+
+/// `GET /v1/ledger/batches/<worker>/<sequence>`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchView {
+    /// The worker.
+    pub worker: String,
+    /// Its batch sequence.
+    #[serde(with = "amount")]
+    pub sequence: u64,
+    /// Whether it settled (within the settlement window).
+    pub settled: bool,
+}
+
+/// A transaction in a block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockTx {
+    /// Its id (hex).
+    pub id: String,
+    /// Signer.
+    pub signer: String,
+    /// Nonce.
+    #[serde(with = "amount")]
+    pub nonce: u64,
+    /// Kind (`transfer`, `deploy`, …).
+    pub kind: String,
+}
+
+/// `GET /v1/ledger/blocks/<height>`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockView {
+    /// Height.
+    pub height: u64,
+    /// Timestamp, ms.
+    pub time_ms: u64,
+    /// Hex digest (what consensus signed).
+    pub digest: String,
+    /// Parent digest.
+    pub parent: String,
+    /// State root after it.
+    pub state_root: String,
+    /// Its transactions.
+    pub txs: Vec<BlockTx>,
+    /// Hex of its finalization certificate, if consensus certified this
+    /// block itself.
+    pub certificate: Option<String>,
+}
+
+/// `GET /v1/ledger/txs/<id>`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum TxStatusView {
+    /// Waiting in this validator's mempool.
+    Pending,
+    /// Final at `height`.
+    Finalized {
+        /// Height.
+        height: u64,
+    },
+    /// Never seen here, or dropped because it no longer applies.
+    Unknown,
+}
+
+/// `POST /v1/ledger/txs`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Submitted {
+    /// The transaction id (hex).
+    pub id: String,
+    /// Always `pending`.
+    pub status: String,
+}
+
+/// A status and a JSON body.
+pub type Answer = (u16, serde_json::Value);
+
+fn ok<T: Serialize>(status: u16, body: T) -> Answer {
+    (
+        status,
+        serde_json::to_value(body).expect("API types serialize"),
+    )
+}
+
+fn err(status: u16, error: String) -> Answer {
+    ok(status, ApiError { error })
+}
+
+/// Answers one query.
+pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
     let segments: Vec<&str> = path
         .trim_start_matches("/v1/ledger")
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
     match (method, segments.as_slice()) {
-        ("GET", ["status"]) => (200, status(chain)),
+        ("GET", ["status"]) => ok(200, status(chain)),
         ("GET", ["accounts", key]) => match key.parse::<PublicKey>() {
-            Ok(key) => (200, account(&chain.state(), &key)),
-            Err(e) => bad(format!("invalid account {key:?}: {e}")),
+            Ok(key) => ok(200, account(&chain.state(), &key)),
+            Err(e) => err(400, format!("invalid account {key:?}: {e}")),
         },
         ("GET", ["names"]) => {
             let state = chain.state();
-            let names: Vec<Value> = state.names().map(|(n, _)| name(&state, n)).collect();
-            (200, json!({ "names": names }))
+            let names = state.names().filter_map(|(n, _)| name(&state, n)).collect();
+            ok(200, Names { names })
         }
-        ("GET", ["names", n]) => {
-            let state = chain.state();
-            match state.name(n) {
-                Some(_) => (200, name(&state, n)),
-                None => (
-                    404,
-                    json!({ "error": format!("no name {n:?} on the ledger") }),
-                ),
-            }
-        }
-        ("GET", ["nodes"]) => {
-            let state = chain.state();
-            let nodes: Vec<Value> = state
-                .nodes()
-                .map(|(key, node)| {
-                    json!({
-                        "key": key.to_string(),
-                        "role": match node.role { NodeRole::Worker => "worker", NodeRole::Router => "router" },
-                        "endpoint": node.endpoint,
-                        "region": node.region,
-                        "price_per_million_fuel": node.price_per_million_fuel,
-                        "stake": state.account(key).map_or(0, |a| a.stake),
-                    })
-                })
-                .collect();
-            (200, json!({ "nodes": nodes }))
-        }
+        ("GET", ["names", n]) => match name(&chain.state(), n) {
+            Some(view) => ok(200, view),
+            None => err(404, format!("no name {n:?} on the ledger")),
+        },
+        ("GET", ["nodes"]) => ok(200, nodes(&chain.state())),
         ("GET", ["batches", worker, sequence]) => {
             let (Ok(worker), Ok(sequence)) = (worker.parse::<PublicKey>(), sequence.parse::<u64>())
             else {
-                return bad("expected /v1/ledger/batches/<ed25519:hex>/<sequence>".into());
+                return err(
+                    400,
+                    "expected /v1/ledger/batches/<ed25519:hex>/<sequence>".into(),
+                );
             };
             let settled = chain.state().is_settled(&worker, sequence);
-            (
+            ok(
                 200,
-                json!({ "worker": worker.to_string(), "sequence": sequence, "settled": settled }),
+                BatchView {
+                    worker: worker.to_string(),
+                    sequence,
+                    settled,
+                },
             )
         }
-        ("GET", ["blocks", height]) => {
-            let Ok(height) = height.parse::<u64>() else {
-                return bad(format!("invalid height {height:?}"));
-            };
-            block(chain, height)
-        }
+        ("GET", ["blocks", height]) => match height.parse::<u64>() {
+            Ok(height) => block(chain, height),
+            Err(_) => err(400, format!("invalid height {height:?}")),
+        },
         ("GET", ["txs", id]) => {
             let Some(id) = parse_hex32(id) else {
-                return bad("expected a 64-hex-digit transaction id".into());
+                return err(400, "expected a 64-hex-digit transaction id".into());
             };
             let status = match chain.status(&id) {
-                TxStatus::Pending => json!({ "status": "pending" }),
-                TxStatus::Finalized(height) => json!({ "status": "finalized", "height": height }),
-                TxStatus::Unknown => json!({ "status": "unknown" }),
+                TxStatus::Pending => TxStatusView::Pending,
+                TxStatus::Finalized(height) => TxStatusView::Finalized { height },
+                TxStatus::Unknown => TxStatusView::Unknown,
             };
-            (200, status)
+            ok(200, status)
         }
         ("POST", ["txs"]) => match chain.submit(body) {
-            Ok(id) => (202, json!({ "id": hex(&id), "status": "pending" })),
-            Err(e) => bad(e.to_string()),
+            Ok(id) => ok(
+                202,
+                Submitted {
+                    id: hex(&id),
+                    status: "pending".into(),
+                },
+            ),
+            Err(e) => err(400, e.to_string()),
         },
-        _ => (
+        _ => err(
             404,
-            json!({ "error": format!("no such ledger endpoint: {method} {path}; see GET /v1/ledger/status") }),
+            format!("no such ledger endpoint: {method} {path}; see GET /v1/ledger/status"),
         ),
     }
 }
 
-fn bad(reason: String) -> (u16, Value) {
-    (400, json!({ "error": reason }))
-}
-
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -125,7 +367,7 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn status(chain: &Chain) -> Value {
+fn status(chain: &Chain) -> Status {
     let state = chain.state();
     let mut finality = chain.finality_samples();
     finality.sort();
@@ -134,89 +376,122 @@ fn status(chain: &Chain) -> Value {
             .get(((finality.len().max(1) - 1) as f64 * q).round() as usize)
             .map(|d| d.as_secs_f64() * 1e3)
     };
-    json!({
-        "finality_ms": { "p50": pick(0.5), "p99": pick(0.99), "samples": finality.len() },
-        "height": chain.height(),
-        "state_root": hex(&state.root()),
-        "validators": state.validators().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "mempool": chain.mempool_len(),
-        "fee_pool": state.fee_pool(),
-        "total_supply": state.total_supply().to_string(),
-    })
+    Status {
+        chain_id: state.chain_id().to_string(),
+        height: chain.height(),
+        time_ms: state.time_ms(),
+        period: state.period(),
+        state_root: hex(&state.root()),
+        validators: state.validators().iter().map(ToString::to_string).collect(),
+        mempool: chain.mempool_len(),
+        fee_pool: state.fee_pool(),
+        total_supply: state.minted(),
+        tx_fee: state.params().tx_fee,
+        finality_ms: Finality {
+            p50: pick(0.5),
+            p99: pick(0.99),
+            samples: finality.len(),
+        },
+    }
 }
 
-fn account(state: &State, key: &PublicKey) -> Value {
+/// An account's view (all zeros if unknown).
+pub fn account(state: &State, key: &PublicKey) -> AccountView {
     let account = state.account(key).cloned().unwrap_or_default();
-    json!({
-        "account": key.to_string(),
-        "balance": account.balance,
-        "nonce": account.nonce,
-        "stake": account.stake,
-        "unbonding": account.unbonding.iter().map(|(amount, at)| json!({ "amount": amount, "at_height": at })).collect::<Vec<_>>(),
-        "slashed": state.is_slashed(key),
+    AccountView {
+        account: key.to_string(),
+        balance: account.balance,
+        nonce: account.nonce,
+        stake: account.stake,
+        unbonding: account
+            .unbonding
+            .iter()
+            .map(|(amount, at)| Unbonding {
+                amount: *amount,
+                release_at_ms: *at,
+            })
+            .collect(),
+        unpaid: account.unpaid,
+        slashed: state.is_slashed(key),
+    }
+}
+
+/// A name's view, if it is bound.
+pub fn name(state: &State, n: &str) -> Option<NameView> {
+    let entry = state.name(n)?;
+    Some(NameView {
+        name: n.to_string(),
+        owner: entry.owner.to_string(),
+        manifest_id: entry.manifest_id.to_string(),
+        traffic: entry
+            .traffic
+            .iter()
+            .map(|(m, w)| Split {
+                manifest_id: m.to_string(),
+                weight: *w,
+            })
+            .collect(),
+        spend_per_period_max: entry.spend_per_period_max,
+        spent_this_period: state.spent(state.period(), n),
+        unpaid: state.is_unpaid(n),
     })
 }
 
-fn name(state: &State, n: &str) -> Value {
-    let Some(entry) = state.name(n) else {
-        return Value::Null;
-    };
-    json!({
-        "name": n,
-        "owner": entry.owner.to_string(),
-        "manifest_id": entry.manifest_id.to_string(),
-        "traffic": entry.traffic.iter().map(|(m, w)| json!({ "manifest_id": m.to_string(), "weight": w })).collect::<Vec<_>>(),
-        "unpaid": entry.unpaid,
-    })
+fn nodes(state: &State) -> Nodes {
+    let nodes = state
+        .nodes()
+        .map(|(key, node)| NodeView {
+            key: key.to_string(),
+            role: match node.role {
+                NodeRole::Worker => "worker",
+                NodeRole::Router => "router",
+            }
+            .into(),
+            operator: node.operator.to_string(),
+            endpoint: node.endpoint.clone(),
+            region: node.region.clone(),
+            price_per_million_fuel: node.price_per_million_fuel,
+            stake: state.account(key).map_or(0, |a| a.stake),
+        })
+        .collect();
+    Nodes { nodes }
 }
 
-fn block(chain: &Chain, height: u64) -> (u16, Value) {
+fn block(chain: &Chain, height: u64) -> Answer {
     let store = chain.store();
     let (block, certificate) = match (store.block(height), store.certificate(height)) {
         (Ok(Some(block)), Ok(certificate)) => (block, certificate),
         (Ok(None), _) => {
-            return (
+            return err(
                 404,
-                json!({ "error": format!("no finalized block at height {height} (finalized height is {})", chain.height()) }),
+                format!(
+                    "no finalized block at height {height} (finalized height is {})",
+                    chain.height()
+                ),
             );
         }
-        (Err(e), _) | (_, Err(e)) => return (500, json!({ "error": e.to_string() })),
+        (Err(e), _) | (_, Err(e)) => return err(500, e.to_string()),
     };
-    let txs: Vec<Value> = block
+    let txs = block
         .txs
         .iter()
-        .map(|tx| {
-            json!({
-                "id": hex(&tx.id()),
-                "signer": tx.signer.to_string(),
-                "nonce": tx.nonce,
-                "kind": kind(&tx.body),
-            })
+        .map(|tx| BlockTx {
+            id: hex(&tx.id()),
+            signer: tx.signer.to_string(),
+            nonce: tx.nonce,
+            kind: tx.body.kind().into(),
         })
         .collect();
-    (
+    ok(
         200,
-        json!({
-            "height": block.height,
-            "digest": hex(commonware_cryptography::Digestible::digest(&block).as_ref()),
-            "parent": hex(block.parent.as_ref()),
-            "state_root": hex(&block.state_root),
-            "txs": txs,
-            "certificate": certificate.map(|c| hex(&c)),
-        }),
+        BlockView {
+            height: block.height,
+            time_ms: block.time_ms,
+            digest: hex(commonware_cryptography::Digestible::digest(&block).as_ref()),
+            parent: hex(block.parent.as_ref()),
+            state_root: hex(&block.state_root),
+            txs,
+            certificate: certificate.map(|c| hex(&c)),
+        },
     )
-}
-
-fn kind(body: &TxBody) -> &'static str {
-    match body {
-        TxBody::Transfer { .. } => "transfer",
-        TxBody::Deploy { .. } => "deploy",
-        TxBody::SetTraffic { .. } => "set_traffic",
-        TxBody::RegisterNode { .. } => "register_node",
-        TxBody::Settle(_) => "settle",
-        TxBody::Attest(_) => "attest",
-        TxBody::Stake { .. } => "stake",
-        TxBody::Unstake { .. } => "unstake",
-        TxBody::Slash { .. } => "slash",
-    }
 }

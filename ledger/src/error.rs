@@ -1,7 +1,7 @@
 //! Why a transaction is rejected. Each variant is a clear, stable reason;
 //! a rejected transaction leaves the state untouched.
 
-use bonus_ids::PublicKey;
+use bonus_ids::{ManifestId, PublicKey};
 
 /// A transaction the state machine refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +110,72 @@ pub enum TxError {
     AlreadySlashed {
         /// The validator.
         validator: PublicKey,
+    },
+    /// The signer's balance does not cover the transaction fee.
+    #[error("{signer} cannot pay the transaction fee of {fee}; fund the account first")]
+    CannotPayFee {
+        /// Signer.
+        signer: PublicKey,
+        /// The fee.
+        fee: u64,
+    },
+    /// A block's timestamp does not move forward from its parent's.
+    #[error("block time {block_ms} ms is not after its parent's {parent_ms} ms")]
+    BlockTimeNotIncreasing {
+        /// The parent's time.
+        parent_ms: u64,
+        /// The block's time.
+        block_ms: u64,
+    },
+    /// The manifest id was first deployed under another name.
+    #[error("manifest {manifest_id} belongs to the name {name:?}")]
+    ManifestClaimed {
+        /// The manifest.
+        manifest_id: ManifestId,
+        /// The name it belongs to.
+        name: String,
+    },
+    /// A registered node tried to change its role or operator.
+    #[error("{node} is registered as a {role} with another operator or role; deregister first")]
+    NodeTermsFixed {
+        /// The node.
+        node: PublicKey,
+        /// Its registered role.
+        role: &'static str,
+    },
+    /// A node's stake would be below the genesis minimum for its role.
+    #[error("a {role} must keep at least {minimum} staked (would have {stake})")]
+    StakeBelowMinimum {
+        /// The role.
+        role: &'static str,
+        /// The genesis minimum.
+        minimum: u64,
+        /// What it would have.
+        stake: u64,
+    },
+    /// A router vouched for itself or for a worker of its own operator.
+    #[error("router {router} may not attest for worker {worker} (same key or operator)")]
+    SelfAttestation {
+        /// The router.
+        router: PublicKey,
+        /// The worker.
+        worker: PublicKey,
+    },
+    /// An attestation or batch refers to a period outside the window.
+    #[error("period {period} is outside the settlement window (current period {current})")]
+    PeriodOutsideWindow {
+        /// The period named.
+        period: u64,
+        /// The current period.
+        current: u64,
+    },
+    /// The worker's price is above what the manifest's owner consented to.
+    #[error("worker price {price} per million fuel is above the manifest's maximum {price_max}")]
+    PriceAboveConsent {
+        /// The worker's registered price.
+        price: u64,
+        /// The manifest's maximum.
+        price_max: u64,
     },
     /// A field is out of range (empty batch, zero amount…).
     #[error("malformed transaction: {0}")]

@@ -5,9 +5,11 @@
 //! finalizes, 2 nullify and finalize in one view) followed by the
 //! commonware-codec encoding of the simplex evidence. Both signatures are
 //! checked against the validator set under the ledger's consensus
-//! namespace, so a forged or replayed-from-another-network proof fails.
+//! namespace, which includes the chain id, so a forged proof, or one
+//! replayed from another network, fails.
 
-use crate::chain::{Digest, NAMESPACE};
+use crate::chain::{Digest, namespace};
+use crate::params::ChainId;
 use bonus_ids::PublicKey;
 use commonware_codec::{DecodeExt as _, Encode as _};
 use commonware_consensus::simplex::{
@@ -36,6 +38,7 @@ pub fn from_activity(activity: &Activity<Scheme, Digest>) -> Option<Vec<u8>> {
 /// Verifies evidence against the validator set; the offender if valid.
 pub fn verify(
     evidence: &[u8],
+    chain: &ChainId,
     validators: &BTreeSet<PublicKey>,
 ) -> Result<PublicKey, &'static str> {
     let (tag, body) = evidence.split_first().ok_or("empty evidence")?;
@@ -45,7 +48,7 @@ pub fn verify(
         .collect();
     let participants =
         commonware_utils::ordered::Set::try_from(keys).map_err(|_| "duplicate validators")?;
-    let verifier = Scheme::verifier(NAMESPACE, participants.clone());
+    let verifier = Scheme::verifier(&namespace(chain), participants.clone());
     // Signature verification is deterministic; the rng only seeds batch
     // verification's random coefficients.
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
@@ -79,4 +82,37 @@ pub fn verify(
             .map_err(|_| "validator key is not 32 bytes")?,
     )
     .map_err(|_| "validator key is invalid")
+}
+
+/// Checks a stored finalization certificate: it decodes, it finalizes the
+/// block whose digest is `block_digest`, and a quorum of the validator set
+/// signed it under network `chain`'s namespace. A client holding the
+/// genesis can so check a block (and the state root in it) on its own.
+pub fn verify_finalization(
+    certificate: &[u8],
+    block_digest: &Digest,
+    chain: &ChainId,
+    validators: &BTreeSet<PublicKey>,
+) -> Result<(), &'static str> {
+    use commonware_codec::Decode as _;
+    use commonware_consensus::simplex::types::Finalization;
+    use commonware_cryptography::certificate::Verifier as _;
+    let keys: Vec<_> = validators
+        .iter()
+        .map(crate::chain::consensus_public)
+        .collect();
+    let participants =
+        commonware_utils::ordered::Set::try_from(keys).map_err(|_| "duplicate validators")?;
+    let cfg = Scheme::certificate_codec_config_unbounded();
+    let finalization = Finalization::<Scheme, Digest>::decode_cfg(certificate.to_vec(), &cfg)
+        .map_err(|_| "malformed finalization certificate")?;
+    if finalization.proposal.payload != *block_digest {
+        return Err("the certificate finalizes another block");
+    }
+    let verifier = Scheme::verifier(&namespace(chain), participants);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    if !finalization.verify(&mut rng, &verifier, &Sequential) {
+        return Err("the certificate's signatures do not verify");
+    }
+    Ok(())
 }

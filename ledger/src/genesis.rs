@@ -1,13 +1,19 @@
-//! The genesis file: the validator set (keys and p2p addresses) and the
-//! initial balances (a funded dev account on local networks). Every
-//! validator must start from byte-identical genesis content; the genesis
-//! state root commits to it.
+//! The genesis file: the network's economics ([`Params`]), the validator
+//! set (keys, p2p addresses and bonded stakes) and the initial balances (a
+//! funded dev account on local networks). Its hash is the chain id: every
+//! transaction and consensus signature covers it, so two networks never
+//! accept each other's messages.
 
 use crate::State;
+use crate::params::{ChainId, Params};
+use crate::state::GenesisSpec;
 use bonus_ids::PublicKey;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
+
+/// Domain separation for the chain id.
+const CHAIN_ID_DOMAIN: &[u8] = b"bonus/chain/v1";
 
 /// One validator in the genesis file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -19,6 +25,8 @@ pub struct GenesisValidator {
     /// Where its query API listens (for clients; not used by consensus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<SocketAddr>,
+    /// Stake bonded at genesis: earns fees, and is what slashing takes.
+    pub stake: u64,
 }
 
 /// An initial balance.
@@ -33,8 +41,10 @@ pub struct GenesisBalance {
 /// The genesis file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Genesis {
-    /// A name for the network (informational).
+    /// A name for the network (informational, but part of the chain id).
     pub chain: String,
+    /// The network's economics.
+    pub params: Params,
     /// The validator set.
     pub validators: Vec<GenesisValidator>,
     /// Initial balances.
@@ -75,9 +85,19 @@ impl Genesis {
             reason,
         };
         let genesis: Genesis = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        genesis.validator_keys().map_err(invalid)?;
         genesis.state().map_err(invalid)?;
         Ok(genesis)
+    }
+
+    /// The chain id: BLAKE3 over the canonical JSON of the whole genesis
+    /// (field order fixed by this struct, so whitespace in the file does
+    /// not matter, and any change of content makes another network).
+    pub fn chain_id(&self) -> ChainId {
+        let json = serde_json::to_vec(self).expect("a genesis serializes");
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(CHAIN_ID_DOMAIN);
+        hasher.update(&json);
+        ChainId(*hasher.finalize().as_bytes())
     }
 
     /// The validators' keys, in file order; distinct and at least one.
@@ -100,7 +120,7 @@ impl Genesis {
 
     /// The genesis state.
     pub fn state(&self) -> Result<State, String> {
-        let balances: Vec<(PublicKey, u64)> = self
+        let balances = self
             .balances
             .iter()
             .map(|b| {
@@ -111,7 +131,15 @@ impl Genesis {
                 Ok((key, b.amount))
             })
             .collect::<Result<_, String>>()?;
-        let state = State::genesis(&balances).map_err(|e| e.to_string())?;
-        Ok(state.with_validators(self.validator_keys()?))
+        let validators = self
+            .validator_keys()?
+            .into_iter()
+            .zip(self.validators.iter().map(|v| v.stake))
+            .collect();
+        let spec = GenesisSpec {
+            balances,
+            validators,
+        };
+        State::genesis(self.chain_id(), self.params, &spec).map_err(|e| e.to_string())
     }
 }

@@ -4,11 +4,12 @@
 //! in-memory redb) over `p2p::simulated` links with latency, jitter and
 //! loss that the caller chooses, and can cut and heal.
 
-use crate::State;
 use crate::chain::{
     self, Byzantine, Chain, ChainStore, Channels, Handles, Timeouts, ValidatorConfig,
 };
-use bonus_ids::{PublicKey, SecretKey};
+use crate::genesis::{Genesis, GenesisBalance, GenesisValidator};
+use crate::{Params, State};
+use bonus_ids::SecretKey;
 use commonware_cryptography::ed25519;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{Quota, Supervisor as _, deterministic};
@@ -57,14 +58,43 @@ pub fn faucet() -> SecretKey {
     SecretKey::from_seed([0xfa; 32])
 }
 
-/// Genesis for `n` simulated validators and the faucet.
+/// Stake each simulated validator bonds at genesis.
+pub const VALIDATOR_STAKE: u64 = 1_000_000;
+
+/// The genesis file of `n` simulated validators and the faucet (p2p
+/// addresses are placeholders: the simulated network does not dial them).
+pub fn genesis_file(n: usize) -> Genesis {
+    let validators = (0..n)
+        .map(|i| GenesisValidator {
+            key: key(i).public().to_string(),
+            p2p: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+            api: None,
+            stake: VALIDATOR_STAKE,
+        })
+        .collect();
+    let mut balances: Vec<GenesisBalance> = (0..n)
+        .map(|i| GenesisBalance {
+            account: key(i).public().to_string(),
+            amount: 1_000,
+        })
+        .collect();
+    balances.push(GenesisBalance {
+        account: faucet().public().to_string(),
+        amount: u64::MAX / 4,
+    });
+    Genesis {
+        chain: "simulation".into(),
+        params: Params::DEV,
+        validators,
+        balances,
+    }
+}
+
+/// The genesis state of [`genesis_file`].
 pub fn genesis(n: usize) -> State {
-    let validators: Vec<PublicKey> = (0..n).map(|i| key(i).public()).collect();
-    let mut balances: Vec<(PublicKey, u64)> = validators.iter().map(|v| (*v, 1_000)).collect();
-    balances.push((faucet().public(), u64::MAX / 2));
-    State::genesis(&balances)
-        .expect("genesis balances fit")
-        .with_validators(validators)
+    genesis_file(n)
+        .state()
+        .expect("the simulated genesis is valid")
 }
 
 impl SimNetwork {
@@ -75,7 +105,20 @@ impl SimNetwork {
         link: Link,
         timeouts: Timeouts,
     ) -> SimNetwork {
+        Self::start_with(context, roles, link, timeouts, genesis_file(roles.len())).await
+    }
+
+    /// [`SimNetwork::start`] from a given genesis (its validators must be
+    /// the simulation's keys `0..roles.len()`, in order).
+    pub async fn start_with(
+        context: &deterministic::Context,
+        roles: &[Role],
+        link: Link,
+        timeouts: Timeouts,
+        genesis: Genesis,
+    ) -> SimNetwork {
         let n = roles.len();
+        let genesis_state = genesis.state().expect("a valid simulation genesis");
         let public: Vec<ed25519::PublicKey> = (0..n)
             .map(|i| chain::consensus_public(&key(i).public()))
             .collect();
@@ -117,7 +160,7 @@ impl SimNetwork {
             };
             let chain = Chain::open(
                 ChainStore::in_memory().expect("an in-memory database opens"),
-                genesis(n),
+                genesis_state.clone(),
             )
             .expect("a fresh chain opens");
             net.chains.push(chain.clone());
@@ -185,5 +228,107 @@ impl SimNetwork {
                 self.cut(i, other).await;
             }
         }
+    }
+}
+
+/// A ledger without consensus, for state-machine tests and benchmarks:
+/// the real [`State`] driven block by block with a clock the test moves.
+/// Each [`Harness::run`] applies one transaction in a block of its own and
+/// checks the rejection rule (a refused transaction changes nothing).
+pub struct Harness {
+    /// The state after the last block.
+    pub state: State,
+    /// The last block's height.
+    pub height: u64,
+    /// The last block's time, ms.
+    pub time_ms: u64,
+}
+
+/// Block time of the harness's first block: 2026-01-01.
+pub const HARNESS_START_MS: u64 = 1_767_225_600_000;
+
+impl Harness {
+    /// Genesis with `balances`, four simulated validators (each with
+    /// [`VALIDATOR_STAKE`] bonded) and `params`, on a chain named `chain`.
+    pub fn new(chain: &str, params: Params, balances: &[(&SecretKey, u64)]) -> Harness {
+        let mut genesis = genesis_file(4);
+        genesis.chain = chain.to_string();
+        genesis.params = params;
+        genesis.balances = balances
+            .iter()
+            .map(|(key, amount)| GenesisBalance {
+                account: key.public().to_string(),
+                amount: *amount,
+            })
+            .collect();
+        Harness {
+            state: genesis.state().expect("a valid genesis"),
+            height: 0,
+            time_ms: HARNESS_START_MS,
+        }
+    }
+
+    /// The network's chain id.
+    pub fn chain_id(&self) -> crate::ChainId {
+        *self.state.chain_id()
+    }
+
+    /// `body` signed by `key` with its next nonce, for this network.
+    pub fn sign(&self, key: &SecretKey, body: crate::TxBody) -> crate::SignedTx {
+        crate::SignedTx::sign(key, &self.chain_id(), self.state.nonce(&key.public()), body)
+    }
+
+    /// Starts the next block `after_ms` after the last one.
+    pub fn next_block(&mut self, after_ms: u64) -> crate::BlockCtx {
+        self.height += 1;
+        self.time_ms += after_ms.max(1);
+        let ctx = crate::BlockCtx {
+            height: self.height,
+            time_ms: self.time_ms,
+        };
+        self.state
+            .begin_block(ctx)
+            .expect("the harness clock moves forward");
+        ctx
+    }
+
+    /// Applies `tx` in a block of its own, 1 ms after the last; on a
+    /// refusal, asserts that nothing changed.
+    pub fn apply(&mut self, tx: &crate::SignedTx) -> Result<(), crate::TxError> {
+        let ctx = self.next_block(1);
+        let before = self.state.clone();
+        let result = self.state.apply(tx, ctx);
+        if result.is_err() {
+            assert!(
+                self.state == before,
+                "a refused transaction changed the state"
+            );
+        }
+        self.state.end_block();
+        result
+    }
+
+    /// Signs `body` as `key` and applies it.
+    pub fn run(&mut self, key: &SecretKey, body: crate::TxBody) -> Result<(), crate::TxError> {
+        let tx = self.sign(key, body);
+        self.apply(&tx)
+    }
+
+    /// An empty block `ms` after the last one.
+    pub fn advance(&mut self, ms: u64) {
+        self.next_block(ms);
+        self.state.end_block();
+    }
+
+    /// Advances to the first block of the next settlement period.
+    pub fn next_period(&mut self) {
+        let period_ms = self.state.params().period_ms;
+        let next = (self.time_ms / period_ms + 1) * period_ms;
+        self.advance(next - self.time_ms);
+    }
+
+    /// The current settlement period.
+    pub fn period(&self) -> u64 {
+        self.state.period()
     }
 }

@@ -1,13 +1,18 @@
 //! Transactions: what accounts ask the ledger to do, signed ed25519 with a
-//! per-account nonce. Encoded canonically with `commonware-codec`
-//! (big-endian integers, varint lengths); the signature covers
-//! `TX_DOMAIN ‖ blake3(encoding of signer, nonce and body)`.
+//! per-account nonce and bound to one network. Encoded canonically with
+//! the ledger's codec ([`crate::codec`]); the signature covers
+//! `TX_DOMAIN ‖ chain id ‖ blake3(encoding of signer, nonce and body)`, so
+//! a transaction signed for one network never verifies on another.
 
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::limits::{
+    EVIDENCE_BYTES_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX, STRING_BYTES_MAX, TX_BYTES_MAX,
+};
+use crate::params::ChainId;
 use bonus_ids::{ManifestId, PublicKey, SecretKey, Signature};
-use commonware_codec::Write as _;
 
 /// Domain separation for transaction signatures.
-pub const TX_DOMAIN: &[u8] = b"bonus/tx/v1";
+pub const TX_DOMAIN: &[u8] = b"bonus/tx/v2";
 
 /// What a node does for the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,6 +21,16 @@ pub enum NodeRole {
     Worker,
     /// Forwards requests and attests counts.
     Router,
+}
+
+impl NodeRole {
+    /// `worker` or `router`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Worker => "worker",
+            NodeRole::Router => "router",
+        }
+    }
 }
 
 /// One (manifest, payer) line of a settlement batch.
@@ -63,7 +78,9 @@ pub enum TxBody {
         /// Amount.
         amount: u64,
     },
-    /// Bind (first deploy claims) or update a name to a manifest.
+    /// Bind (first deploy claims) or update a name to a manifest, with the
+    /// owner's consent to a price and a budget (the same values the signed
+    /// manifest carries).
     Deploy {
         /// The name.
         name: String,
@@ -71,6 +88,10 @@ pub enum TxBody {
         manifest_id: ManifestId,
         /// The manifest's fuel limit per invocation (settlement caps fuel by it).
         fuel_per_invocation_max: u64,
+        /// Most the owner pays per million fuel of this manifest.
+        price_per_million_fuel_max: u64,
+        /// Most the owner is charged per period for the name (0: never).
+        spend_per_period_max: u64,
     },
     /// Split a name's traffic between its manifests by weight.
     SetTraffic {
@@ -79,19 +100,24 @@ pub enum TxBody {
         /// (manifest, weight).
         splits: Vec<(ManifestId, u32)>,
     },
-    /// Register (or update) the signer as a node.
+    /// Register the signer as a node, or update its endpoint, region,
+    /// price and stake (never its role or operator).
     RegisterNode {
         /// Worker or router.
         role: NodeRole,
+        /// The account that runs it and is paid its earnings.
+        operator: PublicKey,
         /// Where to reach it.
         endpoint: String,
         /// Region hint.
         region: String,
         /// Price per million fuel.
         price_per_million_fuel: u64,
-        /// Stake moved from the balance.
+        /// Stake moved from the signer's balance (added to what is bonded).
         stake: u64,
     },
+    /// Stop being a node: its whole stake starts unbonding.
+    Deregister,
     /// A worker's settlement batch.
     Settle(SettleBatch),
     /// A router's attestation.
@@ -113,10 +139,36 @@ pub enum TxBody {
         /// Encoded evidence.
         evidence: Vec<u8>,
     },
+    /// Set a name's budget per period and clear its owner's unpaid mark.
+    Fund {
+        /// The name.
+        name: String,
+        /// Most the owner is charged per period for the name (0: never).
+        spend_per_period_max: u64,
+    },
 }
 
-/// A signed transaction. Signature validity is checked by the state
-/// machine, which must see every byte anyway.
+impl TxBody {
+    /// A short stable name of the kind (API output, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxBody::Transfer { .. } => "transfer",
+            TxBody::Deploy { .. } => "deploy",
+            TxBody::SetTraffic { .. } => "set_traffic",
+            TxBody::RegisterNode { .. } => "register_node",
+            TxBody::Deregister => "deregister",
+            TxBody::Settle(_) => "settle",
+            TxBody::Attest(_) => "attest",
+            TxBody::Stake { .. } => "stake",
+            TxBody::Unstake { .. } => "unstake",
+            TxBody::Slash { .. } => "slash",
+            TxBody::Fund { .. } => "fund",
+        }
+    }
+}
+
+/// A signed transaction. Signature validity is checked by the mempool and
+/// by the state machine (which must see every byte anyway).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedTx {
     /// Who signs and pays.
@@ -130,10 +182,10 @@ pub struct SignedTx {
 }
 
 impl SignedTx {
-    /// Signs `body` as `key` with `nonce`.
-    pub fn sign(key: &SecretKey, nonce: u64, body: TxBody) -> SignedTx {
+    /// Signs `body` as `key` with `nonce`, for the network `chain`.
+    pub fn sign(key: &SecretKey, chain: &ChainId, nonce: u64, body: TxBody) -> SignedTx {
         let signer = key.public();
-        let signature = key.sign(&signing_message(&signer, nonce, &body));
+        let signature = key.sign(&signing_message(chain, &signer, nonce, &body));
         SignedTx {
             signer,
             nonce,
@@ -142,13 +194,15 @@ impl SignedTx {
         }
     }
 
-    /// Whether the signature verifies.
-    pub fn verify(&self) -> bool {
+    /// The bytes the signature covers on network `chain`.
+    pub fn message(&self, chain: &ChainId) -> Vec<u8> {
+        signing_message(chain, &self.signer, self.nonce, &self.body)
+    }
+
+    /// Whether the signature verifies for network `chain` (strict ed25519).
+    pub fn verify(&self, chain: &ChainId) -> bool {
         self.signer
-            .verify(
-                &signing_message(&self.signer, self.nonce, &self.body),
-                &self.signature,
-            )
+            .verify(&self.message(chain), &self.signature)
             .is_ok()
     }
 
@@ -163,15 +217,32 @@ impl SignedTx {
     pub fn id(&self) -> [u8; 32] {
         *blake3::hash(&self.encode()).as_bytes()
     }
+
+    /// Decodes the canonical encoding; anything else (including a valid
+    /// transaction followed by more bytes) is an error. The signature is
+    /// not checked here.
+    pub fn decode(bytes: &[u8]) -> Result<SignedTx, DecodeError> {
+        if bytes.len() > TX_BYTES_MAX {
+            return Err(DecodeError::TooLarge);
+        }
+        let mut r = Reader(bytes);
+        let tx = read_tx(&mut r)?;
+        r.finish()?;
+        // Lengths are varints: re-encoding proves the input was canonical.
+        if tx.encode() != bytes {
+            return Err(DecodeError::Malformed("non-canonical encoding"));
+        }
+        Ok(tx)
+    }
 }
 
-fn signing_message(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
+fn signing_message(chain: &ChainId, signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
     let digest = blake3::hash(&encode_unsigned(signer, nonce, body));
-    [TX_DOMAIN, digest.as_bytes()].concat()
+    [TX_DOMAIN, chain.as_bytes(), digest.as_bytes()].concat()
 }
 
 fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(128));
+    let mut w = Writer::with_capacity(128);
     w.bytes(signer.as_bytes());
     w.u64(nonce);
     match body {
@@ -184,11 +255,15 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
             name,
             manifest_id,
             fuel_per_invocation_max,
+            price_per_million_fuel_max,
+            spend_per_period_max,
         } => {
             w.u8(1);
             w.str(name);
             w.bytes(manifest_id.as_bytes());
             w.u64(*fuel_per_invocation_max);
+            w.u64(*price_per_million_fuel_max);
+            w.u64(*spend_per_period_max);
         }
         TxBody::SetTraffic { name, splits } => {
             w.u8(2);
@@ -201,6 +276,7 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
         }
         TxBody::RegisterNode {
             role,
+            operator,
             endpoint,
             region,
             price_per_million_fuel,
@@ -208,6 +284,7 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
         } => {
             w.u8(3);
             w.u8(*role as u8);
+            w.bytes(operator.as_bytes());
             w.str(endpoint);
             w.str(region);
             w.u64(*price_per_million_fuel);
@@ -246,236 +323,107 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
         }
         TxBody::Slash { evidence } => {
             w.u8(8);
-            w.len(evidence.len());
-            w.bytes(evidence);
+            w.blob(evidence);
+        }
+        TxBody::Deregister => w.u8(9),
+        TxBody::Fund {
+            name,
+            spend_per_period_max,
+        } => {
+            w.u8(10);
+            w.str(name);
+            w.u64(*spend_per_period_max);
         }
     }
     w.0
 }
 
-/// Largest encoded transaction accepted from the network.
-pub const MAX_TX_BYTES: usize = 64 * 1024;
-
-/// Why bytes are not a transaction.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The input ended early.
-    #[error("truncated transaction")]
-    Truncated,
-    /// Bytes remained after the transaction.
-    #[error("trailing bytes after transaction")]
-    Trailing,
-    /// Larger than [`MAX_TX_BYTES`], or a length beyond what remains.
-    #[error("transaction too large")]
-    TooLarge,
-    /// An unknown tag, a non-canonical varint, invalid UTF-8 or an invalid key.
-    #[error("malformed transaction: {0}")]
-    Malformed(&'static str),
-}
-
-impl SignedTx {
-    /// Decodes the canonical encoding; anything else (including a valid
-    /// transaction followed by more bytes) is an error. The signature is
-    /// not checked here: the state machine does that.
-    pub fn decode(bytes: &[u8]) -> Result<SignedTx, DecodeError> {
-        if bytes.len() > MAX_TX_BYTES {
-            return Err(DecodeError::TooLarge);
-        }
-        let mut r = Reader(bytes);
-        let tx = r.tx()?;
-        if !r.0.is_empty() {
-            return Err(DecodeError::Trailing);
-        }
-        // Lengths are varints: re-encoding proves the input was canonical.
-        if tx.encode() != bytes {
-            return Err(DecodeError::Malformed("non-canonical encoding"));
-        }
-        Ok(tx)
+pub(crate) fn read_role(r: &mut Reader<'_>) -> Result<NodeRole, DecodeError> {
+    match r.u8()? {
+        0 => Ok(NodeRole::Worker),
+        1 => Ok(NodeRole::Router),
+        _ => Err(DecodeError::Malformed("unknown node role")),
     }
 }
 
-pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
+fn read_tx(r: &mut Reader<'_>) -> Result<SignedTx, DecodeError> {
+    let signer = r.key()?;
+    let nonce = r.u64()?;
+    let body = match r.u8()? {
+        0 => TxBody::Transfer {
+            to: r.key()?,
+            amount: r.u64()?,
+        },
+        1 => TxBody::Deploy {
+            name: r.str(NAME_BYTES_MAX)?,
+            manifest_id: r.manifest()?,
+            fuel_per_invocation_max: r.u64()?,
+            price_per_million_fuel_max: r.u64()?,
+            spend_per_period_max: r.u64()?,
+        },
+        2 => {
+            let name = r.str(NAME_BYTES_MAX)?;
+            let n = r.count(LIST_ITEMS_MAX, 36)?;
+            let mut splits = Vec::with_capacity(n);
+            for _ in 0..n {
+                splits.push((r.manifest()?, r.u32()?));
+            }
+            TxBody::SetTraffic { name, splits }
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-    fn len(&mut self) -> Result<usize, DecodeError> {
-        let mut value: u64 = 0;
-        for shift in (0..35).step_by(7) {
-            let byte = self.u8()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                let len = usize::try_from(value).map_err(|_| DecodeError::TooLarge)?;
-                if len > self.0.len() {
-                    return Err(DecodeError::TooLarge);
-                }
-                return Ok(len);
+        3 => TxBody::RegisterNode {
+            role: read_role(r)?,
+            operator: r.key()?,
+            endpoint: r.str(STRING_BYTES_MAX)?,
+            region: r.str(STRING_BYTES_MAX)?,
+            price_per_million_fuel: r.u64()?,
+            stake: r.u64()?,
+        },
+        4 => {
+            let sequence = r.u64()?;
+            let period = r.u64()?;
+            let n = r.count(LIST_ITEMS_MAX, 80)?;
+            let mut aggregates = Vec::with_capacity(n);
+            for _ in 0..n {
+                aggregates.push(Aggregate {
+                    manifest_id: r.manifest()?,
+                    payer: r.key()?,
+                    invocations: r.u64()?,
+                    fuel: r.u64()?,
+                });
             }
+            TxBody::Settle(SettleBatch {
+                sequence,
+                period,
+                aggregates,
+                receipts_root: r.array()?,
+            })
         }
-        Err(DecodeError::Malformed("varint too long"))
-    }
-    pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
-        let len = self.len()?;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Malformed("invalid UTF-8"))
-    }
-    pub(crate) fn key(&mut self) -> Result<PublicKey, DecodeError> {
-        PublicKey::from_bytes(self.array()?)
-            .map_err(|_| DecodeError::Malformed("invalid public key"))
-    }
-    pub(crate) fn manifest(&mut self) -> Result<ManifestId, DecodeError> {
-        Ok(ManifestId::from_bytes(self.array()?))
-    }
-    pub(crate) fn count(&mut self, item_bytes: usize) -> Result<usize, DecodeError> {
-        // A count is bounded by the bytes left, so a hostile length cannot
-        // make us allocate more than the input.
-        let n = self.len_unchecked()?;
-        if n.saturating_mul(item_bytes) > self.0.len() {
-            return Err(DecodeError::TooLarge);
+        5 => {
+            let period = r.u64()?;
+            let n = r.count(LIST_ITEMS_MAX, 72)?;
+            let mut counts = Vec::with_capacity(n);
+            for _ in 0..n {
+                counts.push((r.manifest()?, r.key()?, r.u64()?));
+            }
+            TxBody::Attest(Attestation { period, counts })
         }
-        Ok(n)
-    }
-    fn len_unchecked(&mut self) -> Result<usize, DecodeError> {
-        let mut value: u64 = 0;
-        for shift in (0..35).step_by(7) {
-            let byte = self.u8()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return usize::try_from(value).map_err(|_| DecodeError::TooLarge);
-            }
-        }
-        Err(DecodeError::Malformed("varint too long"))
-    }
-    fn tx(&mut self) -> Result<SignedTx, DecodeError> {
-        let signer = self.key()?;
-        let nonce = self.u64()?;
-        let body = match self.u8()? {
-            0 => TxBody::Transfer {
-                to: self.key()?,
-                amount: self.u64()?,
-            },
-            1 => TxBody::Deploy {
-                name: self.str()?,
-                manifest_id: self.manifest()?,
-                fuel_per_invocation_max: self.u64()?,
-            },
-            2 => {
-                let name = self.str()?;
-                let n = self.count(36)?;
-                let mut splits = Vec::with_capacity(n);
-                for _ in 0..n {
-                    splits.push((self.manifest()?, self.u32()?));
-                }
-                TxBody::SetTraffic { name, splits }
-            }
-            3 => TxBody::RegisterNode {
-                role: match self.u8()? {
-                    0 => NodeRole::Worker,
-                    1 => NodeRole::Router,
-                    _ => return Err(DecodeError::Malformed("unknown node role")),
-                },
-                endpoint: self.str()?,
-                region: self.str()?,
-                price_per_million_fuel: self.u64()?,
-                stake: self.u64()?,
-            },
-            4 => {
-                let sequence = self.u64()?;
-                let period = self.u64()?;
-                let n = self.count(80)?;
-                let mut aggregates = Vec::with_capacity(n);
-                for _ in 0..n {
-                    aggregates.push(Aggregate {
-                        manifest_id: self.manifest()?,
-                        payer: self.key()?,
-                        invocations: self.u64()?,
-                        fuel: self.u64()?,
-                    });
-                }
-                TxBody::Settle(SettleBatch {
-                    sequence,
-                    period,
-                    aggregates,
-                    receipts_root: self.array()?,
-                })
-            }
-            5 => {
-                let period = self.u64()?;
-                let n = self.count(72)?;
-                let mut counts = Vec::with_capacity(n);
-                for _ in 0..n {
-                    counts.push((self.manifest()?, self.key()?, self.u64()?));
-                }
-                TxBody::Attest(Attestation { period, counts })
-            }
-            6 => TxBody::Stake {
-                amount: self.u64()?,
-            },
-            7 => TxBody::Unstake {
-                amount: self.u64()?,
-            },
-            8 => {
-                let len = self.len()?;
-                TxBody::Slash {
-                    evidence: self.take(len)?.to_vec(),
-                }
-            }
-            _ => return Err(DecodeError::Malformed("unknown transaction kind")),
-        };
-        let signature = Signature::from_bytes(self.array()?);
-        Ok(SignedTx {
-            signer,
-            nonce,
-            body,
-            signature,
-        })
-    }
-}
-
-/// Canonical writer over `commonware-codec`, the project's one codec:
-/// big-endian fixed integers, varint (LEB128) `u32` lengths.
-pub(crate) struct Writer(pub(crate) Vec<u8>);
-
-impl Writer {
-    pub(crate) fn u8(&mut self, v: u8) {
-        v.write(&mut self.0);
-    }
-    pub(crate) fn u32(&mut self, v: u32) {
-        v.write(&mut self.0);
-    }
-    pub(crate) fn u64(&mut self, v: u64) {
-        v.write(&mut self.0);
-    }
-    pub(crate) fn bytes(&mut self, v: &[u8]) {
-        self.0.extend_from_slice(v);
-    }
-    pub(crate) fn len(&mut self, len: usize) {
-        let len = u32::try_from(len).expect("lengths are bounded far below u32::MAX");
-        commonware_codec::varint::UInt(len).write(&mut self.0);
-    }
-    pub(crate) fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
-    }
+        6 => TxBody::Stake { amount: r.u64()? },
+        7 => TxBody::Unstake { amount: r.u64()? },
+        8 => TxBody::Slash {
+            evidence: r.blob(EVIDENCE_BYTES_MAX)?,
+        },
+        9 => TxBody::Deregister,
+        10 => TxBody::Fund {
+            name: r.str(NAME_BYTES_MAX)?,
+            spend_per_period_max: r.u64()?,
+        },
+        _ => return Err(DecodeError::Malformed("unknown transaction kind")),
+    };
+    let signature = Signature::from_bytes(r.array()?);
+    Ok(SignedTx {
+        signer,
+        nonce,
+        body,
+        signature,
+    })
 }

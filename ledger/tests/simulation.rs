@@ -62,7 +62,7 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
             // Commonware's conflicter: it answers each notarize with one
             // for a random payload, so it signs conflicting votes.
             let scheme = chain::Scheme::signer(
-                chain::NAMESPACE,
+                &chain::namespace(&chain_id_of(&net)),
                 commonware_utils::ordered::Set::try_from(net.public.clone()).expect("distinct"),
                 chain::consensus_key(&key(i)),
             )
@@ -87,6 +87,7 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
             _ => vec![0, 1, 2],
         };
         let faucet = faucet();
+        let chain_id = *chains[0].state().chain_id();
         let mut nonce = 0;
         let mut crashed = false;
         let mut partitioned_at = None;
@@ -98,7 +99,7 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
             }
             for _ in 0..3 {
                 let to = key((nonce % 4) as usize).public();
-                let tx = SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 });
+                let tx = SignedTx::sign(&faucet, &chain_id, nonce, TxBody::Transfer { to, amount: 1 });
                 let _ = chains[honest[(nonce as usize) % honest.len()]].submit_tx(tx);
                 nonce += 1;
             }
@@ -173,6 +174,10 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
             audit: context.auditor().state(),
         }
     })
+}
+
+fn chain_id_of(net: &SimNetwork) -> bonus_ledger::ChainId {
+    *net.chains[0].state().chain_id()
 }
 
 fn assert_agree(outcome: &Outcome) {

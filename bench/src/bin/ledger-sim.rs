@@ -42,10 +42,12 @@ fn main() -> anyhow::Result<()> {
                 context.sleep(Duration::from_millis(10)).await;
             }
             let faucet = faucet();
+            let chain_id = *net.chains[0].state().chain_id();
             let mut latencies = Vec::new();
             for nonce in 0..samples {
                 let tx = SignedTx::sign(
                     &faucet,
+                    &chain_id,
                     nonce,
                     TxBody::Transfer {
                         to: key(1).public(),

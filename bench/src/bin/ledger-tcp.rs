@@ -3,7 +3,8 @@
 //! - Finality: sequential transfers, each submitted to one validator's API
 //!   and polled (every 1 ms) until final there; p50/p99. Anchor: the
 //!   median round trip of a status query to the same API.
-//! - Throughput: N pre-signed transfers submitted over keep-alive
+//! - Throughput: N pre-signed transfers from N/64 funded accounts (a
+//!   signer may have 64 nonces waiting) submitted over keep-alive
 //!   connections to all four validators; finalized transactions per
 //!   second until the last is final on validator 0. Anchor: the same
 //!   transactions applied by the state machine alone on one core.
@@ -12,7 +13,8 @@
 
 use anyhow::{Context as _, bail};
 use bonus_ids::SecretKey;
-use bonus_ledger::{SignedTx, TxBody};
+use bonus_ledger::limits::MEMPOOL_NONCE_WINDOW;
+use bonus_ledger::{ChainId, SignedTx, TxBody};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
@@ -144,7 +146,8 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| format!("127.0.0.1:{}", base + 100 + i))
         .collect();
     let faucet = SecretKey::load(&net.join("faucet.key"))?;
-    let to = SecretKey::load(&net.join("validator-1.key"))?.public();
+    // A fresh account: a validator's balance also moves with fee rewards.
+    let to = SecretKey::from_seed([0x70; 32]).public();
 
     // Wait for the network.
     let started = Instant::now();
@@ -176,10 +179,18 @@ async fn main() -> anyhow::Result<()> {
     }
     rtts.sort();
 
+    let status = conns[0].call("GET", "/v1/ledger/status", vec![]).await?;
+    let chain_id = parse_chain_id(status["chain_id"].as_str().context("no chain id")?)?;
+
     // Finality.
     let mut latencies = Vec::new();
     for nonce in 0..samples as u64 {
-        let tx = SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 });
+        let tx = SignedTx::sign(
+            &faucet,
+            &chain_id,
+            nonce,
+            TxBody::Transfer { to, amount: 1 },
+        );
         let conn = &mut conns[nonce as usize % 4];
         let t = Instant::now();
         let accepted = conn.call("POST", "/v1/ledger/txs", tx.encode()).await?;
@@ -224,12 +235,39 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // Throughput.
-    let first = samples as u64;
-    let signed: Vec<Vec<u8>> = (first..first + txs)
-        .map(|nonce| SignedTx::sign(&faucet, nonce, TxBody::Transfer { to, amount: 1 }).encode())
+    // Throughput: fund enough senders that each has one window's worth.
+    let window = MEMPOOL_NONCE_WINDOW;
+    let senders: Vec<SecretKey> = (0..txs.div_ceil(window))
+        .map(|i| {
+            let mut seed = [0x5e; 32];
+            seed[..8].copy_from_slice(&i.to_be_bytes());
+            SecretKey::from_seed(seed)
+        })
         .collect();
-    let anchor = state_machine_rate(&faucet, &to, txs);
+    let mut nonce = samples as u64;
+    for group in senders.chunks(window as usize) {
+        for sender in group {
+            let fund = TxBody::Transfer {
+                to: sender.public(),
+                amount: 10 * window,
+            };
+            let tx = SignedTx::sign(&faucet, &chain_id, nonce, fund);
+            conns[0].call("POST", "/v1/ledger/txs", tx.encode()).await?;
+            nonce += 1;
+        }
+        wait_for_nonce(&mut conns[0], &faucet, nonce).await?;
+    }
+    let to_before = balance(&mut conns[0], &to).await?;
+    let signed: Vec<Vec<u8>> = senders
+        .iter()
+        .flat_map(|sender| {
+            (0..window).map(|n| {
+                SignedTx::sign(sender, &chain_id, n, TxBody::Transfer { to, amount: 1 }).encode()
+            })
+        })
+        .take(txs as usize)
+        .collect();
+    let anchor = state_machine_rate(&senders, &to, txs);
     let cpu_before = validators.cpu_seconds();
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -250,19 +288,13 @@ async fn main() -> anyhow::Result<()> {
         task.await??;
     }
     let submitted = t.elapsed();
-    let account = format!("/v1/ledger/accounts/{}", faucet.public());
     loop {
-        let nonce = conns[0].call("GET", &account, vec![]).await?["nonce"]
-            .as_u64()
-            .unwrap_or(0);
-        if nonce >= first + txs {
+        let done = balance(&mut conns[0], &to).await? - to_before;
+        if done >= txs {
             break;
         }
         if t.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "only {} of {txs} transactions final after 600 s",
-                nonce - first
-            );
+            bail!("only {done} of {txs} transactions final after 600 s");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -305,16 +337,73 @@ fn spawn_validator(bonus: &Path, net: &Path, i: usize) -> anyhow::Result<Child> 
 }
 
 /// Transfers per second through `State::apply` alone (signature check
-/// included), single-threaded.
-fn state_machine_rate(faucet: &SecretKey, to: &bonus_ids::PublicKey, txs: u64) -> f64 {
-    let mut state =
-        bonus_ledger::State::genesis(&[(faucet.public(), u64::MAX / 2)]).expect("genesis");
-    let signed: Vec<SignedTx> = (0..txs)
-        .map(|nonce| SignedTx::sign(faucet, nonce, TxBody::Transfer { to: *to, amount: 1 }))
+/// included), single-threaded, from the same senders in one block.
+fn state_machine_rate(senders: &[SecretKey], to: &bonus_ids::PublicKey, txs: u64) -> f64 {
+    let funds: Vec<(&SecretKey, u64)> = senders
+        .iter()
+        .map(|s| (s, 10 * MEMPOOL_NONCE_WINDOW))
         .collect();
+    let mut h = bonus_ledger::sim::Harness::new("anchor", bonus_ledger::Params::DEV, &funds);
+    let chain_id = h.chain_id();
+    let signed: Vec<SignedTx> = senders
+        .iter()
+        .flat_map(|sender| {
+            (0..MEMPOOL_NONCE_WINDOW)
+                .map(|n| {
+                    SignedTx::sign(
+                        sender,
+                        &chain_id,
+                        n,
+                        TxBody::Transfer { to: *to, amount: 1 },
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .take(txs as usize)
+        .collect();
+    let ctx = h.next_block(1);
     let t = Instant::now();
     for tx in &signed {
-        state.apply(tx, 1).expect("applies");
+        h.state.apply(tx, ctx).expect("applies");
     }
     txs as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn balance(conn: &mut Conn, key: &bonus_ids::PublicKey) -> anyhow::Result<u64> {
+    let account = conn
+        .call("GET", &format!("/v1/ledger/accounts/{key}"), vec![])
+        .await?;
+    let text = account["balance"].as_str().context("no balance")?;
+    Ok(text.parse()?)
+}
+
+async fn wait_for_nonce(conn: &mut Conn, key: &SecretKey, nonce: u64) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        let account = conn
+            .call(
+                "GET",
+                &format!("/v1/ledger/accounts/{}", key.public()),
+                vec![],
+            )
+            .await?;
+        let now: u64 = account["nonce"].as_str().context("no nonce")?.parse()?;
+        if now >= nonce {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("funding transfers not final after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn parse_chain_id(text: &str) -> anyhow::Result<ChainId> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+        .collect::<Result<_, _>>()?;
+    Ok(ChainId(bytes.try_into().map_err(|_| {
+        anyhow::anyhow!("chain id is not 32 bytes")
+    })?))
 }

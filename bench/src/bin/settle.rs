@@ -1,11 +1,14 @@
-//! Ledger settlement in the state machine alone (no consensus yet):
-//! invocations settled per second of ledger CPU, and ledger bytes per
-//! million settled invocations, for batches that aggregate many receipts.
+//! Ledger settlement in the state machine alone (no consensus): invocations
+//! settled per second of ledger CPU, and ledger bytes per million settled
+//! invocations, for batches that aggregate many receipts. Each period has
+//! one attestation and one batch; the block clock moves one period per
+//! pair, so the settlement window prunes as it would on a live network.
 //!
 //! Usage: `settle [INVOCATIONS_PER_BATCH] [BATCHES]`
 
 use bonus_ids::{ManifestId, SecretKey};
-use bonus_ledger::{Aggregate, Attestation, NodeRole, SettleBatch, SignedTx, State, TxBody};
+use bonus_ledger::sim::Harness;
+use bonus_ledger::{Aggregate, Attestation, NodeRole, Params, SettleBatch, SignedTx, TxBody};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -21,59 +24,58 @@ fn main() -> anyhow::Result<()> {
         SecretKey::from_seed([2; 32]),
         SecretKey::from_seed([3; 32]),
     );
-    let mut state = State::genesis(&[
-        (owner.public(), u64::MAX / 4),
-        (worker.public(), 10),
-        (router.public(), 10),
-    ])
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params = Params::DEV;
+    let mut h = Harness::new(
+        "bench",
+        params,
+        &[
+            (&owner, u64::MAX / 4),
+            (&worker, 1_000_000),
+            (&router, 1_000_000),
+        ],
+    );
     let manifest_id = ManifestId::from_bytes([7; 32]);
-    let mut nonces = [0u64; 3];
-    let mut apply = |state: &mut State, who: usize, key: &SecretKey, body: TxBody, height: u64| {
-        let tx = SignedTx::sign(key, nonces[who], body);
-        nonces[who] += 1;
-        let bytes = tx.encode().len();
-        state
-            .apply(&tx, height)
-            .map(|()| bytes)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+    let run = |h: &mut Harness, key: &SecretKey, body: TxBody| {
+        h.run(key, body).map_err(|e| anyhow::anyhow!("{e}"))
     };
-    apply(
-        &mut state,
-        0,
-        &owner,
-        TxBody::Deploy {
-            name: "bench".into(),
-            manifest_id,
-            fuel_per_invocation_max: 1_000_000,
-        },
-        0,
-    )?;
-    for (who, key, role) in [
-        (1, &worker, NodeRole::Worker),
-        (2, &router, NodeRole::Router),
-    ] {
+    let deploy = TxBody::Deploy {
+        name: "bench".into(),
+        manifest_id,
+        fuel_per_invocation_max: 1_000_000,
+        price_per_million_fuel_max: 10,
+        spend_per_period_max: u64::MAX,
+    };
+    run(&mut h, &owner, deploy)?;
+    for (key, role) in [(&worker, NodeRole::Worker), (&router, NodeRole::Router)] {
         let body = TxBody::RegisterNode {
             role,
+            operator: key.public(),
             endpoint: "127.0.0.1:1".into(),
             region: "local".into(),
             price_per_million_fuel: 1,
-            stake: 0,
+            stake: params.worker_stake_min.max(params.router_stake_min),
         };
-        apply(&mut state, who, key, body, 0)?;
+        run(&mut h, key, body)?;
     }
     // Transactions are signed outside the timed region: signing is the
     // worker's and router's work, verifying and applying is the ledger's.
-    let mut txs = Vec::new();
-    for period in 0..batches {
+    let chain_id = h.chain_id();
+    let first_period = h.period();
+    let (mut router_nonce, mut worker_nonce) = (
+        h.state.nonce(&router.public()),
+        h.state.nonce(&worker.public()),
+    );
+    let mut pairs = Vec::new();
+    for i in 0..batches {
+        let period = first_period + i;
         let attest = TxBody::Attest(Attestation {
             period,
             counts: vec![(manifest_id, worker.public(), per_batch)],
         });
-        txs.push(SignedTx::sign(&router, nonces[2], attest));
-        nonces[2] += 1;
+        let attest = SignedTx::sign(&router, &chain_id, router_nonce, attest);
+        router_nonce += 1;
         let settle = TxBody::Settle(SettleBatch {
-            sequence: period,
+            sequence: i,
             period,
             aggregates: vec![Aggregate {
                 manifest_id,
@@ -81,17 +83,23 @@ fn main() -> anyhow::Result<()> {
                 invocations: per_batch,
                 fuel: per_batch * 5_000,
             }],
-            receipts_root: [period as u8; 32],
+            receipts_root: [i as u8; 32],
         });
-        txs.push(SignedTx::sign(&worker, nonces[1], settle));
-        nonces[1] += 1;
+        let settle = SignedTx::sign(&worker, &chain_id, worker_nonce, settle);
+        worker_nonce += 1;
+        pairs.push((attest, settle));
     }
-    let bytes: usize = txs.iter().map(|tx| tx.encode().len()).sum();
+    let bytes: usize = pairs
+        .iter()
+        .map(|(a, s)| a.encode().len() + s.encode().len())
+        .sum();
     let started = Instant::now();
-    for (height, tx) in txs.iter().enumerate() {
-        state
-            .apply(tx, height as u64 + 1)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (i, (attest, settle)) in pairs.iter().enumerate() {
+        if i > 0 {
+            h.next_period();
+        }
+        h.apply(attest).map_err(|e| anyhow::anyhow!("{e}"))?;
+        h.apply(settle).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let elapsed = started.elapsed();
     let invocations = per_batch * batches;

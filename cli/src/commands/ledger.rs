@@ -6,8 +6,10 @@ use crate::node::client::NodeClient;
 use crate::output;
 use anyhow::{Context as _, bail};
 use bonus_ids::{PublicKey, SecretKey};
+use bonus_ledger::api::{AccountView, NameView, Names, Status, Submitted, TxStatusView};
 use bonus_ledger::genesis::{Genesis, GenesisBalance, GenesisValidator};
-use bonus_ledger::{SignedTx, TxBody};
+use bonus_ledger::{ChainId, Params, SignedTx, TxBody};
+use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,17 @@ impl LedgerUrl {
     }
 }
 
+/// A typed answer of the ledger's query API.
+async fn get<T: DeserializeOwned>(client: &NodeClient, path: &str) -> anyhow::Result<T> {
+    let value = client.get_json(path).await?;
+    serde_json::from_value(value).with_context(|| {
+        format!(
+            "the ledger at {} answered {path} in an unexpected shape; is it the same version as this bonus?",
+            client.base()
+        )
+    })
+}
+
 /// Inspect the ledger or create a genesis.
 #[derive(clap::Args, Debug)]
 pub struct LedgerArgs {
@@ -34,7 +47,7 @@ pub struct LedgerArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum LedgerCommand {
-    /// Finalized height, state root, validators, mempool size.
+    /// Chain id, finalized height, state root, validators, mempool size.
     Status(LedgerUrl),
     /// Create keys and a genesis file for a local network.
     Genesis {
@@ -50,6 +63,18 @@ enum LedgerCommand {
         /// The dev faucet's balance.
         #[arg(long, default_value_t = 1_000_000_000_000)]
         faucet: u64,
+        /// Stake each validator bonds at genesis (earns fees; slashable).
+        #[arg(long, default_value_t = 1_000_000)]
+        validator_stake: u64,
+        /// Flat fee of every transaction.
+        #[arg(long, default_value_t = Params::DEV.tx_fee)]
+        tx_fee: u64,
+        /// Settlement period, seconds of block time.
+        #[arg(long, default_value_t = Params::DEV.period_ms / 1000)]
+        period_secs: u64,
+        /// How long unstaked funds stay slashable, seconds of block time.
+        #[arg(long, default_value_t = Params::DEV.unbonding_ms / 1000)]
+        unbonding_secs: u64,
     },
 }
 
@@ -104,22 +129,21 @@ fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> 
 pub fn run(global: &GlobalArgs, args: LedgerArgs) -> anyhow::Result<()> {
     match args.command {
         LedgerCommand::Status(url) => {
-            let status = block_on(async { url.client()?.get_json("/v1/ledger/status").await })?;
+            let status: Status =
+                block_on(async { get(&url.client()?, "/v1/ledger/status").await })?;
             if global.json {
-                println!("{status}");
+                println!("{}", serde_json::to_string(&status)?);
             } else {
-                println!("height      {}", status["height"]);
-                println!(
-                    "state root  {}",
-                    status["state_root"].as_str().unwrap_or("?")
-                );
-                println!("mempool     {}", status["mempool"]);
-                println!("fee pool    {}", status["fee_pool"]);
-                if let Some(validators) = status["validators"].as_array() {
-                    println!("validators  {}", validators.len());
-                    for v in validators {
-                        println!("  {}", v.as_str().unwrap_or("?"));
-                    }
+                println!("chain id    {}", status.chain_id);
+                println!("height      {}", status.height);
+                println!("period      {}", status.period);
+                println!("state root  {}", status.state_root);
+                println!("mempool     {}", status.mempool);
+                println!("fee pool    {}", status.fee_pool);
+                println!("tx fee      {}", status.tx_fee);
+                println!("validators  {}", status.validators.len());
+                for v in &status.validators {
+                    println!("  {v}");
                 }
             }
             Ok(())
@@ -129,17 +153,48 @@ pub fn run(global: &GlobalArgs, args: LedgerArgs) -> anyhow::Result<()> {
             dir,
             base_port,
             faucet,
-        } => genesis(global, validators, dir, base_port, faucet),
+            validator_stake,
+            tx_fee,
+            period_secs,
+            unbonding_secs,
+        } => {
+            let params = Params {
+                tx_fee,
+                period_ms: period_secs.saturating_mul(1000),
+                unbonding_ms: unbonding_secs.saturating_mul(1000),
+                ..Params::DEV
+            };
+            params
+                .validate()
+                .map_err(|reason| anyhow::anyhow!("{reason}; change the flag and retry"))?;
+            let plan = GenesisPlan {
+                count: validators,
+                base_port,
+                faucet,
+                validator_stake,
+                params,
+            };
+            genesis(global, plan, dir)
+        }
     }
 }
 
-fn genesis(
-    global: &GlobalArgs,
+struct GenesisPlan {
     count: usize,
-    dir: PathBuf,
     base_port: u16,
-    faucet_amount: u64,
-) -> anyhow::Result<()> {
+    faucet: u64,
+    validator_stake: u64,
+    params: Params,
+}
+
+fn genesis(global: &GlobalArgs, plan: GenesisPlan, dir: PathBuf) -> anyhow::Result<()> {
+    let GenesisPlan {
+        count,
+        base_port,
+        faucet: faucet_amount,
+        validator_stake,
+        params,
+    } = plan;
     if count == 0 || count > 50 {
         bail!("--validators must be between 1 and 50");
     }
@@ -161,6 +216,7 @@ fn genesis(
             key: key.public().to_string(),
             p2p: ([127, 0, 0, 1], port).into(),
             api: Some(([127, 0, 0, 1], port + 100).into()),
+            stake: validator_stake,
         });
         balances.push(GenesisBalance {
             account: key.public().to_string(),
@@ -175,23 +231,32 @@ fn genesis(
     });
     let genesis = Genesis {
         chain: "bonus-local".into(),
+        params,
         validators,
         balances,
     };
+    genesis
+        .state()
+        .map_err(|reason| anyhow::anyhow!("the genesis would be invalid: {reason}"))?;
     let path = dir.join("genesis.json");
     std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)?;
     if global.json {
         println!(
             "{}",
-            serde_json::json!({ "genesis": path, "faucet": faucet.public().to_string() })
+            serde_json::json!({
+                "genesis": path,
+                "faucet": faucet.public().to_string(),
+                "chain_id": genesis.chain_id().to_string(),
+            })
         );
     }
     output::status(
         global.quiet,
         "Created",
         format!(
-            "{} with {count} validators; faucet {} (key {})",
+            "{} with {count} validators (chain id {}); faucet {} (key {})",
             path.display(),
+            genesis.chain_id(),
             faucet.public(),
             dir.join("faucet.key").display()
         ),
@@ -214,18 +279,27 @@ pub fn balance(global: &GlobalArgs, args: BalanceArgs) -> anyhow::Result<()> {
         })?,
         None => keys::load_key(&args.key)?.public(),
     };
-    let value = block_on(async {
-        args.url
-            .client()?
-            .get_json(&format!("/v1/ledger/accounts/{account}"))
-            .await
+    let view: AccountView = block_on(async {
+        get(
+            &args.url.client()?,
+            &format!("/v1/ledger/accounts/{account}"),
+        )
+        .await
     })?;
     if global.json {
-        println!("{value}");
+        println!("{}", serde_json::to_string(&view)?);
     } else {
+        let unbonding: u64 = view.unbonding.iter().map(|u| u.amount).sum();
         println!(
-            "{account}: balance {}, stake {}, nonce {}",
-            value["balance"], value["stake"], value["nonce"]
+            "{account}: balance {}, stake {}, unbonding {unbonding}, nonce {}{}",
+            view.balance,
+            view.stake,
+            view.nonce,
+            if view.unpaid {
+                " (unpaid: top up to be served again)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -245,22 +319,23 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> anyhow::Result<()> {
     let client = args.url.client()?;
     let quiet = global.quiet;
     let (id, height) = block_on(async {
-        let account = client
-            .get_json(&format!("/v1/ledger/accounts/{}", key.public()))
-            .await?;
-        let nonce = account["nonce"]
-            .as_u64()
-            .context("the ledger sent no nonce")?;
+        let status: Status = get(&client, "/v1/ledger/status").await?;
+        let chain_id = parse_chain_id(&status.chain_id)?;
+        let account: AccountView =
+            get(&client, &format!("/v1/ledger/accounts/{}", key.public())).await?;
         let tx = SignedTx::sign(
             &key,
-            nonce,
+            &chain_id,
+            account.nonce,
             TxBody::Transfer {
                 to,
                 amount: args.amount,
             },
         );
         let accepted = client.post_bytes("/v1/ledger/txs", tx.encode()).await?;
-        let id = accepted["id"].as_str().unwrap_or_default().to_string();
+        let accepted: Submitted = serde_json::from_value(accepted)
+            .context("the ledger answered the submission in an unexpected shape")?;
+        let id = accepted.id;
         if args.no_wait {
             return Ok((id, None));
         }
@@ -272,13 +347,13 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> anyhow::Result<()> {
         spinner.enable_steady_tick(Duration::from_millis(100));
         let started = Instant::now();
         loop {
-            let status = client.get_json(&format!("/v1/ledger/txs/{id}")).await?;
-            match status["status"].as_str() {
-                Some("finalized") => {
+            let status: TxStatusView = get(&client, &format!("/v1/ledger/txs/{id}")).await?;
+            match status {
+                TxStatusView::Finalized { height } => {
                     spinner.finish_and_clear();
-                    return Ok((id, status["height"].as_u64()));
+                    return Ok((id, Some(height)));
                 }
-                Some("unknown") => {
+                TxStatusView::Unknown => {
                     spinner.finish_and_clear();
                     bail!(
                         "transaction {id} was dropped (it no longer applies: balance or nonce changed); check `bonus balance` and retry"
@@ -316,30 +391,49 @@ pub fn names(global: &GlobalArgs, args: NamesArgs) -> anyhow::Result<()> {
         Some(name) => format!("/v1/ledger/names/{name}"),
         None => "/v1/ledger/names".into(),
     };
-    let value = block_on(async { args.url.client()?.get_json(&path).await })?;
+    let client = args.url.client()?;
+    let list: Vec<NameView> = block_on(async {
+        Ok(match &args.name {
+            Some(_) => vec![get::<NameView>(&client, &path).await?],
+            None => get::<Names>(&client, &path).await?.names,
+        })
+    })?;
     if global.json {
-        println!("{value}");
+        match &args.name {
+            Some(_) => println!("{}", serde_json::to_string(&list[0])?),
+            None => println!("{}", serde_json::to_string(&Names { names: list })?),
+        }
         return Ok(());
     }
-    let list = match &args.name {
-        Some(_) => vec![value],
-        None => value["names"].as_array().cloned().unwrap_or_default(),
-    };
     if list.is_empty() {
         println!("no names on the ledger yet");
     }
     for entry in list {
         println!(
-            "{}  {}  owner {}{}",
-            entry["name"].as_str().unwrap_or("?"),
-            entry["manifest_id"].as_str().unwrap_or("?"),
-            entry["owner"].as_str().unwrap_or("?"),
-            if entry["unpaid"].as_bool() == Some(true) {
-                "  (unpaid)"
-            } else {
-                ""
-            }
+            "{}  {}  owner {}  budget {}/period ({} spent){}",
+            entry.name,
+            entry.manifest_id,
+            entry.owner,
+            entry.spend_per_period_max,
+            entry.spent_this_period,
+            if entry.unpaid { "  (unpaid)" } else { "" }
         );
     }
     Ok(())
+}
+
+/// The chain id from `bonus ledger status`'s hex.
+fn parse_chain_id(text: &str) -> anyhow::Result<ChainId> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<_>>()
+        .with_context(|| format!("the ledger sent an invalid chain id {text:?}"))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the ledger sent a chain id that is not 32 bytes"))?;
+    Ok(ChainId(bytes))
 }

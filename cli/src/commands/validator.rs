@@ -132,7 +132,7 @@ async fn answer(
 ) -> http::Response<Full<Bytes>> {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let body = match Limited::new(request.into_body(), bonus_ledger::api::MAX_BODY_BYTES)
+    let body = match Limited::new(request.into_body(), bonus_ledger::api::BODY_BYTES_MAX)
         .collect()
         .await
     {
@@ -140,7 +140,7 @@ async fn answer(
         Err(_) => {
             return json(
                 413,
-                serde_json::json!({ "error": format!("a transaction is at most {} bytes", bonus_ledger::api::MAX_BODY_BYTES) }),
+                serde_json::json!({ "error": format!("a transaction is at most {} bytes", bonus_ledger::api::BODY_BYTES_MAX) }),
             );
         }
     };

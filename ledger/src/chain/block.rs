@@ -1,7 +1,9 @@
 //! The ledger's block: what consensus orders (by its SHA-256 digest) and
 //! marshal disseminates, stores and backfills.
 
-use crate::tx::{MAX_TX_BYTES, SignedTx};
+use crate::limits::{BLOCK_BYTES_MAX, TX_BYTES_MAX, TXS_PER_BLOCK_MAX};
+use crate::params::BlockCtx;
+use crate::tx::SignedTx;
 use bytes::BufMut;
 use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, Read, ReadExt as _, Write, varint::UInt};
@@ -11,16 +13,8 @@ use commonware_cryptography::{Digestible, Hasher as _, Sha256, sha256};
 /// The digest consensus orders.
 pub type Digest = sha256::Digest;
 
-/// Most transactions in one block. Bounds a block's size (and the time to
-/// verify it) so marshal and the network can size their buffers.
-pub const MAX_TXS_PER_BLOCK: usize = 8192;
-
-/// Largest encoded block: the proposer stops adding transactions before
-/// this, and marshal and the network size their buffers from it.
-pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
-
-/// A block: its parent, height, the transactions it applies in order and
-/// the state root after applying them (and the end-of-block step).
+/// A block: its parent, height, timestamp, the transactions it applies in
+/// order and the state root after applying them.
 ///
 /// Invariant (checked by every validator before it votes): each transaction
 /// applies cleanly to the parent's state, and `state_root` is the root that
@@ -31,6 +25,10 @@ pub struct Block {
     pub parent: Digest,
     /// Height (genesis is 0).
     pub height: u64,
+    /// Proposer's clock, ms since the Unix epoch: strictly above the
+    /// parent's, and at most `CLOCK_DRIFT_MAX_MS` ahead of a verifier's
+    /// clock when it votes. Periods and unbonding are measured in it.
+    pub time_ms: u64,
     /// State root after this block.
     pub state_root: [u8; 32],
     /// Transactions, in execution order.
@@ -43,8 +41,17 @@ impl Block {
         Block {
             parent: Sha256::hash(&[b"bonus/ledger/genesis"]),
             height: 0,
+            time_ms: 0,
             state_root,
             txs: Vec::new(),
+        }
+    }
+
+    /// Where this block's transactions apply.
+    pub fn ctx(&self) -> BlockCtx {
+        BlockCtx {
+            height: self.height,
+            time_ms: self.time_ms,
         }
     }
 }
@@ -53,6 +60,7 @@ impl Write for Block {
     fn write(&self, buf: &mut impl BufMut) {
         self.parent.write(buf);
         UInt(self.height).write(buf);
+        UInt(self.time_ms).write(buf);
         buf.put_slice(&self.state_root);
         UInt(self.txs.len() as u32).write(buf);
         for tx in &self.txs {
@@ -67,6 +75,7 @@ impl EncodeSize for Block {
     fn encode_size(&self) -> usize {
         self.parent.encode_size()
             + UInt(self.height).encode_size()
+            + UInt(self.time_ms).encode_size()
             + 32
             + UInt(self.txs.len() as u32).encode_size()
             + self
@@ -86,13 +95,14 @@ impl Read for Block {
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         let parent = Digest::read(buf)?;
         let height = UInt::<u64>::read(buf)?.0;
+        let time_ms = UInt::<u64>::read(buf)?.0;
         if buf.remaining() < 32 {
             return Err(CodecError::EndOfBuffer);
         }
         let mut state_root = [0; 32];
         buf.copy_to_slice(&mut state_root);
         let count = UInt::<u32>::read(buf)?.0 as usize;
-        if count > MAX_TXS_PER_BLOCK {
+        if count > TXS_PER_BLOCK_MAX {
             return Err(CodecError::Invalid(
                 "ledger::Block",
                 "too many transactions",
@@ -101,7 +111,7 @@ impl Read for Block {
         let mut txs = Vec::with_capacity(count.min(64));
         for _ in 0..count {
             let len = UInt::<u32>::read(buf)?.0 as usize;
-            if len > MAX_TX_BYTES || len > buf.remaining() {
+            if len > TX_BYTES_MAX || len > buf.remaining() {
                 return Err(CodecError::Invalid(
                     "ledger::Block",
                     "transaction too large",
@@ -116,6 +126,7 @@ impl Read for Block {
         Ok(Block {
             parent,
             height,
+            time_ms,
             state_root,
             txs,
         })
@@ -146,6 +157,6 @@ impl commonware_consensus::Block for Block {
 
 impl commonware_consensus::BoundedBlock for Block {
     fn max_encode_size(_: &()) -> usize {
-        MAX_BLOCK_BYTES
+        BLOCK_BYTES_MAX
     }
 }

@@ -8,23 +8,26 @@
 //! blocks, delivered in order by marshal, change the durable state.
 
 pub mod block;
+mod mempool;
 pub mod store;
 pub mod tcp;
 mod validator;
 
-pub use block::{Block, Digest, MAX_BLOCK_BYTES, MAX_TXS_PER_BLOCK};
+pub use block::{Block, Digest};
 pub use store::{ChainStore, StoreError};
 pub use validator::{
     Byzantine, Channels, Handles, NAMESPACE, Scheme, Timeouts, ValidatorConfig, consensus_key,
-    consensus_public, max_message_size, start,
+    consensus_public, max_message_size, namespace, start,
 };
 
-use crate::tx::{DecodeError, SignedTx};
-use crate::{State, TxError};
+use crate::limits::{BLOCK_BYTES_MAX, MEMPOOL_MAX, TXS_PER_BLOCK_MAX};
+use crate::tx::SignedTx;
+use crate::{BlockCtx, DecodeError, State, TxError};
 use bonus_ids::PublicKey;
 use commonware_cryptography::{Digested, Digestible as _};
 use futures::{Stream, StreamExt as _};
-use std::collections::{BTreeMap, HashMap};
+use mempool::Mempool;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Messages per second each peer may send on each consensus channel. The
@@ -32,19 +35,40 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// is a memory bound as much as a rate limit.
 pub const CHANNEL_QUOTA: std::num::NonZeroU32 = commonware_utils::NZU32!(1_000);
 
-/// Most transactions waiting in one validator's mempool.
-pub const MEMPOOL_MAX: usize = 100_000;
-
 /// Why a submitted transaction was not accepted into the mempool.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubmitError {
     /// The bytes are not a transaction.
-    #[error(transparent)]
+    #[error("not a transaction: {0}")]
     Decode(#[from] DecodeError),
-    /// The signature does not verify.
-    #[error("bad signature from {0}")]
+    /// The signature does not verify (forged, or signed for another network).
+    #[error("bad signature from {0} (forged, or signed for another network's chain id)")]
     BadSignature(PublicKey),
+    /// The nonce is too far ahead of the account's next one.
+    #[error(
+        "nonce {got} of {signer} is too far ahead (next is {next}); send the earlier ones first"
+    )]
+    NonceTooFar {
+        /// Signer.
+        signer: PublicKey,
+        /// The transaction's nonce.
+        got: u64,
+        /// The account's next nonce.
+        next: u64,
+    },
+    /// The signer cannot pay the fees of what it has waiting.
+    #[error(
+        "{signer} has {balance}, not enough for the fees of its waiting transactions ({needed}); fund the account first"
+    )]
+    CannotPayFees {
+        /// Signer.
+        signer: PublicKey,
+        /// Its balance.
+        balance: u64,
+        /// Fees of its waiting transactions, this one included.
+        needed: u128,
+    },
     /// The nonce was already used by a finalized transaction.
     #[error("nonce {got} already used by {signer} (next is {next})")]
     StaleNonce {
@@ -79,9 +103,8 @@ struct Inner {
     /// States after blocks verified or proposed but not yet finalized,
     /// keyed by block digest (and the applied tip's).
     speculative: HashMap<Digest, (u64, Arc<State>)>,
-    /// Waiting transactions, by (signer, nonce): iteration order is a
-    /// valid execution order per signer.
-    mempool: BTreeMap<(PublicKey, u64), SignedTx>,
+    /// Waiting transactions.
+    mempool: Mempool,
     /// Finalized transaction ids (recent ones) → height.
     finalized_txs: HashMap<[u8; 32], u64>,
     /// Ids of transactions whose signature this validator has checked:
@@ -110,6 +133,10 @@ pub struct Chain {
     arrivals: tokio::sync::Notify,
 }
 
+/// Every this many blocks the whole mempool is swept (the signers of each
+/// block are swept with it).
+const MEMPOOL_SWEEP_BLOCKS: u64 = 16;
+
 /// How many recent finality samples a validator keeps.
 const FINALITY_SAMPLES: usize = 4096;
 
@@ -132,7 +159,7 @@ impl Chain {
                 height,
                 digest,
                 speculative,
-                mempool: BTreeMap::new(),
+                mempool: Mempool::default(),
                 finalized_txs: HashMap::new(),
                 verified: Default::default(),
             }),
@@ -209,28 +236,24 @@ impl Chain {
     }
 
     fn accept(&self, tx: SignedTx) -> Result<[u8; 32], SubmitError> {
-        if !tx.verify() {
+        let chain_id = {
+            let inner = self.lock();
+            inner.mempool.check(&tx, &inner.state)?;
+            *inner.state.chain_id()
+        };
+        // Verified after the cheap checks and outside the lock: it is the
+        // expensive part.
+        if !tx.verify(&chain_id) {
             return Err(SubmitError::BadSignature(tx.signer));
         }
-        let mut inner = self.lock();
-        let next = inner.state.account(&tx.signer).map_or(0, |a| a.nonce);
-        if tx.nonce < next {
-            return Err(SubmitError::StaleNonce {
-                signer: tx.signer,
-                got: tx.nonce,
-                next,
-            });
-        }
-        if inner.mempool.len() >= MEMPOOL_MAX {
-            return Err(SubmitError::Full);
-        }
         let id = tx.id();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        inner.mempool.admit(tx, id, &inner.state, inner.height)?;
         if inner.verified.len() >= VERIFIED_MAX {
             inner.verified.clear();
         }
         inner.verified.insert(id);
-        inner.mempool.insert((tx.signer, tx.nonce), tx);
-        drop(inner);
         self.arrivals.notify_waiters();
         Ok(id)
     }
@@ -241,7 +264,7 @@ impl Chain {
         if let Some(height) = inner.finalized_txs.get(id) {
             return TxStatus::Finalized(*height);
         }
-        if inner.mempool.values().any(|tx| &tx.id() == id) {
+        if inner.mempool.contains(id) {
             return TxStatus::Pending;
         }
         TxStatus::Unknown
@@ -251,13 +274,9 @@ impl Chain {
     /// finalized state and anything of theirs already waiting here.
     pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
         let inner = self.lock();
-        let mut nonce = inner.state.account(signer).map_or(0, |a| a.nonce);
         // Only a gapless run counts: a transaction after a gap never
         // applies, so building on it would wedge the signer.
-        while inner.mempool.contains_key(&(*signer, nonce)) {
-            nonce += 1;
-        }
-        nonce
+        inner.mempool.next_nonce(signer, inner.state.nonce(signer))
     }
 
     /// Time from proposal to finalization of this validator's own recent
@@ -304,54 +323,66 @@ impl Chain {
         self.lock().mempool.len()
     }
 
-    /// Builds a block on `parent`: mempool transactions that apply cleanly
-    /// to the parent's state, in (signer, nonce) order, within the block
-    /// limits.
-    fn build(&self, parent: &Digested<Block>, parent_state: &State) -> (Block, Arc<State>) {
-        let height = parent.inner().height + 1;
-        // Twice a block's worth: enough to fill it past transactions that
-        // wait for a nonce gap, without copying a large mempool per block.
-        let candidates: Vec<SignedTx> = self
-            .lock()
-            .mempool
-            .values()
-            .take(2 * MAX_TXS_PER_BLOCK)
-            .cloned()
-            .collect();
+    /// Builds a block on `parent` at `now_ms` (or just after the parent,
+    /// if this clock is behind it): mempool transactions that apply
+    /// cleanly to the parent's state, signers taking turns, within the
+    /// block limits.
+    fn build(
+        &self,
+        parent: &Digested<Block>,
+        parent_state: &State,
+        now_ms: u64,
+    ) -> (Block, Arc<State>) {
+        let ctx = BlockCtx {
+            height: parent.inner().height + 1,
+            time_ms: now_ms.max(parent_state.time_ms() + 1),
+        };
         let mut state = parent_state.clone();
+        state
+            .begin_block(ctx)
+            .expect("a block time after the parent's is valid");
+        // Twice a block's worth: enough to fill it past transactions that
+        // no longer apply, without copying a large mempool per block.
+        let candidates =
+            self.lock()
+                .mempool
+                .candidates(parent_state, ctx.height, 2 * TXS_PER_BLOCK_MAX);
         let mut txs = Vec::new();
         let mut dead = Vec::new();
         let mut bytes = 128;
         for tx in candidates {
-            if txs.len() >= MAX_TXS_PER_BLOCK {
+            if txs.len() >= TXS_PER_BLOCK_MAX {
                 break;
             }
             let size = tx.encode().len() + 5;
-            if bytes + size > MAX_BLOCK_BYTES {
+            if bytes + size > BLOCK_BYTES_MAX {
                 break;
             }
             // Everything in the mempool was verified on the way in.
-            match state.apply_verified(&tx, height) {
+            match state.apply_verified(&tx, ctx) {
                 Ok(()) => {
                     bytes += size;
                     txs.push(tx);
                 }
+                // An earlier transaction of its signer was dropped from
+                // this block; it may apply in a later one.
+                Err(TxError::WrongNonce { .. }) => {}
                 // Its turn came and it does not apply: it never will on
                 // this chain (the same transaction, same state).
-                Err(TxError::WrongNonce { .. }) => {}
                 Err(_) => dead.push((tx.signer, tx.nonce)),
             }
         }
         if !dead.is_empty() {
             let mut inner = self.lock();
-            for key in dead {
-                inner.mempool.remove(&key);
+            for (signer, nonce) in dead {
+                inner.mempool.remove(&signer, nonce);
             }
         }
-        state.end_block(height);
+        state.end_block();
         let block = Block {
             parent: parent.digest(),
-            height,
+            height: ctx.height,
+            time_ms: ctx.time_ms,
             state_root: state.root(),
             txs,
         };
@@ -359,9 +390,10 @@ impl Chain {
     }
 
     /// Re-executes `block` on its parent's state; the resulting state if
-    /// every transaction applies and the root matches.
+    /// its time moves forward, every transaction applies and the root
+    /// matches.
     pub(crate) fn execute(&self, block: &Block, parent_state: &State) -> Result<State, BlockError> {
-        if block.txs.len() > MAX_TXS_PER_BLOCK {
+        if block.txs.len() > TXS_PER_BLOCK_MAX {
             return Err(BlockError::TooManyTxs);
         }
         let ids: Vec<[u8; 32]> = block.txs.iter().map(SignedTx::id).collect();
@@ -369,19 +401,21 @@ impl Chain {
             let inner = self.lock();
             ids.iter().map(|id| !inner.verified.contains(id)).collect()
         };
+        let chain_id = *parent_state.chain_id();
         let mut state = parent_state.clone();
+        state.begin_block(block.ctx()).map_err(BlockError::Time)?;
         for (index, tx) in block.txs.iter().enumerate() {
-            if unverified[index] && !tx.verify() {
+            if unverified[index] && !tx.verify(&chain_id) {
                 return Err(BlockError::Tx {
                     index,
                     error: TxError::BadSignature { signer: tx.signer },
                 });
             }
             state
-                .apply_verified(tx, block.height)
+                .apply_verified(tx, block.ctx())
                 .map_err(|error| BlockError::Tx { index, error })?;
         }
-        state.end_block(block.height);
+        state.end_block();
         if state.root() != block.state_root {
             return Err(BlockError::StateRoot);
         }
@@ -473,10 +507,13 @@ impl Chain {
         if inner.finalized_txs.len() > 1_000_000 {
             inner.finalized_txs.clear();
         }
+        let inner = &mut *inner;
         inner
             .mempool
-            .retain(|(signer, nonce), _| *nonce >= state.account(signer).map_or(0, |a| a.nonce));
-        drop(inner);
+            .prune(&state, height, block.txs.iter().map(|tx| &tx.signer));
+        if height.is_multiple_of(MEMPOOL_SWEEP_BLOCKS) {
+            inner.mempool.prune_all(&state, height);
+        }
         self.applied.send_replace(height);
     }
 }
@@ -490,4 +527,6 @@ pub(crate) enum BlockError {
     Tx { index: usize, error: TxError },
     #[error("state root mismatch")]
     StateRoot,
+    #[error("{0}")]
+    Time(TxError),
 }

@@ -92,6 +92,7 @@ pub fn run(
         .with_storage_directory(config.data_dir.join("consensus"))
         .with_worker_threads(2);
     let runner = cw_tokio::Runner::new(runtime);
+    let namespace = super::namespace(&config.genesis.chain_id());
     runner.start(|context| async move {
         let signer = super::consensus_key(&config.key);
         let p2p = discovery::Config::local(
@@ -104,7 +105,7 @@ pub fn run(
                 },
                 cups::Version::V1,
             ),
-            super::NAMESPACE,
+            &namespace,
             config.listen,
             config.listen,
             bootstrappers,

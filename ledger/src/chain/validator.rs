@@ -5,7 +5,9 @@
 //! same code runs in the deterministic simulator and over TCP.
 
 use super::Chain;
-use super::block::{Block, Digest, MAX_BLOCK_BYTES};
+use super::block::{Block, Digest};
+use crate::limits::{BLOCK_BYTES_MAX, CLOCK_AHEAD_REFUSE_MS, CLOCK_DRIFT_MAX_MS};
+use crate::params::ChainId;
 use crate::tx::{SignedTx, TxBody};
 use bonus_ids::SecretKey;
 use commonware_broadcast::buffered;
@@ -37,8 +39,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// Consensus namespace: signatures from another network never verify here.
-pub const NAMESPACE: &[u8] = b"bonus-ledger-v1";
+/// Consensus namespace prefix; the chain id follows it (see [`namespace`]).
+pub const NAMESPACE: &[u8] = b"bonus-ledger-v2";
+
+/// The consensus namespace of network `chain`: votes, certificates and
+/// equivocation evidence from another network never verify here.
+pub fn namespace(chain: &ChainId) -> Vec<u8> {
+    [NAMESPACE, chain.as_bytes()].concat()
+}
 
 /// The signing scheme (ed25519 attestations; certificates list signers).
 pub type Scheme = scheme::Scheme;
@@ -146,8 +154,9 @@ where
     let public = commonware_cryptography::Signer::public_key(&signer);
     let participants = commonware_utils::ordered::Set::try_from(config.validators.clone())
         .expect("validators are distinct");
+    let namespace = namespace(chain.state().chain_id());
     let scheme =
-        Scheme::signer(NAMESPACE, participants, signer).expect("a validator is in the set");
+        Scheme::signer(&namespace, participants, signer).expect("a validator is in the set");
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
     let mailbox_size = NZUsize!(1024);
 
@@ -388,7 +397,7 @@ fn framed(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Largest p2p message the validator's channels must admit.
 pub fn max_message_size() -> u32 {
-    (MAX_BLOCK_BYTES + 64 * 1024) as u32
+    (BLOCK_BYTES_MAX + 64 * 1024) as u32
 }
 
 /// Hands marshal's finalized blocks to the finalizer task.
@@ -449,7 +458,8 @@ impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
         }
         let parent = ancestry.next().await?;
         let parent_state = self.chain.state_after(&parent, ancestry).await?;
-        let (mut block, state) = self.chain.build(&parent, &parent_state);
+        let now_ms = unix_ms(context.0.current());
+        let (mut block, state) = self.chain.build(&parent, &parent_state, now_ms);
         if self.byzantine == Some(Byzantine::InvalidBlocks) {
             block.state_root = [0xba; 32];
             warn!(
@@ -468,12 +478,31 @@ impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
 
     async fn verify(
         &mut self,
-        _context: (E, Self::Context),
+        context: (E, Self::Context),
         mut ancestry: impl Ancestry<Block>,
     ) -> bool {
         let Some(block) = ancestry.next().await else {
             return false;
         };
+        // A block stamped ahead of this clock by more than the drift is
+        // held until the clock catches up (it is not invalid, only early);
+        // one stamped absurdly far ahead never gets this vote.
+        let now_ms = unix_ms(context.0.current());
+        let ahead = block.inner().time_ms.saturating_sub(now_ms);
+        if ahead > CLOCK_AHEAD_REFUSE_MS {
+            warn!(
+                height = block.inner().height,
+                ahead_ms = ahead,
+                "refusing a block from the future"
+            );
+            return false;
+        }
+        if ahead > CLOCK_DRIFT_MAX_MS {
+            context
+                .0
+                .sleep(Duration::from_millis(ahead - CLOCK_DRIFT_MAX_MS))
+                .await;
+        }
         let Some(parent) = ancestry.next().await else {
             return false;
         };
@@ -529,7 +558,8 @@ impl<I: Reporter<Activity = Activity<Scheme, Digest>>> Reporter for EvidenceRepo
                 .insert(evidence.clone())
         {
             let nonce = self.chain.next_nonce(&self.key.public());
-            let tx = SignedTx::sign(&self.key, nonce, TxBody::Slash { evidence });
+            let chain_id = *self.chain.state().chain_id();
+            let tx = SignedTx::sign(&self.key, &chain_id, nonce, TxBody::Slash { evidence });
             match self.chain.submit_tx(tx) {
                 Ok(_) => warn!("equivocation detected; Slash submitted"),
                 Err(error) => warn!(%error, "cannot submit Slash"),
@@ -537,4 +567,11 @@ impl<I: Reporter<Activity = Activity<Scheme, Digest>>> Reporter for EvidenceRepo
         }
         self.inner.report(activity)
     }
+}
+
+/// Milliseconds since the Unix epoch of a runtime clock reading (the
+/// deterministic runtime's clock in simulations).
+fn unix_ms(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

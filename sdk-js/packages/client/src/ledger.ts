@@ -3,18 +3,23 @@
 // `ledger/src/api.rs`): `GET /v1/ledger/{status,accounts,names,nodes,
 // batches,blocks,txs}` and `POST /v1/ledger/txs`.
 //
-// Numbers: the API sends u64s as plain JSON numbers, which `JSON.parse`
-// rounds above 2^53. Answers are therefore parsed losslessly, and every
-// amount of tokens or value that goes into a signed transaction (balances,
-// stakes, fees, prices, nonces, batch sequences) is a `bigint`. Heights,
-// counts, weights and milliseconds stay `number`s.
+// Numbers: the API sends amounts (balances, stakes, fees, prices, nonces,
+// batch sequences) as decimal strings, read here as `bigint`s; answers are
+// also parsed losslessly, so a plain number above 2^53 is never rounded.
+// Heights, periods, counts, weights and milliseconds stay `number`s.
 
 import type { PublicKey } from "./keys.js";
 
 /** `GET /v1/ledger/status`. */
 export interface LedgerStatus {
+  /** Hex of the network's chain id (the hash of its genesis). */
+  chain_id: string;
   /** The finalized height. */
   height: number;
+  /** The finalized block's time, ms since the Unix epoch. */
+  time_ms: number;
+  /** The current settlement period. */
+  period: number;
   /** Hex of the state's root at `height`. */
   state_root: string;
   /** The validators' keys, `ed25519:<hex>`. */
@@ -24,6 +29,8 @@ export interface LedgerStatus {
   fee_pool: bigint;
   /** Balances + stakes + unbonding + fee pool: what genesis minted. */
   total_supply: bigint;
+  /** The flat fee every transaction pays. */
+  tx_fee: bigint;
   /** Submit-to-finality latency of this validator's recent blocks (null before any). */
   finality_ms: { p50: number | null; p99: number | null; samples: number };
 }
@@ -35,8 +42,10 @@ export interface LedgerAccount {
   /** The nonce the account's next transaction must carry. */
   nonce: bigint;
   stake: bigint;
-  /** Unstaked amounts and the height they return to the balance at. */
-  unbonding: { amount: bigint; at_height: number }[];
+  /** Unstaked amounts and the block time (ms) they return to the balance at. */
+  unbonding: { amount: bigint; release_at_ms: number }[];
+  /** A settlement could not be charged: routers answer 402 until a top-up. */
+  unpaid: boolean;
   slashed: boolean;
 }
 
@@ -48,6 +57,11 @@ export interface LedgerName {
   manifest_id: string;
   /** Weighted split across manifests (empty: all to `manifest_id`). */
   traffic: { manifest_id: string; weight: number }[];
+  /** Most the owner is charged per period for this name. */
+  spend_per_period_max: bigint;
+  /** Charged so far in the current period. */
+  spent_this_period: bigint;
+  /** Routers answer 402: the owner could not pay, or the budget is spent. */
   unpaid: boolean;
 }
 
@@ -55,6 +69,8 @@ export interface LedgerName {
 export interface LedgerNode {
   key: string;
   role: "worker" | "router";
+  /** The account its earnings are paid to. */
+  operator: string;
   endpoint: string;
   region: string;
   price_per_million_fuel: bigint;
@@ -73,6 +89,8 @@ export type LedgerTxKind =
   | "deploy"
   | "set_traffic"
   | "register_node"
+  | "deregister"
+  | "fund"
   | "settle"
   | "attest"
   | "stake"
@@ -82,6 +100,8 @@ export type LedgerTxKind =
 /** A finalized block. */
 export interface LedgerBlock {
   height: number;
+  /** Its proposer's clock, ms since the Unix epoch. */
+  time_ms: number;
   /** Hex digests. */
   digest: string;
   parent: string;
@@ -148,7 +168,16 @@ export class LedgerClient {
   /** Height, state root, validators, mempool size, supply, finality latency. */
   async status(): Promise<LedgerStatus> {
     const s = await this.get<LedgerStatus>("/status");
-    return { ...s, height: num(s.height), mempool: num(s.mempool), fee_pool: big(s.fee_pool), total_supply: big(s.total_supply) };
+    return {
+      ...s,
+      height: num(s.height),
+      time_ms: num(s.time_ms),
+      period: num(s.period),
+      mempool: num(s.mempool),
+      fee_pool: big(s.fee_pool),
+      total_supply: big(s.total_supply),
+      tx_fee: big(s.tx_fee),
+    };
   }
 
   /** An account's balance, nonce, stake and unbonding (zeros if unknown). */
@@ -159,7 +188,7 @@ export class LedgerClient {
       balance: big(a.balance),
       nonce: big(a.nonce),
       stake: big(a.stake),
-      unbonding: a.unbonding.map((u) => ({ amount: big(u.amount), at_height: num(u.at_height) })),
+      unbonding: a.unbonding.map((u) => ({ amount: big(u.amount), release_at_ms: num(u.release_at_ms) })),
     };
   }
 
@@ -170,12 +199,13 @@ export class LedgerClient {
 
   /** Every name on the ledger. */
   async names(): Promise<LedgerName[]> {
-    return (await this.get<{ names: LedgerName[] }>("/names")).names;
+    return (await this.get<{ names: LedgerName[] }>("/names")).names.map(nameOf);
   }
 
   /** One name, or null if the ledger has none by that name. */
-  name(name: string): Promise<LedgerName | null> {
-    return this.json<LedgerName>(`/names/${segment(name)}`, {}, "null");
+  async name(name: string): Promise<LedgerName | null> {
+    const n = await this.json<LedgerName>(`/names/${segment(name)}`, {}, "null");
+    return n === null ? null : nameOf(n);
   }
 
   /** Registered workers and routers. */
@@ -194,7 +224,7 @@ export class LedgerClient {
   async block(height: number | bigint): Promise<LedgerBlock | null> {
     const b = await this.json<LedgerBlock>(`/blocks/${BigInt(height)}`, {}, "null");
     if (b === null) return null;
-    return { ...b, height: num(b.height), txs: b.txs.map((tx) => ({ ...tx, nonce: big(tx.nonce) })) };
+    return { ...b, height: num(b.height), time_ms: num(b.time_ms), txs: b.txs.map((tx) => ({ ...tx, nonce: big(tx.nonce) })) };
   }
 
   /** A transaction's status by its id (64 hex digits). */
@@ -239,6 +269,10 @@ export class LedgerClient {
 /** One path segment: escaped, except the `:` of `ed25519:<hex>` (the API reads raw paths). */
 function segment(value: PublicKey | string): string {
   return encodeURIComponent(String(value)).replace(/%3A/gi, ":");
+}
+
+function nameOf(n: LedgerName): LedgerName {
+  return { ...n, spend_per_period_max: big(n.spend_per_period_max), spent_this_period: big(n.spent_this_period) };
 }
 
 function big(value: bigint | number | string): bigint {

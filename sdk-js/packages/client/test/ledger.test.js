@@ -40,12 +40,12 @@ test("parses u64s beyond 2^53 exactly, leaving strings and small numbers alone",
 test("account: amounts and nonce are bigints, exact at u64::MAX; key accepted as PublicKey or text", async () => {
   routes[`GET /v1/ledger/accounts/${KEY}`] = [
     200,
-    `{"account":"${KEY}","balance":18446744073709551615,"nonce":3,"stake":5,"unbonding":[{"amount":9007199254740993,"at_height":12}],"slashed":false}`,
+    `{"account":"${KEY}","balance":18446744073709551615,"nonce":3,"stake":5,"unbonding":[{"amount":"9007199254740993","release_at_ms":12}],"unpaid":false,"slashed":false}`,
   ];
   const account = await client.account(KEY);
   assert.equal(account.balance, 18446744073709551615n);
   assert.equal(account.nonce, 3n);
-  assert.deepEqual(account.unbonding, [{ amount: 9007199254740993n, at_height: 12 }]);
+  assert.deepEqual(account.unbonding, [{ amount: 9007199254740993n, release_at_ms: 12 }]);
   assert.equal(await client.balance(KEY.toString()), 18446744073709551615n);
   assert.ok(requests.every((r) => r.url.startsWith("/v1/ledger/")), "base path is dropped: origin only");
 });
@@ -53,12 +53,13 @@ test("account: amounts and nonce are bigints, exact at u64::MAX; key accepted as
 test("status: heights are numbers, supply a bigint", async () => {
   routes["GET /v1/ledger/status"] = [
     200,
-    '{"height":7,"state_root":"ab","validators":["ed25519:00"],"mempool":0,"fee_pool":2,"total_supply":"100000000000000000000","finality_ms":{"p50":null,"p99":null,"samples":0}}',
+    '{"chain_id":"cd","height":7,"time_ms":1000,"period":0,"state_root":"ab","validators":["ed25519:00"],"mempool":0,"fee_pool":"2","total_supply":"100000000000000000000","tx_fee":"1","finality_ms":{"p50":null,"p99":null,"samples":0}}',
   ];
   const status = await client.status();
   assert.equal(status.height, 7);
   assert.equal(status.total_supply, 100000000000000000000n);
   assert.equal(status.fee_pool, 2n);
+  assert.equal(status.tx_fee, 1n);
 });
 
 test("name and block: 404 is null, other errors throw with status and message", async () => {

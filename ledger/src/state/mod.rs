@@ -1,0 +1,446 @@
+//! The deterministic state machine. No clocks, no randomness: the same
+//! transactions in the same blocks (heights and timestamps) give the same
+//! state and root on every validator.
+//!
+//! Split by concern: [`accounts`] (balances, fees, stake and unbonding),
+//! [`names`] (names, manifests, budgets), [`nodes`] (routers, workers,
+//! slashing), [`settle`] (attestations, settlement, periods and validator
+//! rewards) and [`encode`] (the canonical encoding the root hashes).
+//!
+//! Money moves only through the helpers in [`accounts`], which keep a
+//! running total; after every transaction and every block that total must
+//! equal what genesis minted (`assert!`, kept in release builds).
+
+mod accounts;
+mod encode;
+mod names;
+mod nodes;
+mod settle;
+
+use crate::TxError;
+use crate::params::{BlockCtx, ChainId, Params};
+use crate::tx::{NodeRole, SignedTx, TxBody};
+use bonus_ids::{ManifestId, PublicKey};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Protocol fee on settled usage, in basis points of the cost (1 %).
+pub const FEE_BASIS_POINTS: u128 = 100;
+
+/// An account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Spendable balance.
+    pub balance: u64,
+    /// Next nonce.
+    pub nonce: u64,
+    /// Bonded stake.
+    pub stake: u64,
+    /// (amount, block time in ms at which it returns to the balance).
+    pub unbonding: Vec<(u64, u64)>,
+    /// A settlement could not be charged to this account: routers answer
+    /// 402 for its names until a transfer in or a `Fund` clears it.
+    pub unpaid: bool,
+}
+
+/// A bound name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameEntry {
+    /// Who may update it, and who pays for it.
+    pub owner: PublicKey,
+    /// Current manifest (the latest deploy).
+    pub manifest_id: ManifestId,
+    /// Traffic split between manifests (weights); empty means all current.
+    pub traffic: Vec<(ManifestId, u32)>,
+    /// Most the owner is charged per period for this name (fees included).
+    pub spend_per_period_max: u64,
+}
+
+/// A deployed manifest: the terms its owner consented to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// The name it was first deployed under; it belongs to that name.
+    pub name: String,
+    /// Fuel limit per invocation (settlement caps fuel by it).
+    pub fuel_per_invocation_max: u64,
+    /// Most the owner pays per million fuel.
+    pub price_per_million_fuel_max: u64,
+}
+
+/// A registered node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// Worker or router; fixed at registration.
+    pub role: NodeRole,
+    /// The account that runs it and is paid; fixed at registration.
+    pub operator: PublicKey,
+    /// Where to reach it.
+    pub endpoint: String,
+    /// Region hint.
+    pub region: String,
+    /// Price per million fuel.
+    pub price_per_million_fuel: u64,
+}
+
+/// Attested and settled invocations of one (period, manifest, worker).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Vouched for by routers.
+    pub attested: u64,
+    /// Claimed by the worker's settled batches (never above `attested`).
+    pub settled: u64,
+}
+
+/// The ledger state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    chain_id: ChainId,
+    params: Params,
+    /// Timestamp of the last applied block (0 at genesis).
+    time_ms: u64,
+    /// The settlement period of `time_ms`.
+    period: u64,
+    accounts: BTreeMap<PublicKey, Account>,
+    names: BTreeMap<String, NameEntry>,
+    manifests: BTreeMap<ManifestId, ManifestEntry>,
+    nodes: BTreeMap<PublicKey, NodeEntry>,
+    /// (worker, sequence) → the batch's period; pruned with the window.
+    settled_batches: BTreeMap<(PublicKey, u64), u64>,
+    /// (period, manifest, worker) → usage; pruned with the window.
+    usage: BTreeMap<(u64, ManifestId, PublicKey), Usage>,
+    /// (period, name) → charged to the owner; pruned with the window.
+    spent: BTreeMap<(u64, String), u64>,
+    /// (release time, account) for every unbonding entry, so releasing
+    /// touches only what is due.
+    releases: BTreeSet<(u64, PublicKey)>,
+    fee_pool: u64,
+    minted: u64,
+    /// Running total of balances, stakes, unbonding and the fee pool
+    /// (derived, not encoded); always equal to `minted`.
+    supply: u128,
+    /// The consensus validator set, fixed at genesis.
+    validators: BTreeSet<PublicKey>,
+    /// Validators punished for equivocation (each at most once); they earn
+    /// no more rewards.
+    slashed: BTreeSet<PublicKey>,
+}
+
+/// What a genesis mints.
+#[derive(Clone, Debug, Default)]
+pub struct GenesisSpec {
+    /// Initial balances.
+    pub balances: Vec<(PublicKey, u64)>,
+    /// The validators and the stake each starts with bonded.
+    pub validators: Vec<(PublicKey, u64)>,
+}
+
+impl State {
+    /// The genesis state of network `chain_id`.
+    pub fn genesis(
+        chain_id: ChainId,
+        params: Params,
+        spec: &GenesisSpec,
+    ) -> Result<State, TxError> {
+        params.validate().map_err(TxError::Malformed)?;
+        let mut state = State {
+            chain_id,
+            params,
+            time_ms: 0,
+            period: 0,
+            accounts: BTreeMap::new(),
+            names: BTreeMap::new(),
+            manifests: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            settled_batches: BTreeMap::new(),
+            usage: BTreeMap::new(),
+            spent: BTreeMap::new(),
+            releases: BTreeSet::new(),
+            fee_pool: 0,
+            minted: 0,
+            supply: 0,
+            validators: BTreeSet::new(),
+            slashed: BTreeSet::new(),
+        };
+        let mint = |state: &mut State, amount: u64| -> Result<(), TxError> {
+            // Every amount on the ledger fits in u64 because the total does.
+            state.minted = state.minted.checked_add(amount).ok_or(TxError::Overflow)?;
+            state.supply += u128::from(amount);
+            Ok(())
+        };
+        for (account, amount) in &spec.balances {
+            mint(&mut state, *amount)?;
+            state.accounts.entry(*account).or_default().balance += amount;
+        }
+        for (validator, stake) in &spec.validators {
+            if !state.validators.insert(*validator) {
+                return Err(TxError::Malformed("a validator appears twice"));
+            }
+            mint(&mut state, *stake)?;
+            state.accounts.entry(*validator).or_default().stake += stake;
+        }
+        state.check_supply();
+        Ok(state)
+    }
+
+    /// The network this state belongs to.
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// The genesis parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Timestamp of the last applied block, ms (0 at genesis).
+    pub fn time_ms(&self) -> u64 {
+        self.time_ms
+    }
+
+    /// The current settlement period.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// The consensus validator set.
+    pub fn validators(&self) -> &BTreeSet<PublicKey> {
+        &self.validators
+    }
+
+    /// Whether a validator was slashed.
+    pub fn is_slashed(&self, validator: &PublicKey) -> bool {
+        self.slashed.contains(validator)
+    }
+
+    /// Every bound name, in order.
+    pub fn names(&self) -> impl Iterator<Item = (&String, &NameEntry)> {
+        self.names.iter()
+    }
+
+    /// Every registered node, in order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&PublicKey, &NodeEntry)> {
+        self.nodes.iter()
+    }
+
+    /// An account, if it exists.
+    pub fn account(&self, key: &PublicKey) -> Option<&Account> {
+        self.accounts.get(key)
+    }
+
+    /// Spendable balance (0 for unknown accounts).
+    pub fn balance(&self, key: &PublicKey) -> u64 {
+        self.accounts.get(key).map_or(0, |a| a.balance)
+    }
+
+    /// Next nonce of an account (0 for unknown accounts).
+    pub fn nonce(&self, key: &PublicKey) -> u64 {
+        self.accounts.get(key).map_or(0, |a| a.nonce)
+    }
+
+    /// A bound name.
+    pub fn name(&self, name: &str) -> Option<&NameEntry> {
+        self.names.get(name)
+    }
+
+    /// A deployed manifest.
+    pub fn manifest(&self, manifest_id: &ManifestId) -> Option<&ManifestEntry> {
+        self.manifests.get(manifest_id)
+    }
+
+    /// A registered node.
+    pub fn node(&self, key: &PublicKey) -> Option<&NodeEntry> {
+        self.nodes.get(key)
+    }
+
+    /// Whether a batch id has settled (within the settlement window).
+    pub fn is_settled(&self, worker: &PublicKey, sequence: u64) -> bool {
+        self.settled_batches.contains_key(&(*worker, sequence))
+    }
+
+    /// Usage of a (period, manifest, worker), if any is recorded.
+    pub fn usage(&self, period: u64, manifest_id: &ManifestId, worker: &PublicKey) -> Usage {
+        self.usage
+            .get(&(period, *manifest_id, *worker))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// What the owner of `name` was charged for it in `period`.
+    pub fn spent(&self, period: u64, name: &str) -> u64 {
+        self.spent
+            .get(&(period, name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether routers should answer 402 for `name` now: its owner could
+    /// not pay a settlement, or its budget for the current period is spent.
+    pub fn is_unpaid(&self, name: &str) -> bool {
+        let Some(entry) = self.names.get(name) else {
+            return false;
+        };
+        let owner_unpaid = self.accounts.get(&entry.owner).is_some_and(|a| a.unpaid);
+        owner_unpaid || self.spent(self.period, name) >= entry.spend_per_period_max
+    }
+
+    /// The protocol fee pool.
+    pub fn fee_pool(&self) -> u64 {
+        self.fee_pool
+    }
+
+    /// What genesis minted: the supply, forever.
+    pub fn minted(&self) -> u64 {
+        self.minted
+    }
+
+    /// Balances + stakes + unbonding + fee pool, recounted from scratch
+    /// (O(accounts); the running total is checked on every transaction).
+    pub fn total_supply(&self) -> u128 {
+        let accounts: u128 = self
+            .accounts
+            .values()
+            .map(|a| {
+                u128::from(a.balance)
+                    + u128::from(a.stake)
+                    + a.unbonding
+                        .iter()
+                        .map(|(amount, _)| u128::from(*amount))
+                        .sum::<u128>()
+            })
+            .sum();
+        accounts + u128::from(self.fee_pool)
+    }
+
+    fn check_supply(&self) {
+        assert_eq!(
+            self.supply,
+            u128::from(self.minted),
+            "supply broken: money was created or destroyed"
+        );
+        debug_assert_eq!(self.total_supply(), self.supply, "running supply drifted");
+    }
+
+    /// Applies one transaction in block `ctx`. On error nothing changes.
+    pub fn apply(&mut self, tx: &SignedTx, ctx: BlockCtx) -> Result<(), TxError> {
+        if !tx.verify(&self.chain_id) {
+            return Err(TxError::BadSignature { signer: tx.signer });
+        }
+        self.apply_verified(tx, ctx)
+    }
+
+    /// [`State::apply`] for a transaction whose signature the caller has
+    /// already checked with [`SignedTx::verify`] against this chain id (a
+    /// validator verifies each transaction once, not on every re-execution).
+    pub fn apply_verified(&mut self, tx: &SignedTx, ctx: BlockCtx) -> Result<(), TxError> {
+        let expected = self.nonce(&tx.signer);
+        if tx.nonce != expected {
+            return Err(TxError::WrongNonce {
+                signer: tx.signer,
+                expected,
+                got: tx.nonce,
+            });
+        }
+        // The fee first: a transaction its signer cannot pay for does
+        // nothing. Refunded if the body is refused (which changed nothing),
+        // so a refused transaction leaves no trace.
+        let fee = self.params.tx_fee;
+        self.debit(tx.signer, fee)
+            .map_err(|_| TxError::CannotPayFee {
+                signer: tx.signer,
+                fee,
+            })?;
+        if let Err(error) = self.apply_body(tx.signer, &tx.body, ctx) {
+            self.credit(tx.signer, fee);
+            return Err(error);
+        }
+        self.add_to_fee_pool(fee);
+        self.accounts.entry(tx.signer).or_default().nonce += 1;
+        self.check_supply();
+        Ok(())
+    }
+
+    fn apply_body(
+        &mut self,
+        signer: PublicKey,
+        body: &TxBody,
+        ctx: BlockCtx,
+    ) -> Result<(), TxError> {
+        match body {
+            TxBody::Transfer { to, amount } => self.transfer(signer, *to, *amount),
+            TxBody::Deploy {
+                name,
+                manifest_id,
+                fuel_per_invocation_max,
+                price_per_million_fuel_max,
+                spend_per_period_max,
+            } => self.deploy(
+                signer,
+                name,
+                *manifest_id,
+                ManifestEntry {
+                    name: name.clone(),
+                    fuel_per_invocation_max: *fuel_per_invocation_max,
+                    price_per_million_fuel_max: *price_per_million_fuel_max,
+                },
+                *spend_per_period_max,
+            ),
+            TxBody::SetTraffic { name, splits } => self.set_traffic(signer, name, splits),
+            TxBody::Fund {
+                name,
+                spend_per_period_max,
+            } => self.fund(signer, name, *spend_per_period_max),
+            TxBody::RegisterNode {
+                role,
+                operator,
+                endpoint,
+                region,
+                price_per_million_fuel,
+                stake,
+            } => {
+                let node = NodeEntry {
+                    role: *role,
+                    operator: *operator,
+                    endpoint: endpoint.clone(),
+                    region: region.clone(),
+                    price_per_million_fuel: *price_per_million_fuel,
+                };
+                self.register_node(signer, node, *stake)
+            }
+            TxBody::Deregister => self.deregister(signer, ctx),
+            TxBody::Settle(batch) => self.settle(signer, batch, ctx),
+            TxBody::Attest(attestation) => self.attest(signer, attestation, ctx),
+            TxBody::Stake { amount } => self.stake(signer, *amount),
+            TxBody::Unstake { amount } => self.unstake(signer, *amount, ctx),
+            TxBody::Slash { evidence } => self.slash(evidence),
+        }
+    }
+
+    /// Start of a block, before its transactions: the block time moves
+    /// forward, due unbonding returns to balances, and when a new period
+    /// begins the fee pool is paid to validators and old usage is pruned.
+    /// Refuses a timestamp that does not move forward.
+    pub fn begin_block(&mut self, ctx: BlockCtx) -> Result<(), TxError> {
+        if ctx.time_ms <= self.time_ms {
+            return Err(TxError::BlockTimeNotIncreasing {
+                parent_ms: self.time_ms,
+                block_ms: ctx.time_ms,
+            });
+        }
+        self.time_ms = ctx.time_ms;
+        self.release_unbonded(ctx.time_ms);
+        let period = self.params.period_at(ctx.time_ms);
+        if period > self.period {
+            self.pay_validators();
+            self.period = period;
+            self.prune_before_window();
+        }
+        self.check_supply();
+        Ok(())
+    }
+
+    /// End of a block: the paired check of the running supply against a
+    /// full recount happens in tests and debug builds; the running total
+    /// is checked in every build.
+    pub fn end_block(&self) {
+        self.check_supply();
+    }
+}

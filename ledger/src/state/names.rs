@@ -1,0 +1,124 @@
+//! Names, the manifests deployed under them, traffic splits and budgets.
+//! A name belongs to its first deployer; a manifest id belongs to the name
+//! it was first deployed under, with the terms (fuel limit, price maximum)
+//! its owner consented to then.
+
+use super::{ManifestEntry, NameEntry, State};
+use crate::TxError;
+use crate::limits::{LIST_ITEMS_MAX, NAME_BYTES_MAX};
+use bonus_ids::{ManifestId, PublicKey};
+use std::collections::BTreeSet;
+
+/// Whether `name` is a DNS label of `[a-z0-9-]`, 1–63 bytes, no leading or
+/// trailing `-`.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=NAME_BYTES_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+impl State {
+    fn owned_name(&self, signer: PublicKey, name: &str) -> Result<&NameEntry, TxError> {
+        let entry = self.names.get(name).ok_or_else(|| TxError::UnknownName {
+            name: name.to_string(),
+        })?;
+        if entry.owner != signer {
+            return Err(TxError::NotNameOwner {
+                name: name.to_string(),
+                owner: entry.owner,
+            });
+        }
+        Ok(entry)
+    }
+
+    pub(super) fn deploy(
+        &mut self,
+        signer: PublicKey,
+        name: &str,
+        manifest_id: ManifestId,
+        terms: ManifestEntry,
+        spend_per_period_max: u64,
+    ) -> Result<(), TxError> {
+        if !is_valid_name(name) {
+            return Err(TxError::Malformed("name must be a DNS label of [a-z0-9-]"));
+        }
+        if terms.fuel_per_invocation_max == 0 {
+            return Err(TxError::Malformed("zero fuel limit"));
+        }
+        if self.names.contains_key(name) {
+            self.owned_name(signer, name)?;
+        }
+        if let Some(existing) = self.manifests.get(&manifest_id) {
+            if existing.name != name {
+                return Err(TxError::ManifestClaimed {
+                    manifest_id,
+                    name: existing.name.clone(),
+                });
+            }
+            if *existing != terms {
+                return Err(TxError::Malformed(
+                    "a manifest's fuel limit and price maximum are fixed by its first deploy",
+                ));
+            }
+        }
+        self.manifests.entry(manifest_id).or_insert(terms);
+        let entry = self.names.entry(name.to_string()).or_insert(NameEntry {
+            owner: signer,
+            manifest_id,
+            traffic: Vec::new(),
+            spend_per_period_max,
+        });
+        entry.manifest_id = manifest_id;
+        entry.traffic.clear();
+        entry.spend_per_period_max = spend_per_period_max;
+        Ok(())
+    }
+
+    pub(super) fn fund(
+        &mut self,
+        signer: PublicKey,
+        name: &str,
+        spend_per_period_max: u64,
+    ) -> Result<(), TxError> {
+        self.owned_name(signer, name)?;
+        if let Some(entry) = self.names.get_mut(name) {
+            entry.spend_per_period_max = spend_per_period_max;
+        }
+        self.accounts.entry(signer).or_default().unpaid = false;
+        Ok(())
+    }
+
+    pub(super) fn set_traffic(
+        &mut self,
+        signer: PublicKey,
+        name: &str,
+        splits: &[(ManifestId, u32)],
+    ) -> Result<(), TxError> {
+        self.owned_name(signer, name)?;
+        let invalid = |reason| TxError::InvalidTraffic {
+            name: name.to_string(),
+            reason,
+        };
+        if splits.is_empty() || splits.len() > LIST_ITEMS_MAX {
+            return Err(invalid("no splits"));
+        }
+        if splits.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+            return Err(invalid("weights sum to zero"));
+        }
+        let deployed_here = |m: &ManifestId| self.manifests.get(m).is_some_and(|e| e.name == name);
+        if !splits.iter().all(|(m, _)| deployed_here(m)) {
+            return Err(invalid("a manifest was never deployed under this name"));
+        }
+        let distinct: BTreeSet<_> = splits.iter().map(|(m, _)| m).collect();
+        if distinct.len() != splits.len() {
+            return Err(invalid("a manifest appears twice"));
+        }
+        if let Some(entry) = self.names.get_mut(name) {
+            entry.traffic = splits.to_vec();
+        }
+        Ok(())
+    }
+}

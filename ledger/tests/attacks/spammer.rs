@@ -1,0 +1,64 @@
+//! The spammer: writes to the ledger for free. Every transaction pays a
+//! flat fee from a funded account, so an empty account writes nothing; the
+//! fees go to the validators by stake at each period's end.
+
+use crate::world::*;
+use bonus_ledger::sim::{Harness, VALIDATOR_STAKE, key as validator};
+use bonus_ledger::{Params, TxBody, TxError};
+
+#[test]
+fn an_account_with_nothing_cannot_write() {
+    let mut w = World::new();
+    let broke = key(77);
+    for body in [
+        TxBody::Transfer {
+            to: w.owner.public(),
+            amount: 1,
+        },
+        deploy("spam", 9, 0, 0),
+        TxBody::Stake { amount: 1 },
+        TxBody::Fund {
+            name: "hello".into(),
+            spend_per_period_max: 0,
+        },
+    ] {
+        let error = w.refused(&broke, body);
+        assert!(matches!(error, TxError::CannotPayFee { .. }), "{error}");
+    }
+    assert!(
+        w.h.state.account(&broke.public()).is_none(),
+        "not even an account is created"
+    );
+}
+
+#[test]
+fn fees_are_paid_to_validators_by_stake_at_the_period_end() {
+    let params = Params {
+        tx_fee: 1_000,
+        ..Params::DEV
+    };
+    let payer = key(5);
+    let mut h = Harness::new("fees", params, &[(&payer, 10_000_000)]);
+    let validator = validator(0).public();
+    let staked_before = h.state.balance(&validator);
+    for _ in 0..8 {
+        h.run(
+            &payer,
+            TxBody::Transfer {
+                to: key(6).public(),
+                amount: 1,
+            },
+        )
+        .expect("pays");
+    }
+    assert_eq!(h.state.fee_pool(), 8_000);
+    h.next_period();
+    // Four validators with equal stake share the pool.
+    assert_eq!(h.state.fee_pool(), 0);
+    assert_eq!(h.state.balance(&validator), staked_before + 2_000);
+    assert_eq!(
+        h.state.account(&validator).map(|a| a.stake),
+        Some(VALIDATOR_STAKE)
+    );
+    assert_eq!(h.state.total_supply(), u128::from(h.state.minted()));
+}
