@@ -16,6 +16,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A manifest in an encoding format this version no longer accepts
+    /// (format 1 carried no budget: its owner consented to no price).
+    #[error(
+        "manifest format {format} is no longer accepted; re-sign it with this version of bonus"
+    )]
+    ManifestFormatRetired {
+        /// The format byte it starts with.
+        format: u8,
+    },
     /// A manifest breaks a rule (name, versions, env…).
     #[error("invalid manifest: {reason}")]
     ManifestInvalid {

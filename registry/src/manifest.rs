@@ -1,11 +1,15 @@
 //! Manifests: what a developer signs about a function.
 //!
 //! A manifest names the function and pins its artifact (id and size), its
-//! limits, environment, allowed outbound hosts, routes and its place in the
-//! version history. Its id is the BLAKE3 of its canonical encoding (the
-//! project's one codec, `commonware-codec`); the developer signs
-//! `MANIFEST_DOMAIN ‖ id`. Decoding rejects anything that does not
+//! limits, the owner's budget (the consent the ledger needs before it
+//! charges the owner), environment, allowed outbound hosts, routes and its
+//! place in the version history. Its id is the BLAKE3 of its canonical
+//! encoding (the project's one codec, `commonware-codec`); the developer
+//! signs `MANIFEST_DOMAIN ‖ id`. Decoding rejects anything that does not
 //! re-encode to the same bytes, so one manifest has exactly one id.
+//!
+//! Format 2 added the budget; format 1 manifests are refused, never read
+//! with a guessed budget: their owners consented to no price.
 
 use crate::{Error, Result};
 use bonus_ids::{ArtifactId, ManifestId, PublicKey, SecretKey, Signature};
@@ -14,9 +18,11 @@ use commonware_codec::Buf;
 use commonware_codec::{ReadExt, Write};
 
 /// Domain separation for manifest signatures.
-pub const MANIFEST_DOMAIN: &[u8] = b"bonus/manifest/v1";
+pub const MANIFEST_DOMAIN: &[u8] = b"bonus/manifest/v2";
 
 /// Encoding format version, the first byte of every encoded manifest.
+const FORMAT_V2: u8 = 2;
+/// The format before the budget, refused with [`Error::ManifestFormatRetired`].
 const FORMAT_V1: u8 = 1;
 
 /// Bounds on decoded manifests, so a hostile one cannot make us allocate.
@@ -37,6 +43,30 @@ pub struct ManifestLimits {
     pub deadline_ms: u32,
 }
 
+/// What the owner consents to be charged for a function: the ledger charges
+/// nothing beyond it. Part of the signed manifest, so a budget cannot change
+/// without a new signature (and a new manifest id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestBudget {
+    /// The most the owner pays per million fuel: a worker whose registered
+    /// price is above it may not charge for this manifest.
+    pub price_per_million_fuel_max: u64,
+    /// The most the owner is charged per settlement period for this
+    /// function; 0 means it is never charged.
+    pub spend_per_period_max: u64,
+}
+
+impl ManifestBudget {
+    /// A budget for development and local networks, what `bonus deploy`
+    /// signs unless told otherwise: up to 1 000 per million fuel and
+    /// 1 000 000 000 per settlement period. Chosen explicitly; there is no
+    /// `Default`, so no manifest consents to a budget by accident.
+    pub const DEV: ManifestBudget = ManifestBudget {
+        price_per_million_fuel_max: 1_000,
+        spend_per_period_max: 1_000_000_000,
+    };
+}
+
 /// What a developer says about one version of a function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -49,6 +79,8 @@ pub struct Manifest {
     pub artifact_bytes: u64,
     /// Limits per request.
     pub limits: ManifestLimits,
+    /// What the owner consents to be charged.
+    pub budget: ManifestBudget,
     /// Environment variables, sorted by key, keys unique.
     pub env: Vec<(String, String)>,
     /// Outbound HTTP allow-list (`scheme://host[:port]` patterns).
@@ -76,13 +108,15 @@ impl Manifest {
     /// The canonical encoding: what is hashed.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(256);
-        FORMAT_V1.write(&mut buf);
+        FORMAT_V2.write(&mut buf);
         write_str(&mut buf, &self.name);
         self.artifact_id.as_bytes().write(&mut buf);
         self.artifact_bytes.write(&mut buf);
         self.limits.fuel_max.write(&mut buf);
         self.limits.memory_bytes_max.write(&mut buf);
         self.limits.deadline_ms.write(&mut buf);
+        self.budget.price_per_million_fuel_max.write(&mut buf);
+        self.budget.spend_per_period_max.write(&mut buf);
         write_len(&mut buf, self.env.len());
         for (key, value) in &self.env {
             write_str(&mut buf, key);
@@ -196,6 +230,9 @@ impl SignedManifest {
             return Err(malformed("shorter than a signature".into()));
         }
         let (body, signature) = bytes.split_at(bytes.len() - 64);
+        if body.first() == Some(&FORMAT_V1) {
+            return Err(Error::ManifestFormatRetired { format: FORMAT_V1 });
+        }
         let manifest = decode_manifest(body).map_err(|e| malformed(e.to_string()))?;
         if manifest.encode() != body {
             return Err(malformed("not in canonical encoding".into()));
@@ -271,7 +308,7 @@ fn read_strs(buf: &mut impl Buf) -> Result<Vec<String>, commonware_codec::Error>
 
 fn decode_manifest(body: &[u8]) -> Result<Manifest, commonware_codec::Error> {
     let buf = &mut bytes::Bytes::copy_from_slice(body);
-    if u8::read(buf)? != FORMAT_V1 {
+    if u8::read(buf)? != FORMAT_V2 {
         return Err(commonware_codec::Error::Invalid(
             "manifest",
             "unknown format version",
@@ -284,6 +321,10 @@ fn decode_manifest(body: &[u8]) -> Result<Manifest, commonware_codec::Error> {
         fuel_max: u64::read(buf)?,
         memory_bytes_max: u64::read(buf)?,
         deadline_ms: u32::read(buf)?,
+    };
+    let budget = ManifestBudget {
+        price_per_million_fuel_max: u64::read(buf)?,
+        spend_per_period_max: u64::read(buf)?,
     };
     let env_len = read_len(buf, LIST_ITEMS_MAX)?;
     let env = (0..env_len)
@@ -308,6 +349,7 @@ fn decode_manifest(body: &[u8]) -> Result<Manifest, commonware_codec::Error> {
         artifact_id,
         artifact_bytes,
         limits,
+        budget,
         env,
         allowed_outbound_hosts,
         routes,

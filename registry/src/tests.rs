@@ -1,7 +1,7 @@
 //! Unit tests of manifests and the store: every bad input gets its error
 //! and leaves the store as it was.
 
-use crate::manifest::{Manifest, ManifestLimits, SignedManifest};
+use crate::manifest::{Manifest, ManifestBudget, ManifestLimits, SignedManifest};
 use crate::{Error, NameBinder, Store, StoreConfig};
 use bonus_ids::{ArtifactId, SecretKey};
 
@@ -14,6 +14,11 @@ fn manifest(owner: &SecretKey, name: &str, artifact: &[u8]) -> Manifest {
             fuel_max: 1_000_000,
             memory_bytes_max: 64 << 20,
             deadline_ms: 5000,
+        },
+        // Not `DEV`, and above 2^32, so every byte of the encoding is seen.
+        budget: ManifestBudget {
+            price_per_million_fuel_max: 1_200,
+            spend_per_period_max: 5_000_000_000,
         },
         env: vec![("A".into(), "1".into()), ("B".into(), "two".into())],
         allowed_outbound_hosts: vec!["https://api.example.com".into()],
@@ -260,17 +265,136 @@ fn gc_removes_least_recently_used_unpinned_blobs() {
 }
 
 /// The canonical encoding is a wire format other implementations (sdk-js)
-/// must reproduce byte for byte: this vector pins it.
+/// must reproduce byte for byte: this vector pins it. To rewrite it after a
+/// deliberate format change, run with `BONUS_WRITE_VECTORS=1` and review.
 #[test]
 fn manifest_encoding_matches_the_shared_vector() {
-    let vector: serde_json::Value =
-        serde_json::from_str(include_str!("../tests/vectors/manifest-v1.json"))
-            .expect("vector parses");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/manifest-v2.json"
+    );
+    let expected = rust_vector();
+    if std::env::var_os("BONUS_WRITE_VECTORS").is_some() {
+        std::fs::write(path, &expected).expect("writes the vector");
+    }
+    assert_eq!(
+        include_str!("../tests/vectors/manifest-v2.json"),
+        expected,
+        "run `BONUS_WRITE_VECTORS=1 cargo test -p bonus-registry` and review"
+    );
+}
+
+/// The text of `tests/vectors/manifest-v2.json`: [`manifest`] for "hello",
+/// signed by the key from seed `[1; 32]`.
+fn rust_vector() -> String {
     let key = SecretKey::from_seed([1; 32]);
     let signed = manifest(&key, "hello", b"wasm").sign(&key).expect("signs");
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    assert_eq!(hex(&signed.manifest().encode()), vector["encoding_hex"]);
-    assert_eq!(signed.id().to_hex(), vector["manifest_id"]);
-    assert_eq!(hex(signed.signature().as_bytes()), vector["signature_hex"]);
-    assert_eq!(key.public().to_string(), vector["owner"]);
+    let budget = signed.manifest().budget;
+    let vector = std::collections::BTreeMap::from([
+        (
+            "description",
+            serde_json::json!(
+                "Manifest v2 test vector: owner seed [1; 32], name hello, artifact blake3(\"wasm\"), \
+                 limits fuel 1000000 / memory 64 MiB / deadline 5000 ms, budget price max 1200 per \
+                 million fuel / spend max 5000000000 per period, env A=1 B=two, outbound \
+                 https://api.example.com, routes [/], version 1, no parent. Ed25519 signatures \
+                 are deterministic."
+            ),
+        ),
+        ("owner_seed_hex", hex(&[1; 32]).into()),
+        ("owner", key.public().to_string().into()),
+        (
+            "price_per_million_fuel_max",
+            budget.price_per_million_fuel_max.into(),
+        ),
+        ("spend_per_period_max", budget.spend_per_period_max.into()),
+        ("encoding_hex", hex(&signed.manifest().encode()).into()),
+        ("manifest_id", signed.id().to_hex().into()),
+        ("signature_hex", hex(signed.signature().as_bytes()).into()),
+        ("signed_hex", hex(&signed.encode()).into()),
+    ]);
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&vector).expect("serializes")
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit"))
+        .collect()
+}
+
+#[test]
+fn the_budget_round_trips() {
+    let key = SecretKey::from_seed([1; 32]);
+    for budget in [
+        ManifestBudget::DEV,
+        ManifestBudget {
+            price_per_million_fuel_max: 0,
+            spend_per_period_max: 0,
+        },
+        ManifestBudget {
+            price_per_million_fuel_max: u64::MAX,
+            spend_per_period_max: u64::MAX - 1,
+        },
+    ] {
+        let mut m = manifest(&key, "hello", b"wasm");
+        m.budget = budget;
+        let signed = m.sign(&key).expect("signs");
+        let decoded = SignedManifest::decode(&signed.encode()).expect("decodes");
+        assert_eq!(decoded.manifest().budget, budget);
+        assert_eq!(decoded, signed);
+    }
+}
+
+/// `manifest-v1.json` as format 1 wrote it (before the budget): the same
+/// manifest as [`manifest`] for "hello", signed over `bonus/manifest/v1`.
+const FORMAT_1_SIGNED_HEX: &str = "010568656c6c6f107d2022ae9e6c9054a44bedd13ef7684736ac6018ea56c0b9128f51f73cc6fb000000000000000400000000000f4240000000000400000000001388020141013101420374776f011768747470733a2f2f6170692e6578616d706c652e636f6d01012f00000001008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c68d8effcdfd40557f729400cbe9f2907ad3f11918377f83cea70f2b3e25bbee631170e3990764feacea773cfe87633ef7c79b1b02464f11449c4ed857f16e705";
+
+#[test]
+fn a_format_1_manifest_is_refused_with_the_fix() {
+    let error = SignedManifest::decode(&unhex(FORMAT_1_SIGNED_HEX))
+        .expect_err("format 1 carries no budget");
+    assert!(
+        matches!(error, Error::ManifestFormatRetired { format: 1 }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "manifest format 1 is no longer accepted; re-sign it with this version of bonus"
+    );
+    // Relabelled as format 2 it is merely malformed: it lacks the budget.
+    let mut relabelled = unhex(FORMAT_1_SIGNED_HEX);
+    relabelled[0] = 2;
+    assert!(matches!(
+        SignedManifest::decode(&relabelled),
+        Err(Error::ManifestMalformed { .. })
+    ));
+}
+
+#[test]
+fn changing_the_budget_changes_the_id_so_no_signature_carries_over() {
+    let key = SecretKey::from_seed([1; 32]);
+    let signed = manifest(&key, "hello", b"wasm").sign(&key).expect("signs");
+    let changes: [fn(&mut ManifestBudget); 2] = [
+        |budget| budget.price_per_million_fuel_max += 1,
+        |budget| budget.spend_per_period_max += 1,
+    ];
+    for change in changes {
+        let mut changed = signed.manifest().clone();
+        change(&mut changed.budget);
+        assert_ne!(changed.id(), signed.id());
+        // The owner's signature on the original, on the changed manifest.
+        let forged = [changed.encode(), signed.signature().as_bytes().to_vec()].concat();
+        assert!(matches!(
+            SignedManifest::decode(&forged),
+            Err(Error::ManifestSignatureInvalid { .. })
+        ));
+    }
 }

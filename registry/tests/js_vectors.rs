@@ -1,13 +1,13 @@
 //! Manifests signed by sdk-js verify here, and what Rust signs is what
-//! sdk-js produces: `tests/vectors/manifest-js-v1.json` was written by
+//! sdk-js produces: `tests/vectors/manifest-js-v2.json` was written by
 //! `@bonus/client` (`sdk-js/packages/client/scripts/vectors.js`), whose own
-//! tests reproduce `manifest-v1.json`, written by this crate.
+//! tests reproduce `manifest-v2.json`, written by this crate.
 
 use bonus_ids::{ArtifactId, ManifestId, SecretKey};
-use bonus_registry::{Manifest, ManifestLimits, SignedManifest};
+use bonus_registry::{Manifest, ManifestBudget, ManifestLimits, SignedManifest};
 
 fn vector() -> serde_json::Value {
-    serde_json::from_str(include_str!("vectors/manifest-js-v1.json")).expect("vector parses")
+    serde_json::from_str(include_str!("vectors/manifest-js-v2.json")).expect("vector parses")
 }
 
 fn unhex(hex: &str) -> Vec<u8> {
@@ -46,6 +46,10 @@ fn described(vector: &serde_json::Value, key: &SecretKey) -> Manifest {
             fuel_max: u64_of("fuel_max"),
             memory_bytes_max: u64_of("memory_bytes_max"),
             deadline_ms: u64_of("deadline_ms") as u32,
+        },
+        budget: ManifestBudget {
+            price_per_million_fuel_max: u64_of("price_per_million_fuel_max"),
+            spend_per_period_max: u64_of("spend_per_period_max"),
         },
         env: vector["env"]
             .as_array()
@@ -109,10 +113,18 @@ fn rust_encodes_and_signs_the_js_vector_identically() {
         "ed25519 is deterministic: Rust's signature equals JS's"
     );
     assert_eq!(hex(&signed.encode()), vector["signed_hex"]);
-    let parent: ManifestId = vector["parent"].as_str().expect("parent").parse().expect("id");
+    let parent: ManifestId = vector["parent"]
+        .as_str()
+        .expect("parent")
+        .parse()
+        .expect("id");
     let rust_vector: serde_json::Value =
-        serde_json::from_str(include_str!("vectors/manifest-v1.json")).expect("parses");
-    assert_eq!(parent.to_hex(), rust_vector["manifest_id"], "chains to manifest-v1");
+        serde_json::from_str(include_str!("vectors/manifest-v2.json")).expect("parses");
+    assert_eq!(
+        parent.to_hex(),
+        rust_vector["manifest_id"],
+        "chains to manifest-v2"
+    );
 }
 
 #[test]

@@ -332,15 +332,38 @@ fn deploy_signs_with_the_developer_key_and_checks_ownership() {
     assert!(!ok, "bob took alice's name");
     assert!(stderr.contains("belongs to"), "{stderr}");
     // A second deploy by the owner is version 2 with version 1 as parent.
-    let (ok, stdout, _) = bonus(
+    // It signs another budget: at most 7 per million fuel, never charged.
+    let (ok, stdout, stderr) = bonus(
         alice.path(),
         &[
-            "--json", "deploy", wasm, "--name", "mine", "--node", &node.api, "--env", "A=1",
+            "--json",
+            "deploy",
+            wasm,
+            "--name",
+            "mine",
+            "--node",
+            &node.api,
+            "--env",
+            "A=1",
+            "--price-max",
+            "7",
+            "--spend-max",
+            "0",
         ],
     );
-    assert!(ok);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("never charged"), "{stderr}");
     let deployed: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
     assert_eq!(deployed["version"], 2);
+    let (ok, stdout, stderr) = bonus(
+        alice.path(),
+        &["--json", "inspect", "mine", "--node", &node.api],
+    );
+    assert!(ok, "{stderr}");
+    let inspected: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(inspected["version"], 2, "{inspected}");
+    assert_eq!(inspected["price_per_million_fuel_max"], 7, "{inspected}");
+    assert_eq!(inspected["spend_per_period_max"], 0, "{inspected}");
     // The node serves the new version at once (its cache was evicted).
     let manifest_id = deployed["manifest_id"]
         .as_str()

@@ -5,16 +5,20 @@ use crate::node::NodeClient;
 use crate::output;
 use anyhow::Context;
 use bonus_ids::{ArtifactId, ManifestId};
-use bonus_registry::{Manifest, ManifestLimits};
+use bonus_registry::{Manifest, ManifestBudget, ManifestLimits};
 use bonus_runtime::Limits;
 use std::path::PathBuf;
 
 /// Deploy a component to a node: upload it (unless the node has it), sign a
 /// manifest with your key and bind the name.
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Example:\n  bonus deploy target/wasm32-wasip2/release/hello.wasm --name hello"
-)]
+#[command(after_help = "\
+The manifest you sign carries your budget: the most you pay per million fuel
+(--price-max) and per settlement period (--spend-max). Nobody can charge you
+beyond it; changing it means deploying a new manifest.
+
+Example:
+  bonus deploy target/wasm32-wasip2/release/hello.wasm --name hello --price-max 500 --spend-max 0")]
 pub struct DeployArgs {
     /// The `.wasm` component.
     wasm: PathBuf,
@@ -42,6 +46,22 @@ pub struct DeployArgs {
     /// Deadline per request, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     deadline_ms: u32,
+    /// Most you pay per million fuel: a worker whose registered price is
+    /// above it cannot charge for this function.
+    #[arg(
+        long,
+        value_name = "U64",
+        default_value_t = ManifestBudget::DEV.price_per_million_fuel_max
+    )]
+    price_max: u64,
+    /// Most you are charged per settlement period for this function; 0 =
+    /// never charged.
+    #[arg(
+        long,
+        value_name = "U64",
+        default_value_t = ManifestBudget::DEV.spend_per_period_max
+    )]
+    spend_max: u64,
     /// Check and sign, but upload nothing.
     #[arg(long)]
     dry_run: bool,
@@ -81,6 +101,10 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
                 memory_bytes_max: args.memory_mib << 20,
                 deadline_ms: args.deadline_ms,
             },
+            budget: ManifestBudget {
+                price_per_million_fuel_max: args.price_max,
+                spend_per_period_max: args.spend_max,
+            },
             env,
             allowed_outbound_hosts: args.allow_outbound.clone(),
             routes: Vec::new(),
@@ -89,6 +113,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
             owner: key.public(),
         };
         let signed = manifest.sign(&key)?;
+        output::status(global.quiet, "Budget", describe_budget(&signed.manifest().budget));
         if args.dry_run {
             output::status(global.quiet, "Checked", format!("{} v{version} (dry run, nothing sent)", args.name));
             println!("{}", serde_json::json!({ "manifest_id": signed.id().to_string(), "artifact_id": artifact_id.to_string() }));
@@ -113,6 +138,17 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// What the owner consents to, in words, for the status line.
+fn describe_budget(budget: &ManifestBudget) -> String {
+    match budget.spend_per_period_max {
+        0 => "never charged (--spend-max 0)".to_string(),
+        spend => format!(
+            "at most {} per million fuel, {spend} per settlement period",
+            budget.price_per_million_fuel_max
+        ),
+    }
 }
 
 async fn upload(

@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// Show a local `.wasm` file's content id (equal to `b3sum` of the file) and
 /// whether it is a servable component; or what a node knows of an artifact
-/// id or a function name.
+/// id or a function name (for a function: its current manifest, with the
+/// budget its owner signed, `price_per_million_fuel_max` and
+/// `spend_per_period_max`).
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
     /// A `.wasm` file, an artifact id, or a function name.
@@ -31,12 +33,14 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
     if global.json {
         println!("{value}");
     } else {
-        for (key, field) in value.as_object().into_iter().flatten() {
+        let fields = value.as_object().into_iter().flatten();
+        let width = fields.clone().map(|(key, _)| key.len()).max().unwrap_or(0);
+        for (key, field) in fields {
             let shown = field
                 .as_str()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| field.to_string());
-            println!("{key:>14}: {shown}");
+            println!("{key:>width$}: {shown}");
         }
     }
     Ok(())

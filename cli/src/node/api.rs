@@ -271,6 +271,8 @@ fn list_functions(node: &Node) -> Response {
                 "manifest_id": signed.id().to_string(),
                 "artifact_id": m.artifact_id.to_string(),
                 "artifact_bytes": m.artifact_bytes,
+                "price_per_million_fuel_max": m.budget.price_per_million_fuel_max,
+                "spend_per_period_max": m.budget.spend_per_period_max,
                 "owner": m.owner.to_string(),
                 "current": current,
             })

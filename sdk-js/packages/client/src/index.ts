@@ -8,11 +8,13 @@ export { ArtifactId, ManifestId } from "./ids.js";
 export { PublicKey, SecretKey, bonusHome } from "./keys.js";
 export {
   DEFAULT_LIMITS,
+  DEV_BUDGET,
   LIST_ITEMS_MAX,
   MANIFEST_DOMAIN,
   NAME_BYTES_MAX,
   STRING_BYTES_MAX,
   type Manifest,
+  type ManifestBudget,
   type ManifestLimits,
   type SignedManifest,
   compareUtf8,

@@ -1,18 +1,22 @@
 // Manifests, byte for byte as `registry/src/manifest.rs` encodes them (the
-// commonware-codec layout): format byte 1; name (LEB128 length + UTF-8);
+// commonware-codec layout): format byte 2; name (LEB128 length + UTF-8);
 // artifact id (32 bytes); artifact size (u64 big-endian); limits (fuel u64,
-// memory u64, deadline u32, big-endian); env (count, then key, value);
-// outbound hosts and routes (count, then strings); version (u32); parent
-// (0, or 1 and 32 bytes); owner (32 bytes). The id is the BLAKE3 of that
-// encoding; the owner signs `bonus/manifest/v1 ‖ id`; the wire form is the
-// encoding followed by the 64-byte signature.
+// memory u64, deadline u32, big-endian); budget (price per million fuel
+// max u64, spend per period max u64, big-endian); env (count, then key,
+// value); outbound hosts and routes (count, then strings); version (u32);
+// parent (0, or 1 and 32 bytes); owner (32 bytes). The id is the BLAKE3 of
+// that encoding; the owner signs `bonus/manifest/v2 ‖ id`; the wire form is
+// the encoding followed by the 64-byte signature. Format 1 (no budget) is
+// refused.
 
 import { concat, equalBytes } from "./bytes.js";
 import { ArtifactId, ManifestId } from "./ids.js";
 import { PublicKey, SecretKey } from "./keys.js";
 
 /** Domain separation for manifest signatures. */
-export const MANIFEST_DOMAIN = new TextEncoder().encode("bonus/manifest/v1");
+export const MANIFEST_DOMAIN = new TextEncoder().encode("bonus/manifest/v2");
+const FORMAT_V2 = 2;
+/** The format before the budget: refused. */
 const FORMAT_V1 = 1;
 /** Longest name (a DNS label). */
 export const NAME_BYTES_MAX = 63;
@@ -28,12 +32,25 @@ export interface ManifestLimits {
   deadlineMs: number;
 }
 
+/**
+ * What the owner consents to be charged for a function: the ledger charges
+ * nothing beyond it. Signed with the manifest, so changing it changes the id.
+ */
+export interface ManifestBudget {
+  /** The most the owner pays per million fuel: a worker whose registered price is above it may not charge. */
+  pricePerMillionFuelMax: bigint;
+  /** The most the owner is charged per settlement period for this function; 0 means never charged. */
+  spendPerPeriodMax: bigint;
+}
+
 /** What a developer says about one version of a function. */
 export interface Manifest {
   name: string;
   artifactId: ArtifactId;
   artifactBytes: bigint;
   limits: ManifestLimits;
+  /** What the owner consents to be charged. */
+  budget: ManifestBudget;
   /** Sorted by key, keys unique. */
   env: Array<[string, string]>;
   allowedOutboundHosts: string[];
@@ -60,6 +77,17 @@ export const DEFAULT_LIMITS: ManifestLimits = {
   memoryBytesMax: 128n << 20n,
   deadlineMs: 10_000,
 };
+
+/**
+ * A budget for development and local networks, the one `bonus deploy`
+ * signs unless told otherwise (`ManifestBudget::DEV` in Rust): up to 1 000
+ * per million fuel and 1 000 000 000 per settlement period. Deploys pass a
+ * budget explicitly or get this one; nothing defaults to zero silently.
+ */
+export const DEV_BUDGET: Readonly<ManifestBudget> = Object.freeze({
+  pricePerMillionFuelMax: 1_000n,
+  spendPerPeriodMax: 1_000_000_000n,
+});
 
 class Writer {
   private parts: number[] = [];
@@ -161,13 +189,15 @@ class Reader {
 /** The canonical encoding: what is hashed. */
 export function encodeManifest(manifest: Manifest): Uint8Array {
   const w = new Writer();
-  w.u8(FORMAT_V1);
+  w.u8(FORMAT_V2);
   w.str(manifest.name);
   w.raw(manifest.artifactId.bytes);
   w.u64(manifest.artifactBytes);
   w.u64(manifest.limits.fuelMax);
   w.u64(manifest.limits.memoryBytesMax);
   w.u32(manifest.limits.deadlineMs);
+  w.u64(manifest.budget.pricePerMillionFuelMax);
+  w.u64(manifest.budget.spendPerPeriodMax);
   w.varint(manifest.env.length);
   for (const [key, value] of manifest.env) {
     w.str(key);
@@ -248,11 +278,16 @@ export function decodeSignedManifest(bytes: Uint8Array): SignedManifest {
   const body = bytes.subarray(0, bytes.length - 64);
   const signature = Uint8Array.from(bytes.subarray(bytes.length - 64));
   const r = new Reader(body);
-  if (r.u8() !== FORMAT_V1) throw new Error("malformed manifest: unknown format version");
+  const format = r.u8();
+  if (format === FORMAT_V1) {
+    throw new Error(`manifest format ${FORMAT_V1} is no longer accepted; re-sign it with this version of bonus`);
+  }
+  if (format !== FORMAT_V2) throw new Error("malformed manifest: unknown format version");
   const name = r.str(NAME_BYTES_MAX);
   const artifactId = ArtifactId.fromBytes(r.take(32));
   const artifactBytes = r.u64();
   const limits = { fuelMax: r.u64(), memoryBytesMax: r.u64(), deadlineMs: r.u32() };
+  const budget = { pricePerMillionFuelMax: r.u64(), spendPerPeriodMax: r.u64() };
   const envCount = r.varint(LIST_ITEMS_MAX);
   const env = Array.from({ length: envCount }, (): [string, string] => [r.str(STRING_BYTES_MAX), r.str(STRING_BYTES_MAX)]);
   const allowedOutboundHosts = r.strs();
@@ -263,7 +298,7 @@ export function decodeSignedManifest(bytes: Uint8Array): SignedManifest {
   const parent = tag === 1 ? ManifestId.fromBytes(r.take(32)) : null;
   const owner = PublicKey.fromBytes(r.take(32));
   if (r.remaining !== 0) throw new Error(`malformed manifest: ${r.remaining} bytes of extra data`);
-  const manifest: Manifest = { name, artifactId, artifactBytes, limits, env, allowedOutboundHosts, routes, version, parent, owner };
+  const manifest: Manifest = { name, artifactId, artifactBytes, limits, budget, env, allowedOutboundHosts, routes, version, parent, owner };
   if (!equalBytes(encodeManifest(manifest), body)) throw new Error("malformed manifest: not in canonical encoding");
   validateManifest(manifest);
   const id = ManifestId.of(body);

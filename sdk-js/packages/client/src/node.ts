@@ -4,8 +4,17 @@
 // and `/fn/<name>/<path>`.
 
 import { ArtifactId, ManifestId } from "./ids.js";
-import { DEFAULT_LIMITS, type ManifestLimits, type SignedManifest, compareUtf8, signManifest } from "./manifest.js";
+import {
+  DEFAULT_LIMITS,
+  DEV_BUDGET,
+  type ManifestBudget,
+  type ManifestLimits,
+  type SignedManifest,
+  compareUtf8,
+  signManifest,
+} from "./manifest.js";
 import type { SecretKey } from "./keys.js";
+import { parseJsonLossless } from "./ledger.js";
 
 /** A function as `GET /v1/functions` lists it. */
 export interface FunctionInfo {
@@ -14,6 +23,10 @@ export interface FunctionInfo {
   manifest_id: string;
   artifact_id: string;
   artifact_bytes: number;
+  /** The owner's signed budget: the most paid per million fuel. */
+  price_per_million_fuel_max: bigint;
+  /** The owner's signed budget: the most charged per settlement period (0: never). */
+  spend_per_period_max: bigint;
   owner: string;
   /** Whether the name is bound to this manifest on this node. */
   current: boolean;
@@ -42,6 +55,12 @@ export interface DeployOptions {
   env?: Record<string, string>;
   allowedOutboundHosts?: string[];
   limits?: Partial<ManifestLimits>;
+  /**
+   * What you consent to be charged: the most per million fuel and per
+   * settlement period (0: never charged). Unset fields are `DEV_BUDGET`'s,
+   * as `bonus deploy`'s `--price-max` and `--spend-max` default.
+   */
+  budget?: Partial<ManifestBudget>;
   /** Do not upload: the node fetches the artifact from its peers. */
   noUpload?: boolean;
 }
@@ -91,7 +110,7 @@ export class NodeClient {
     const text = await response.text();
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = parseJsonLossless(text); // u64s above 2^53 arrive as strings, not rounded
     } catch {
       value = { error: text };
     }
@@ -109,7 +128,12 @@ export class NodeClient {
 
   /** The functions this node knows. */
   async functions(): Promise<FunctionInfo[]> {
-    return (await this.json<{ functions: FunctionInfo[] }>("/v1/functions")).functions;
+    const { functions } = await this.json<{ functions: FunctionInfo[] }>("/v1/functions");
+    return functions.map((f) => ({
+      ...f,
+      price_per_million_fuel_max: BigInt(f.price_per_million_fuel_max),
+      spend_per_period_max: BigInt(f.spend_per_period_max),
+    }));
   }
 
   /** The artifact's size if the node holds it, else null. */
@@ -174,6 +198,7 @@ export class NodeClient {
         artifactId,
         artifactBytes: BigInt(options.wasm.length),
         limits: { ...DEFAULT_LIMITS, ...options.limits },
+        budget: { ...DEV_BUDGET, ...options.budget },
         env,
         allowedOutboundHosts: options.allowedOutboundHosts ?? [],
         routes: [],

@@ -1,6 +1,6 @@
 // The client's encodings against the vectors shared with Rust: it must
-// reproduce what Rust signed (manifest-v1.json) and keep producing the
-// vector Rust verifies (manifest-js-v1.json).
+// reproduce what Rust signed (manifest-v2.json) and keep producing the
+// vector Rust verifies (manifest-js-v2.json).
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -17,13 +17,14 @@ import {
   decodeSignedManifest,
   encodeManifest,
   fromHex,
+  manifestId,
   signManifest,
   toHex,
 } from "../dist/index.js";
 import { VECTOR_PATH, jsVector } from "../scripts/vectors.js";
 
 const vectors = fileURLToPath(new URL("../../../../registry/tests/vectors/", import.meta.url));
-const rustVector = JSON.parse(readFileSync(join(vectors, "manifest-v1.json"), "utf8"));
+const rustVector = JSON.parse(readFileSync(join(vectors, "manifest-v2.json"), "utf8"));
 
 function rustVectorManifest() {
   const key = SecretKey.fromSeed(new Uint8Array(32).fill(1));
@@ -32,6 +33,7 @@ function rustVectorManifest() {
     artifactId: ArtifactId.of(new TextEncoder().encode("wasm")),
     artifactBytes: 4n,
     limits: { fuelMax: 1_000_000n, memoryBytesMax: 64n << 20n, deadlineMs: 5000 },
+    budget: { pricePerMillionFuelMax: 1_200n, spendPerPeriodMax: 5_000_000_000n },
     env: [
       ["A", "1"],
       ["B", "two"],
@@ -48,6 +50,8 @@ function rustVectorManifest() {
 test("reproduces the Rust-signed manifest vector byte for byte", () => {
   const { key, manifest } = rustVectorManifest();
   assert.equal(key.publicKey.toString(), rustVector.owner);
+  assert.equal(manifest.budget.pricePerMillionFuelMax, BigInt(rustVector.price_per_million_fuel_max));
+  assert.equal(manifest.budget.spendPerPeriodMax, BigInt(rustVector.spend_per_period_max));
   assert.equal(toHex(encodeManifest(manifest)), rustVector.encoding_hex);
   const signed = signManifest(manifest, key);
   assert.equal(signed.id.toHex(), rustVector.manifest_id);
@@ -64,6 +68,7 @@ test("decodes and verifies what Rust signed", () => {
     ["B", "two"],
   ]);
   assert.equal(signed.manifest.limits.fuelMax, 1_000_000n);
+  assert.deepEqual(signed.manifest.budget, { pricePerMillionFuelMax: 1_200n, spendPerPeriodMax: 5_000_000_000n });
   assert.equal(signed.manifest.owner.toString(), rustVector.owner);
 });
 
@@ -73,6 +78,30 @@ test("the JS vector Rust verifies is what the client produces today", () => {
   const signed = decodeSignedManifest(fromHex(vector.signed_hex));
   assert.equal(signed.manifest.parent.toHex(), rustVector.manifest_id);
   assert.equal(signed.manifest.env[1][1].length, 200, "a length above 127 takes two varint bytes");
+  assert.equal(signed.manifest.budget.spendPerPeriodMax, 7_000_000_000_000n, "above 2^32: every byte counts");
+});
+
+// `manifest-v1.json` as format 1 wrote it (before the budget), as in
+// `registry/src/tests.rs`.
+const FORMAT_1_SIGNED_HEX =
+  "010568656c6c6f107d2022ae9e6c9054a44bedd13ef7684736ac6018ea56c0b9128f51f73cc6fb000000000000000400000000000f4240000000000400000000001388020141013101420374776f011768747470733a2f2f6170692e6578616d706c652e636f6d01012f00000001008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c68d8effcdfd40557f729400cbe9f2907ad3f11918377f83cea70f2b3e25bbee631170e3990764feacea773cfe87633ef7c79b1b02464f11449c4ed857f16e705";
+
+test("a format 1 manifest is refused with the fix", () => {
+  assert.throws(
+    () => decodeSignedManifest(fromHex(FORMAT_1_SIGNED_HEX)),
+    /^Error: manifest format 1 is no longer accepted; re-sign it with this version of bonus$/,
+  );
+});
+
+test("changing the budget changes the id, so no signature carries over", () => {
+  const { key, manifest } = rustVectorManifest();
+  const signed = signManifest(manifest, key);
+  for (const change of [{ pricePerMillionFuelMax: 1_201n }, { spendPerPeriodMax: 5_000_000_001n }]) {
+    const changed = { ...manifest, budget: { ...manifest.budget, ...change } };
+    assert.notEqual(manifestId(changed).toHex(), signed.id.toHex());
+    const forged = new Uint8Array([...encodeManifest(changed), ...signed.signature]);
+    assert.throws(() => decodeSignedManifest(forged), /invalid signature/);
+  }
 });
 
 test("tampering, truncation and extra bytes are rejected", () => {
