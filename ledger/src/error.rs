@@ -135,6 +135,20 @@ pub enum TxError {
         /// The name it belongs to.
         name: String,
     },
+    /// The manifest in a Deploy does not decode or verify.
+    #[error("invalid manifest: {reason}")]
+    InvalidManifest {
+        /// Why.
+        reason: String,
+    },
+    /// A Deploy of a manifest signed by another owner.
+    #[error("manifest {manifest_id} belongs to {owner}; only its owner may deploy it")]
+    NotManifestOwner {
+        /// The manifest.
+        manifest_id: ManifestId,
+        /// Its owner.
+        owner: PublicKey,
+    },
     /// A registered node tried to change its role or operator.
     #[error("{node} is registered as a {role} with another operator or role; deregister first")]
     NodeTermsFixed {

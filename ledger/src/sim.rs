@@ -332,3 +332,46 @@ impl Harness {
         self.state.period()
     }
 }
+
+/// Fuel limit per invocation of [`test_deploy`]'s manifests.
+pub const TEST_FUEL_MAX: u64 = 1_000_000;
+
+/// A Deploy of `owner`'s function `name` at `version` (a real signed
+/// manifest with a fuel limit of [`TEST_FUEL_MAX`] and the given consent),
+/// and the manifest's id.
+pub fn test_deploy(
+    owner: &SecretKey,
+    name: &str,
+    version: u32,
+    price_max: u64,
+    spend_max: u64,
+) -> (bonus_ids::ManifestId, crate::TxBody) {
+    use bonus_registry::{Manifest, ManifestBudget, ManifestLimits};
+    let manifest = Manifest {
+        name: name.to_string(),
+        artifact_id: bonus_ids::ArtifactId::of(format!("{name}-{version}").as_bytes()),
+        artifact_bytes: 1,
+        limits: ManifestLimits {
+            fuel_max: TEST_FUEL_MAX,
+            memory_bytes_max: 64 << 20,
+            deadline_ms: 1_000,
+        },
+        budget: ManifestBudget {
+            price_per_million_fuel_max: price_max,
+            spend_per_period_max: spend_max,
+        },
+        env: Vec::new(),
+        allowed_outbound_hosts: Vec::new(),
+        routes: Vec::new(),
+        version,
+        parent: (version > 1).then(|| bonus_ids::ManifestId::from_bytes([version as u8; 32])),
+        owner: owner.public(),
+    };
+    let signed = manifest.sign(owner).expect("a valid test manifest");
+    (
+        signed.id(),
+        crate::TxBody::Deploy {
+            manifest: signed.encode(),
+        },
+    )
+}

@@ -3,20 +3,25 @@
 //! supply is conserved (checked by the state itself after every step, and
 //! recounted here).
 
-use crate::sim::Harness;
+use crate::sim::{Harness, test_deploy};
 use crate::tx::{Aggregate, Attestation, NodeRole, SettleBatch, SignedTx, TxBody};
 use crate::{ChainId, Params, State, TxError};
 use bonus_ids::{ManifestId, SecretKey};
 
-const FUEL_MAX: u64 = 1_000_000;
+const FUEL_MAX: u64 = crate::sim::TEST_FUEL_MAX;
 const PRICE: u64 = 1_000; // per million fuel
 const PRICE_MAX: u64 = 2_000;
 const BUDGET: u64 = 1_000_000;
 const STAKE: u64 = Params::DEV.worker_stake_min;
 const FEE: u64 = Params::DEV.tx_fee;
 
+/// Alice's manifest of "hello" at version `n`.
 fn manifest(n: u8) -> ManifestId {
-    ManifestId::from_bytes([n; 32])
+    test_deploy(&key(21), "hello", u32::from(n), PRICE_MAX, BUDGET).0
+}
+
+fn unknown_manifest() -> ManifestId {
+    ManifestId::from_bytes([7; 32])
 }
 
 fn key(n: u8) -> SecretKey {
@@ -29,16 +34,12 @@ struct Net {
     bob: SecretKey,
     worker: SecretKey,
     router: SecretKey,
+    /// The manifest "hello" is deployed with (attest and batch use it).
+    hello: ManifestId,
 }
 
-fn deploy(name: &str, m: u8) -> TxBody {
-    TxBody::Deploy {
-        name: name.into(),
-        manifest_id: manifest(m),
-        fuel_per_invocation_max: FUEL_MAX,
-        price_per_million_fuel_max: PRICE_MAX,
-        spend_per_period_max: BUDGET,
-    }
+fn deploy(owner: &SecretKey, name: &str, version: u32) -> TxBody {
+    test_deploy(owner, name, version, PRICE_MAX, BUDGET).1
 }
 
 fn register(role: NodeRole, operator: &SecretKey, stake: u64) -> TxBody {
@@ -71,6 +72,7 @@ impl Net {
             bob,
             worker,
             router,
+            hello: manifest(1),
         }
     }
 
@@ -95,7 +97,8 @@ impl Net {
             self.worker.clone_key(),
             self.router.clone_key(),
         );
-        self.run(&alice, deploy("hello", 1)).expect("deploy");
+        self.run(&alice, deploy(&alice, "hello", 1))
+            .expect("deploy");
         self.run(&worker, register(NodeRole::Worker, &worker, STAKE))
             .expect("worker registers");
         self.run(&router, register(NodeRole::Router, &router, STAKE))
@@ -106,7 +109,7 @@ impl Net {
     fn attest(&mut self, invocations: u64) {
         let body = TxBody::Attest(Attestation {
             period: self.h.period(),
-            counts: vec![(manifest(1), self.worker.public(), invocations)],
+            counts: vec![(self.hello, self.worker.public(), invocations)],
         });
         let router = self.router.clone_key();
         self.run(&router, body).expect("attests");
@@ -117,7 +120,7 @@ impl Net {
             sequence,
             period: self.h.period(),
             aggregates: vec![Aggregate {
-                manifest_id: manifest(1),
+                manifest_id: self.hello,
                 payer: self.alice.public(),
                 invocations,
                 fuel,
@@ -223,13 +226,8 @@ fn the_supply_must_fit_in_u64_and_charges_never_wrap() {
         net.worker.clone_key(),
         net.router.clone_key(),
     );
-    let greedy_terms = TxBody::Deploy {
-        name: "hello".into(),
-        manifest_id: manifest(1),
-        fuel_per_invocation_max: FUEL_MAX,
-        price_per_million_fuel_max: u64::MAX,
-        spend_per_period_max: u64::MAX,
-    };
+    let (greedy_id, greedy_terms) = test_deploy(&alice, "hello", 1, u64::MAX, u64::MAX);
+    net.hello = greedy_id;
     net.run(&alice, greedy_terms).expect("deploys");
     let mut greedy = register(NodeRole::Worker, &worker, STAKE);
     if let TxBody::RegisterNode {
@@ -253,10 +251,11 @@ fn only_a_names_owner_may_update_it() {
     let mut net = Net::new().with_function();
     let (alice, bob) = (net.alice.clone_key(), net.bob.clone_key());
     assert!(matches!(
-        net.run(&bob, deploy("hello", 2)),
+        net.run(&bob, deploy(&bob, "hello", 2)),
         Err(TxError::NotNameOwner { .. })
     ));
-    net.run(&alice, deploy("hello", 2)).expect("owner updates");
+    net.run(&alice, deploy(&alice, "hello", 2))
+        .expect("owner updates");
     assert_eq!(
         net.h.state.name("hello").expect("bound").manifest_id,
         manifest(2)
@@ -272,7 +271,7 @@ fn only_a_names_owner_may_update_it() {
     net.run(&alice, split).expect("gradual rollout");
     let foreign = TxBody::SetTraffic {
         name: "hello".into(),
-        splits: vec![(manifest(7), 1)],
+        splits: vec![(unknown_manifest(), 1)],
     };
     assert!(matches!(
         net.run(&alice, foreign),
@@ -418,7 +417,7 @@ fn every_kind(net: &Net) -> Vec<SignedTx> {
             to: net.bob.public(),
             amount: 5,
         },
-        deploy("hello", 1),
+        deploy(&net.alice, "hello", 1),
         TxBody::SetTraffic {
             name: "hello".into(),
             splits: vec![(manifest(1), 90), (manifest(2), 10)],

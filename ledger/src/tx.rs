@@ -78,20 +78,14 @@ pub enum TxBody {
         /// Amount.
         amount: u64,
     },
-    /// Bind (first deploy claims) or update a name to a manifest, with the
-    /// owner's consent to a price and a budget (the same values the signed
-    /// manifest carries).
+    /// Bind a name (the first deploy claims it) or update it to a
+    /// manifest. Carries the whole signed manifest (its registry wire
+    /// form), so the ledger checks that the signer is the manifest's owner
+    /// and takes the name, fuel limit, price maximum and budget from what
+    /// the owner signed: nobody can deploy someone else's manifest.
     Deploy {
-        /// The name.
-        name: String,
-        /// The signed manifest's id.
-        manifest_id: ManifestId,
-        /// The manifest's fuel limit per invocation (settlement caps fuel by it).
-        fuel_per_invocation_max: u64,
-        /// Most the owner pays per million fuel of this manifest.
-        price_per_million_fuel_max: u64,
-        /// Most the owner is charged per period for the name (0: never).
-        spend_per_period_max: u64,
+        /// `SignedManifest::encode()` bytes.
+        manifest: Vec<u8>,
     },
     /// Split a name's traffic between its manifests by weight.
     SetTraffic {
@@ -251,19 +245,9 @@ fn encode_unsigned(signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
             w.bytes(to.as_bytes());
             w.u64(*amount);
         }
-        TxBody::Deploy {
-            name,
-            manifest_id,
-            fuel_per_invocation_max,
-            price_per_million_fuel_max,
-            spend_per_period_max,
-        } => {
+        TxBody::Deploy { manifest } => {
             w.u8(1);
-            w.str(name);
-            w.bytes(manifest_id.as_bytes());
-            w.u64(*fuel_per_invocation_max);
-            w.u64(*price_per_million_fuel_max);
-            w.u64(*spend_per_period_max);
+            w.blob(manifest);
         }
         TxBody::SetTraffic { name, splits } => {
             w.u8(2);
@@ -355,11 +339,7 @@ fn read_tx(r: &mut Reader<'_>) -> Result<SignedTx, DecodeError> {
             amount: r.u64()?,
         },
         1 => TxBody::Deploy {
-            name: r.str(NAME_BYTES_MAX)?,
-            manifest_id: r.manifest()?,
-            fuel_per_invocation_max: r.u64()?,
-            price_per_million_fuel_max: r.u64()?,
-            spend_per_period_max: r.u64()?,
+            manifest: r.blob(TX_BYTES_MAX)?,
         },
         2 => {
             let name = r.str(NAME_BYTES_MAX)?;

@@ -18,6 +18,7 @@
 
 mod error;
 pub mod manifest;
+#[cfg(feature = "p2p")]
 pub mod p2p;
 mod store;
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //!
 //! Usage: `settle [INVOCATIONS_PER_BATCH] [BATCHES]`
 
-use bonus_ids::{ManifestId, SecretKey};
+use bonus_ids::SecretKey;
 use bonus_ledger::sim::Harness;
 use bonus_ledger::{Aggregate, Attestation, NodeRole, Params, SettleBatch, SignedTx, TxBody};
 use std::time::Instant;
@@ -34,16 +34,9 @@ fn main() -> anyhow::Result<()> {
             (&router, 1_000_000),
         ],
     );
-    let manifest_id = ManifestId::from_bytes([7; 32]);
+    let (manifest_id, deploy) = bonus_ledger::sim::test_deploy(&owner, "bench", 1, 10, u64::MAX);
     let run = |h: &mut Harness, key: &SecretKey, body: TxBody| {
         h.run(key, body).map_err(|e| anyhow::anyhow!("{e}"))
-    };
-    let deploy = TxBody::Deploy {
-        name: "bench".into(),
-        manifest_id,
-        fuel_per_invocation_max: 1_000_000,
-        price_per_million_fuel_max: 10,
-        spend_per_period_max: u64::MAX,
     };
     run(&mut h, &owner, deploy)?;
     for (key, role) in [(&worker, NodeRole::Worker), (&router, NodeRole::Router)] {
@@ -81,7 +74,7 @@ fn main() -> anyhow::Result<()> {
                 manifest_id,
                 payer: owner.public(),
                 invocations: per_batch,
-                fuel: per_batch * 5_000,
+                fuel: per_batch * 5_000, // within the test manifest's fuel limit
             }],
             receipts_root: [i as u8; 32],
         });

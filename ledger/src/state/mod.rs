@@ -366,23 +366,7 @@ impl State {
     ) -> Result<(), TxError> {
         match body {
             TxBody::Transfer { to, amount } => self.transfer(signer, *to, *amount),
-            TxBody::Deploy {
-                name,
-                manifest_id,
-                fuel_per_invocation_max,
-                price_per_million_fuel_max,
-                spend_per_period_max,
-            } => self.deploy(
-                signer,
-                name,
-                *manifest_id,
-                ManifestEntry {
-                    name: name.clone(),
-                    fuel_per_invocation_max: *fuel_per_invocation_max,
-                    price_per_million_fuel_max: *price_per_million_fuel_max,
-                },
-                *spend_per_period_max,
-            ),
+            TxBody::Deploy { manifest } => self.deploy(signer, manifest),
             TxBody::SetTraffic { name, splits } => self.set_traffic(signer, name, splits),
             TxBody::Fund {
                 name,

@@ -1,7 +1,7 @@
 //! Names, the manifests deployed under them, traffic splits and budgets.
-//! A name belongs to its first deployer; a manifest id belongs to the name
-//! it was first deployed under, with the terms (fuel limit, price maximum)
-//! its owner consented to then.
+//! A name belongs to its first deployer; only a manifest's owner can deploy
+//! it (the Deploy carries the signed manifest), under the name and with the
+//! terms (fuel limit, price maximum, budget) the owner signed.
 
 use super::{ManifestEntry, NameEntry, State};
 use crate::TxError;
@@ -34,35 +34,44 @@ impl State {
         Ok(entry)
     }
 
-    pub(super) fn deploy(
-        &mut self,
-        signer: PublicKey,
-        name: &str,
-        manifest_id: ManifestId,
-        terms: ManifestEntry,
-        spend_per_period_max: u64,
-    ) -> Result<(), TxError> {
+    pub(super) fn deploy(&mut self, signer: PublicKey, manifest: &[u8]) -> Result<(), TxError> {
+        let signed = bonus_registry::SignedManifest::decode(manifest).map_err(|error| {
+            TxError::InvalidManifest {
+                reason: error.to_string(),
+            }
+        })?;
+        let (manifest_id, manifest) = (signed.id(), signed.manifest());
+        if manifest.owner != signer {
+            return Err(TxError::NotManifestOwner {
+                manifest_id,
+                owner: manifest.owner,
+            });
+        }
+        let name = manifest.name.as_str();
         if !is_valid_name(name) {
             return Err(TxError::Malformed("name must be a DNS label of [a-z0-9-]"));
         }
-        if terms.fuel_per_invocation_max == 0 {
+        if manifest.limits.fuel_max == 0 {
             return Err(TxError::Malformed("zero fuel limit"));
         }
+        let terms = ManifestEntry {
+            name: name.to_string(),
+            fuel_per_invocation_max: manifest.limits.fuel_max,
+            price_per_million_fuel_max: manifest.budget.price_per_million_fuel_max,
+        };
+        let spend_per_period_max = manifest.budget.spend_per_period_max;
         if self.names.contains_key(name) {
             self.owned_name(signer, name)?;
         }
-        if let Some(existing) = self.manifests.get(&manifest_id) {
-            if existing.name != name {
-                return Err(TxError::ManifestClaimed {
-                    manifest_id,
-                    name: existing.name.clone(),
-                });
-            }
-            if *existing != terms {
-                return Err(TxError::Malformed(
-                    "a manifest's fuel limit and price maximum are fixed by its first deploy",
-                ));
-            }
+        if let Some(existing) = self.manifests.get(&manifest_id)
+            && (existing.name != name || *existing != terms)
+        {
+            // Unreachable with honest hashing (the id commits to the name
+            // and terms); kept so the table can never be overwritten.
+            return Err(TxError::ManifestClaimed {
+                manifest_id,
+                name: existing.name.clone(),
+            });
         }
         self.manifests.entry(manifest_id).or_insert(terms);
         let entry = self.names.entry(name.to_string()).or_insert(NameEntry {

@@ -21,7 +21,7 @@ fn unpaid_clears_when_the_owner_tops_up() {
         ],
     );
     let run = |h: &mut Harness, k: &SecretKey, b: TxBody| h.run(k, b).expect("honest step");
-    run(&mut h, &poor, deploy("poor", 1, PRICE_MAX, BUDGET));
+    run(&mut h, &poor, deploy(10));
     run(
         &mut h,
         &worker,
@@ -33,13 +33,13 @@ fn unpaid_clears_when_the_owner_tops_up() {
         register(NodeRole::Router, &router, 0, STAKE),
     );
     let period = h.period();
-    run(&mut h, &router, attest(period, 1, &worker, 100));
+    run(&mut h, &router, attest(period, 10, &worker, 100));
     let worker_before = h.state.balance(&worker.public());
     // 10 invocations of the full fuel limit: 10_000 + fee, far beyond 49.
     run(
         &mut h,
         &worker,
-        batch(0, period, 1, &poor, 10, 10 * FUEL_MAX),
+        batch(0, period, 10, &poor, 10, 10 * FUEL_MAX),
     );
     assert!(h.state.is_unpaid("poor"));
     assert_eq!(
@@ -64,20 +64,20 @@ fn unpaid_clears_when_the_owner_tops_up() {
     assert!(!h.state.is_unpaid("poor"));
     h.next_period();
     let period = h.period();
-    run(&mut h, &router, attest(period, 1, &worker, 10));
+    run(&mut h, &router, attest(period, 10, &worker, 10));
     run(
         &mut h,
         &worker,
-        batch(1, period, 1, &poor, 10, 10 * FUEL_MAX),
+        batch(1, period, 10, &poor, 10, 10 * FUEL_MAX),
     );
     assert_eq!(h.state.spent(period, "poor"), 10_100);
     assert!(!h.state.is_unpaid("poor"));
     // Marked again, then cleared by an explicit Fund.
-    run(&mut h, &router, attest(period, 1, &worker, 100));
+    run(&mut h, &router, attest(period, 10, &worker, 100));
     run(
         &mut h,
         &worker,
-        batch(2, period, 1, &poor, 100, 100 * FUEL_MAX),
+        batch(2, period, 10, &poor, 100, 100 * FUEL_MAX),
     );
     assert!(h.state.is_unpaid("poor"));
     run(

@@ -132,7 +132,7 @@ fn charges_stop_at_the_owners_budget_per_period() {
 fn a_name_with_zero_budget_is_never_charged() {
     let mut w = World::new();
     let (owner, router, worker) = (w.owner(), w.router(), w.worker());
-    w.ok(&owner, deploy("free", 2, PRICE_MAX, 0));
+    w.ok(&owner, deploy(2));
     let period = w.h.period();
     w.ok(&router, attest(period, 2, &worker, 100));
     let before = (w.balance(&owner), w.balance(&worker));

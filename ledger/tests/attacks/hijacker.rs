@@ -1,28 +1,47 @@
-//! The hijacker: deploys someone else's manifest id under its own name, so
-//! that settlement of that manifest (and its routing) would follow it.
+//! The hijacker: deploys someone else's manifest (seen in a mempool or on
+//! a node) before its owner does, to take the name and the routing, or to
+//! settle that manifest's usage under its own terms. A Deploy carries the
+//! signed manifest, and only the manifest's owner may deploy it.
 
 use crate::world::*;
 use bonus_ledger::TxError;
 
 #[test]
-fn a_manifest_id_belongs_to_the_name_that_first_deployed_it() {
+fn only_a_manifests_owner_can_deploy_it() {
     let mut w = World::new();
     let attacker = w.attacker();
-    let before = w.h.state.manifest(&manifest(1)).cloned();
-    let error = w.refused(&attacker, deploy("evil", 1, u64::MAX, u64::MAX));
-    assert!(matches!(error, TxError::ManifestClaimed { .. }), "{error}");
-    assert_eq!(w.h.state.manifest(&manifest(1)).cloned(), before);
-    assert!(w.h.state.name("evil").is_none());
-    // Nor can the owner's own name take it over, even from the owner with
-    // other terms: the terms consented to are fixed.
+    // Front-running the owner's next version, and replaying the current one.
+    for m in [3, 1] {
+        let error = w.refused(&attacker, deploy(m));
+        assert!(matches!(error, TxError::NotManifestOwner { .. }), "{error}");
+    }
+    assert!(w.h.state.manifest(&manifest(3)).is_none());
+    // A tampered manifest (a byte of its budget flipped) fails its owner's
+    // signature, whoever sends it.
     let owner = w.owner();
-    let error = w.refused(&owner, deploy("hello", 1, PRICE_MAX * 10, BUDGET));
-    assert!(matches!(error, TxError::Malformed(_)), "{error}");
-    // Rolling back to the same manifest with the same terms is fine.
-    w.ok(&owner, deploy("hello", 2, PRICE_MAX, BUDGET));
-    w.ok(&owner, deploy("hello", 1, PRICE_MAX, BUDGET));
+    let bonus_ledger::TxBody::Deploy {
+        manifest: mut bytes,
+    } = deploy(3)
+    else {
+        unreachable!("deploy builds a Deploy");
+    };
+    // The last byte of the spend maximum: before it from the end are the
+    // signature (64), owner (32), parent (33), version (4) and the three
+    // empty list counts (env, hosts, routes).
+    let spend_max_last = bytes.len() - 64 - 32 - 33 - 4 - 3 - 1;
+    bytes[spend_max_last] ^= 0x80;
+    let error = w.refused(&owner, bonus_ledger::TxBody::Deploy { manifest: bytes });
+    assert!(matches!(error, TxError::InvalidManifest { .. }), "{error}");
+    // The owner rolls forward and back; the name stays the owner's.
+    w.ok(&owner, deploy(3));
+    w.ok(&owner, deploy(1));
+    let name = w.h.state.name("hello").expect("bound");
     assert_eq!(
-        w.h.state.name("hello").map(|n| n.manifest_id),
-        Some(manifest(1))
+        (name.owner, name.manifest_id),
+        (owner.public(), manifest(1))
+    );
+    assert_eq!(
+        w.h.state.manifest(&manifest(3)).map(|m| m.name.as_str()),
+        Some("hello")
     );
 }

@@ -4,6 +4,7 @@
 //! attack is refused: balances, supply and the state root unchanged, and
 //! no honest balance moved without its owner's signature or consent.
 
+mod all_at_once;
 mod deadbeat;
 mod drainer;
 mod equivocator;

@@ -15,7 +15,7 @@ fn an_account_with_nothing_cannot_write() {
             to: w.owner.public(),
             amount: 1,
         },
-        deploy("spam", 9, 0, 0),
+        deploy(1),
         TxBody::Stake { amount: 1 },
         TxBody::Fund {
             name: "hello".into(),

@@ -3,10 +3,10 @@
 //! a ledger driven block by block by [`Harness`].
 
 use bonus_ids::{ManifestId, SecretKey};
-use bonus_ledger::sim::Harness;
+use bonus_ledger::sim::{Harness, test_deploy};
 use bonus_ledger::{Aggregate, Attestation, NodeRole, Params, SettleBatch, TxBody, TxError};
 
-pub const FUEL_MAX: u64 = 1_000_000;
+pub const FUEL_MAX: u64 = bonus_ledger::sim::TEST_FUEL_MAX;
 pub const PRICE: u64 = 1_000;
 pub const PRICE_MAX: u64 = 2_000;
 pub const BUDGET: u64 = 100_000;
@@ -16,8 +16,32 @@ pub fn key(n: u8) -> SecretKey {
     SecretKey::from_seed([n; 32])
 }
 
-pub fn manifest(n: u8) -> ManifestId {
-    ManifestId::from_bytes([n; 32])
+/// The manifests the tests use, by number: (owner, name, version, price
+/// maximum, budget per period). Any other number is a manifest nobody
+/// deployed.
+fn spec(m: u8) -> Option<(SecretKey, &'static str, u32, u64, u64)> {
+    Some(match m {
+        1 => (key(41), "hello", 1, PRICE_MAX, BUDGET),
+        2 => (key(41), "free", 1, PRICE_MAX, 0),
+        3 => (key(41), "hello", 2, PRICE_MAX, BUDGET),
+        10 => (key(10), "poor", 1, PRICE_MAX, BUDGET),
+        _ => return None,
+    })
+}
+
+pub fn manifest(m: u8) -> ManifestId {
+    match spec(m) {
+        Some((owner, name, version, price_max, budget)) => {
+            test_deploy(&owner, name, version, price_max, budget).0
+        }
+        None => ManifestId::from_bytes([m; 32]),
+    }
+}
+
+/// The Deploy of manifest `m` (whoever signs the transaction).
+pub fn deploy(m: u8) -> TxBody {
+    let (owner, name, version, price_max, budget) = spec(m).expect("a known manifest");
+    test_deploy(&owner, name, version, price_max, budget).1
 }
 
 pub struct World {
@@ -27,16 +51,6 @@ pub struct World {
     pub router: SecretKey,
     /// Funded, but registered as nothing: the attacker's own account.
     pub attacker: SecretKey,
-}
-
-pub fn deploy(name: &str, m: u8, price_max: u64, budget: u64) -> TxBody {
-    TxBody::Deploy {
-        name: name.into(),
-        manifest_id: manifest(m),
-        fuel_per_invocation_max: FUEL_MAX,
-        price_per_million_fuel_max: price_max,
-        spend_per_period_max: budget,
-    }
 }
 
 pub fn register(role: NodeRole, operator: &SecretKey, price: u64, stake: u64) -> TxBody {
@@ -103,7 +117,7 @@ impl World {
             attacker,
         };
         let (owner, worker, router) = (world.owner(), world.worker(), world.router());
-        world.ok(&owner, deploy("hello", 1, PRICE_MAX, BUDGET));
+        world.ok(&owner, deploy(1));
         world.ok(&worker, register(NodeRole::Worker, &worker, PRICE, STAKE));
         world.ok(&router, register(NodeRole::Router, &router, 0, STAKE));
         world
