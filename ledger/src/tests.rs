@@ -520,7 +520,7 @@ fn state_encoding_round_trips_with_its_root() {
 }
 
 #[test]
-fn the_chain_store_commits_blocks_atomically_and_reopens() {
+fn the_chain_store_reopens_with_what_it_committed() {
     use crate::chain::{Block, ChainStore};
     let dir = tempdir();
     let path = dir.join("chain.redb");

@@ -47,8 +47,10 @@ pub struct BlobInfo {
     pub bytes: u64,
     /// Pinned blobs are never garbage-collected.
     pub pinned: bool,
-    /// Seconds since the Unix epoch of the last write or read.
-    pub last_use_secs: u64,
+    /// When it was last written or read, on the store's use clock (a
+    /// counter: larger is more recent, never equal for two uses), so LRU
+    /// order is exact however close together the uses are.
+    pub last_use: u64,
 }
 
 impl BlobInfo {
@@ -56,7 +58,7 @@ impl BlobInfo {
         let mut out = [0u8; 17];
         out[..8].copy_from_slice(&self.bytes.to_be_bytes());
         out[8] = u8::from(self.pinned);
-        out[9..].copy_from_slice(&self.last_use_secs.to_be_bytes());
+        out[9..].copy_from_slice(&self.last_use.to_be_bytes());
         out
     }
 
@@ -68,7 +70,7 @@ impl BlobInfo {
             artifact_id,
             bytes: u64::from_be_bytes(fixed[..8].try_into().expect("8 bytes")),
             pinned: fixed[8] != 0,
-            last_use_secs: u64::from_be_bytes(fixed[9..].try_into().expect("8 bytes")),
+            last_use: u64::from_be_bytes(fixed[9..].try_into().expect("8 bytes")),
         })
     }
 }
@@ -78,6 +80,8 @@ pub struct Store {
     dir: PathBuf,
     db: Database,
     config: StoreConfig,
+    /// The use clock: the next value of [`BlobInfo::last_use`].
+    uses: std::sync::atomic::AtomicU64,
 }
 
 /// What garbage collection removed.
@@ -107,7 +111,13 @@ impl Store {
             dir: dir.to_path_buf(),
             db,
             config,
+            uses: std::sync::atomic::AtomicU64::new(0),
         };
+        // The clock resumes after the latest use on record.
+        let latest = store.blobs()?.iter().map(|b| b.last_use).max().unwrap_or(0);
+        store
+            .uses
+            .store(latest + 1, std::sync::atomic::Ordering::Relaxed);
         store.discard_partial_writes()?;
         store.reconcile()?;
         Ok(store)
@@ -269,7 +279,7 @@ impl Store {
     pub fn gc(&self) -> Result<GcReport> {
         let mut unpinned: Vec<BlobInfo> = self.blobs()?.into_iter().filter(|b| !b.pinned).collect();
         let mut total: u64 = unpinned.iter().map(|b| b.bytes).sum();
-        unpinned.sort_by_key(|b| b.last_use_secs);
+        unpinned.sort_by_key(|b| b.last_use);
         let mut report = GcReport::default();
         for blob in unpinned {
             if total <= self.config.unpinned_bytes_budget {
@@ -299,7 +309,7 @@ impl Store {
     }
 
     fn touch(&self, artifact_id: &ArtifactId) -> Result<()> {
-        self.update_blob(artifact_id, |info| info.last_use_secs = now_secs())
+        self.update_blob(artifact_id, |info| info.last_use = self.tick())
     }
 
     fn update_blob(
@@ -390,7 +400,7 @@ impl Store {
                     artifact_id: named,
                     bytes: bytes.len() as u64,
                     pinned: false,
-                    last_use_secs: now_secs(),
+                    last_use: self.tick(),
                 })?;
             } else {
                 let _ = std::fs::remove_file(&path);
@@ -472,7 +482,7 @@ impl BlobWriter<'_> {
             artifact_id: actual,
             bytes: self.bytes,
             pinned: false,
-            last_use_secs: now_secs(),
+            last_use: self.store.tick(),
         })?;
         Ok(actual)
     }
@@ -524,8 +534,9 @@ pub fn owner_of(store: &Store, name: &str) -> Result<Option<PublicKey>> {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+impl Store {
+    /// The next reading of the use clock.
+    fn tick(&self) -> u64 {
+        self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }

@@ -261,7 +261,22 @@ fn gc_removes_least_recently_used_unpinned_blobs() {
         .collect();
     assert!(remaining.contains(&pinned));
     assert_eq!(remaining.len(), 2);
-    assert!(remaining.contains(&new) != remaining.contains(&old));
+    assert!(remaining.contains(&new), "the newer blob is kept");
+    assert!(
+        !remaining.contains(&old),
+        "the least recently used blob goes"
+    );
+    // A read makes a blob recent: now the other one goes first.
+    let older = store.put_blob(&[4; 8]).expect("stores");
+    let _ = store.read_blob(&new).expect("reads");
+    let report = store.gc().expect("gc");
+    assert_eq!(report.blobs_removed, 1);
+    let remaining = store.blobs().expect("lists");
+    assert!(
+        remaining.iter().any(|b| b.artifact_id == new),
+        "read, so recent"
+    );
+    assert!(!remaining.iter().any(|b| b.artifact_id == older));
 }
 
 /// The canonical encoding is a wire format other implementations (sdk-js)

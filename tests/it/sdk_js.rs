@@ -155,23 +155,54 @@ fn invalid_js_fails_the_build_with_file_and_line() {
 
 #[test]
 fn bonus_build_builds_a_js_handler() {
-    let wasm = js_guest("hello-js");
+    // A handler of its own (a changed greeting), so this build is real,
+    // not the cached one the other tests share.
     let home = tempfile::tempdir().expect("home");
-    let example = bonus_tests::root().join("examples/hello-js");
+    let project = tempfile::tempdir().expect("project");
+    let source = std::fs::read_to_string(bonus_tests::root().join("examples/hello-js/index.js"))
+        .expect("hello-js source");
+    let marker = "built-by-this-test-7f3a";
+    let changed = source.replace(
+        "new Response(\"hello\")",
+        &format!("new Response(\"{marker}\")"),
+    );
+    assert_ne!(changed, source, "hello-js says hello");
+    std::fs::write(project.path().join("index.js"), &changed).expect("write handler");
+    let wasm = project.path().join("out.wasm");
     let args = [
         "--json",
         "build",
-        example.to_str().expect("UTF-8"),
+        project.path().to_str().expect("UTF-8"),
         "-o",
         wasm.to_str().expect("UTF-8"),
     ];
     let (ok, stdout, stderr) = bonus(home.path(), &args);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("up to date"), "inputs unchanged: {stderr}");
+    assert!(stderr.contains("Built"), "{stderr}");
+    assert!(
+        !stderr.contains("up to date"),
+        "a first build was cached: {stderr}"
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     let bytes = std::fs::read(&wasm).expect("built");
+    // A component (not a core module), carrying this handler's code.
+    assert_eq!(
+        &bytes[..8],
+        b"\0asm\x0d\x00\x01\x00",
+        "not a wasm component"
+    );
+    assert!(
+        bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the component does not carry the handler's source"
+    );
     let id = format!("blake3:{}", blake3::hash(&bytes).to_hex());
     assert_eq!(report["artifact_id"], id.as_str());
+    // Unchanged inputs: up to date, the same artifact.
+    let (ok, stdout, stderr) = bonus(home.path(), &args);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("up to date"), "inputs unchanged: {stderr}");
+    let again: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(again["artifact_id"], id.as_str());
 }
 
 /// The JS client deploys through the node API `bonus deploy` uses, with a
