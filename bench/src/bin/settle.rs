@@ -20,9 +20,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(100_000);
     let batches: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(2_000);
     let (owner, worker, router) = (
-        SecretKey::from_seed([1; 32]),
-        SecretKey::from_seed([2; 32]),
-        SecretKey::from_seed([3; 32]),
+        SecretKey::from_seed([0x61; 32]),
+        SecretKey::from_seed([0x62; 32]),
+        SecretKey::from_seed([0x63; 32]),
     );
     let params = Params::DEV;
     let mut h = Harness::new(

@@ -253,43 +253,7 @@ where
         })
     };
 
-    let gossip = {
-        let chain = chain.clone();
-        let (mut sender, mut receiver) = channels.txs;
-        let mut outbound = chain.gossip_queue();
-        context.child("gossip").spawn(move |_| async move {
-            loop {
-                futures::select! {
-                    tx = outbound.next() => match tx {
-                        Some(first) => {
-                            // Batch what is queued so a burst costs few
-                            // messages (the channel's quota counts messages).
-                            let mut batch = Vec::new();
-                            push_framed(&mut batch, &first);
-                            while batch.len() < GOSSIP_BATCH_BYTES {
-                                match outbound.try_recv() {
-                                    Ok(tx) => push_framed(&mut batch, &tx),
-                                    _ => break,
-                                }
-                            }
-                            sender.send(commonware_p2p::Recipients::All, batch, false);
-                        }
-                        None => return,
-                    },
-                    message = receiver.recv().fuse() => match message {
-                        // A peer's transactions: accepted like a client's
-                        // (decoded, signature checked) but not re-gossiped.
-                        Ok((_, bytes)) => {
-                            for tx in framed(bytes.as_ref()) {
-                                let _ = chain.submit_from_peer(tx);
-                            }
-                        }
-                        Err(_) => return,
-                    },
-                }
-            }
-        })
-    };
+    let gossip = spawn_gossip(context.child("gossip"), chain.clone(), channels.txs);
 
     let app = LedgerApp {
         chain: chain.clone(),
@@ -344,6 +308,51 @@ where
         finalizer,
         gossip,
     }
+}
+
+/// Transaction gossip: what this validator admits from clients goes to
+/// every peer (batched, so a burst costs few messages: the channel's quota
+/// counts messages); what peers send is admitted like a client's (decoded,
+/// checked) but not gossiped again.
+fn spawn_gossip<E, S, R>(
+    context: E,
+    chain: Arc<Chain>,
+    (mut sender, mut receiver): (S, R),
+) -> Handle<()>
+where
+    E: Spawner + Metrics,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+{
+    let mut outbound = chain.gossip_queue();
+    context.spawn(move |_| async move {
+        loop {
+            futures::select! {
+                tx = outbound.next() => match tx {
+                    Some(first) => {
+                        let mut batch = Vec::new();
+                        push_framed(&mut batch, &first);
+                        while batch.len() < GOSSIP_BATCH_BYTES {
+                            match outbound.try_recv() {
+                                Ok(tx) => push_framed(&mut batch, &tx),
+                                _ => break,
+                            }
+                        }
+                        sender.send(commonware_p2p::Recipients::All, batch, false);
+                    }
+                    None => return,
+                },
+                message = receiver.recv().fuse() => match message {
+                    Ok((_, bytes)) => {
+                        for tx in framed(bytes.as_ref()) {
+                            let _ = chain.submit_from_peer(tx);
+                        }
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+    })
 }
 
 fn archive_config<C>(
