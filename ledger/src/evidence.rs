@@ -35,6 +35,18 @@ pub fn from_activity(activity: &Activity<Scheme, Digest>) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The validator set as consensus orders it.
+fn participants(
+    validators: &BTreeSet<PublicKey>,
+) -> Result<commonware_utils::ordered::Set<commonware_cryptography::ed25519::PublicKey>, &'static str>
+{
+    let keys: Vec<_> = validators
+        .iter()
+        .map(crate::chain::consensus_public)
+        .collect();
+    commonware_utils::ordered::Set::try_from(keys).map_err(|_| "duplicate validators")
+}
+
 /// Verifies evidence against the validator set; the offender if valid.
 pub fn verify(
     evidence: &[u8],
@@ -42,12 +54,7 @@ pub fn verify(
     validators: &BTreeSet<PublicKey>,
 ) -> Result<PublicKey, &'static str> {
     let (tag, body) = evidence.split_first().ok_or("empty evidence")?;
-    let keys: Vec<_> = validators
-        .iter()
-        .map(crate::chain::consensus_public)
-        .collect();
-    let participants =
-        commonware_utils::ordered::Set::try_from(keys).map_err(|_| "duplicate validators")?;
+    let participants = participants(validators)?;
     let verifier = Scheme::verifier(&namespace(chain), participants.clone());
     // Signature verification is deterministic; the rng only seeds batch
     // verification's random coefficients.
@@ -97,12 +104,7 @@ pub fn verify_finalization(
     use commonware_codec::Decode as _;
     use commonware_consensus::simplex::types::Finalization;
     use commonware_cryptography::certificate::Verifier as _;
-    let keys: Vec<_> = validators
-        .iter()
-        .map(crate::chain::consensus_public)
-        .collect();
-    let participants =
-        commonware_utils::ordered::Set::try_from(keys).map_err(|_| "duplicate validators")?;
+    let participants = participants(validators)?;
     let cfg = Scheme::certificate_codec_config_unbounded();
     let finalization = Finalization::<Scheme, Digest>::decode_cfg(certificate.to_vec(), &cfg)
         .map_err(|_| "malformed finalization certificate")?;

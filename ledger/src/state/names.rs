@@ -5,20 +5,9 @@
 
 use super::{ManifestEntry, NameEntry, State};
 use crate::TxError;
-use crate::limits::{LIST_ITEMS_MAX, NAME_BYTES_MAX};
+use crate::limits::LIST_ITEMS_MAX;
 use bonus_ids::{ManifestId, PublicKey};
 use std::collections::BTreeSet;
-
-/// Whether `name` is a DNS label of `[a-z0-9-]`, 1–63 bytes, no leading or
-/// trailing `-`.
-pub fn is_valid_name(name: &str) -> bool {
-    (1..=NAME_BYTES_MAX).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
 
 impl State {
     fn owned_name(&self, signer: PublicKey, name: &str) -> Result<&NameEntry, TxError> {
@@ -47,10 +36,8 @@ impl State {
                 owner: manifest.owner,
             });
         }
+        // The name is a DNS label: `SignedManifest::decode` checked it.
         let name = manifest.name.as_str();
-        if !is_valid_name(name) {
-            return Err(TxError::Malformed("name must be a DNS label of [a-z0-9-]"));
-        }
         if manifest.limits.fuel_max == 0 {
             return Err(TxError::Malformed("zero fuel limit"));
         }
