@@ -508,9 +508,10 @@ impl Chain {
             inner.finalized_txs.clear();
         }
         let inner = &mut *inner;
-        inner
-            .mempool
-            .prune(&state, height, block.txs.iter().map(|tx| &tx.signer));
+        // Each signer once, however many of its transactions the block has.
+        let signers: std::collections::BTreeSet<_> =
+            block.txs.iter().map(|tx| &tx.signer).collect();
+        inner.mempool.prune(&state, height, signers);
         if height.is_multiple_of(MEMPOOL_SWEEP_BLOCKS) {
             inner.mempool.prune_all(&state, height);
         }
