@@ -62,7 +62,7 @@ pub fn faucet() -> SecretKey {
 pub const VALIDATOR_STAKE: u64 = 1_000_000;
 
 /// The genesis file of `n` simulated validators and the faucet (p2p
-/// addresses are placeholders: the simulated network does not dial them).
+/// addresses are never dialed: the simulated network routes by key).
 pub fn genesis_file(n: usize) -> Genesis {
     let validators = (0..n)
         .map(|i| GenesisValidator {
