@@ -38,7 +38,7 @@ pub const SETTLEMENT_WINDOW_PERIODS: u64 = 4;
 pub const CLOCK_DRIFT_MAX_MS: u64 = 2_000;
 
 /// A proposal stamped further ahead than this is refused outright.
-pub const CLOCK_AHEAD_REFUSE_MS: u64 = 30_000;
+pub const CLOCK_AHEAD_REFUSE_MS: u64 = 10_000;
 
 /// Most transactions waiting in one validator's mempool.
 pub const MEMPOOL_MAX: usize = 100_000;
