@@ -5,10 +5,7 @@
 
 mod commands;
 mod guest_build;
-mod http_server;
-mod node;
 mod output;
-mod server;
 
 use clap::Parser;
 use std::process::ExitCode;

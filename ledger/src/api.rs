@@ -19,7 +19,7 @@
 
 use crate::chain::{Chain, TxStatus};
 use crate::{NodeRole, State};
-use bonus_ids::PublicKey;
+use bonus_ids::{ManifestId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 /// Largest request body: one transaction.
@@ -93,6 +93,8 @@ pub struct Status {
     /// The flat fee every transaction pays.
     #[serde(with = "amount")]
     pub tx_fee: u64,
+    /// The network's economics (fee, stake minimums, period length).
+    pub params: crate::Params,
     /// Finality latency.
     pub finality_ms: Finality,
 }
@@ -115,9 +117,13 @@ pub struct AccountView {
     /// Spendable balance.
     #[serde(with = "amount")]
     pub balance: u64,
-    /// The nonce its next transaction must carry.
+    /// The nonce its next transaction must carry, by finalized state.
     #[serde(with = "amount")]
     pub nonce: u64,
+    /// The nonce after its transactions waiting in this validator's
+    /// mempool: what a new transaction should carry now.
+    #[serde(with = "amount")]
+    pub next_nonce: u64,
     /// Bonded stake.
     #[serde(with = "amount")]
     pub stake: u64,
@@ -192,6 +198,67 @@ pub struct NodeView {
 pub struct Nodes {
     /// Every node.
     pub nodes: Vec<NodeView>,
+}
+
+/// `GET /v1/ledger/manifests/<id>`: a deployed manifest and the signed
+/// bytes its owner deployed, for workers and routers that never saw it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestView {
+    /// `manifest:<hex>`.
+    pub manifest_id: String,
+    /// The name it belongs to.
+    pub name: String,
+    /// The name's owner: who pays for it.
+    pub owner: String,
+    /// Fuel limit per invocation.
+    #[serde(with = "amount")]
+    pub fuel_per_invocation_max: u64,
+    /// Most the owner pays per million fuel.
+    #[serde(with = "amount")]
+    pub price_per_million_fuel_max: u64,
+    /// Hex of `SignedManifest::encode()`: verify it before use.
+    pub signed: String,
+}
+
+/// One manifest's usage by one worker in one period.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UsageLine {
+    /// The name the manifest belongs to.
+    pub name: String,
+    /// `manifest:<hex>`.
+    pub manifest_id: String,
+    /// The worker, `ed25519:<hex>`.
+    pub worker: String,
+    /// Invocations routers vouched for.
+    #[serde(with = "amount")]
+    pub attested: u64,
+    /// Invocations settled (paid for or charged against the budget).
+    #[serde(with = "amount")]
+    pub settled: u64,
+}
+
+/// `GET /v1/ledger/usage/<period>[?worker=<key>]`: usage recorded in one
+/// period (the settlement window only).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UsageView {
+    /// The period.
+    pub period: u64,
+    /// The current period, for context.
+    pub current_period: u64,
+    /// Every line.
+    pub lines: Vec<UsageLine>,
+    /// What each name's owner was charged in the period.
+    pub charged: Vec<Charged>,
+}
+
+/// What one name's owner was charged in a period.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Charged {
+    /// The name.
+    pub name: String,
+    /// The amount (worker earnings and protocol fee).
+    #[serde(with = "amount")]
+    pub amount: u64,
 }
 
 /// `GET /v1/ledger/batches/<worker>/<sequence>`.
@@ -288,7 +355,11 @@ pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
     match (method, segments.as_slice()) {
         ("GET", ["status"]) => ok(200, status(chain)),
         ("GET", ["accounts", key]) => match key.parse::<PublicKey>() {
-            Ok(key) => ok(200, account(&chain.state(), &key)),
+            Ok(key) => {
+                let mut view = account(&chain.state(), &key);
+                view.next_nonce = chain.next_nonce(&key);
+                ok(200, view)
+            }
             Err(e) => err(400, format!("invalid account {key:?}: {e}")),
         },
         ("GET", ["names"]) => {
@@ -301,6 +372,17 @@ pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
             None => err(404, format!("no name {n:?} on the ledger")),
         },
         ("GET", ["nodes"]) => ok(200, nodes(&chain.state())),
+        ("GET", ["manifests", id]) => match id.parse::<ManifestId>() {
+            Ok(id) => match manifest(&chain.state(), &id) {
+                Some(view) => ok(200, view),
+                None => err(404, format!("{id} is not deployed on the ledger")),
+            },
+            Err(e) => err(400, e.to_string()),
+        },
+        ("GET", ["usage", period]) => match period.parse::<u64>() {
+            Ok(period) => ok(200, usage(&chain.state(), period)),
+            Err(_) => err(400, format!("invalid period {period:?}")),
+        },
         ("GET", ["batches", worker, sequence]) => {
             let (Ok(worker), Ok(sequence)) = (worker.parse::<PublicKey>(), sequence.parse::<u64>())
             else {
@@ -356,7 +438,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex32(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
     }
@@ -387,6 +469,7 @@ fn status(chain: &Chain) -> Status {
         fee_pool: state.fee_pool(),
         total_supply: state.minted(),
         tx_fee: state.params().tx_fee,
+        params: *state.params(),
         finality_ms: Finality {
             p50: pick(0.5),
             p99: pick(0.99),
@@ -402,6 +485,7 @@ pub fn account(state: &State, key: &PublicKey) -> AccountView {
         account: key.to_string(),
         balance: account.balance,
         nonce: account.nonce,
+        next_nonce: account.nonce,
         stake: account.stake,
         unbonding: account
             .unbonding
@@ -435,6 +519,50 @@ pub fn name(state: &State, n: &str) -> Option<NameView> {
         spent_this_period: state.spent(state.period(), n),
         unpaid: state.is_unpaid(n),
     })
+}
+
+/// A deployed manifest's view.
+pub fn manifest(state: &State, id: &ManifestId) -> Option<ManifestView> {
+    let entry = state.manifest(id)?;
+    Some(ManifestView {
+        manifest_id: id.to_string(),
+        name: entry.name.clone(),
+        owner: state
+            .name(&entry.name)
+            .map(|n| n.owner.to_string())
+            .unwrap_or_default(),
+        fuel_per_invocation_max: entry.fuel_per_invocation_max,
+        price_per_million_fuel_max: entry.price_per_million_fuel_max,
+        signed: hex(&entry.signed),
+    })
+}
+
+/// Usage recorded in a period.
+pub fn usage(state: &State, period: u64) -> UsageView {
+    UsageView {
+        period,
+        current_period: state.period(),
+        lines: state
+            .period_usage(period)
+            .map(|(m, w, u)| UsageLine {
+                name: state
+                    .manifest(m)
+                    .map(|e| e.name.clone())
+                    .unwrap_or_default(),
+                manifest_id: m.to_string(),
+                worker: w.to_string(),
+                attested: u.attested,
+                settled: u.settled,
+            })
+            .collect(),
+        charged: state
+            .period_spent(period)
+            .map(|(name, amount)| Charged {
+                name: name.to_string(),
+                amount,
+            })
+            .collect(),
+    }
 }
 
 fn nodes(state: &State) -> Nodes {

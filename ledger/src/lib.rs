@@ -32,6 +32,8 @@
 
 pub mod api;
 pub mod chain;
+#[cfg(feature = "client")]
+pub mod client;
 mod codec;
 mod error;
 pub mod evidence;

@@ -1,6 +1,170 @@
 //! Send each request to the nearest healthy worker.
 //!
-//! This crate will own the HTTP edge: host/path → route, worker selection
-//! (measured RTT, then load, prefer warm), forwarding, retries, traffic
-//! splits, rate and size limits, and the router's attestation of receipts.
-//! It never runs wasm. Nothing is implemented yet; see `docs/ARCHITECTURE.md`.
+//! The router is the public HTTP edge of a Bonus network. It owns the
+//! route from a request to a function (`hello.<router-host>/path` or
+//! `<router-host>/fn/hello/path`), the choice of worker, forwarding with
+//! safe retries, traffic splits, size, time and concurrency limits, and
+//! the router's attestation of how many requests it forwarded. It never
+//! runs wasm (it does not depend on the runtime or the registry), never
+//! decides who owns a name (the ledger does), and never retries a request
+//! that may have reached a worker.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use bonus_ids::{ManifestId, SecretKey};
+//! use bonus_router::{NameRoute, RouteTable, Router, RouterConfig, RouterLimits};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RouterConfig {
+//!     key: SecretKey::generate(),
+//!     ledger: None,
+//!     limits: RouterLimits::default(),
+//! };
+//! let router = Router::bind("127.0.0.1:7000".parse()?, config).await?;
+//! let worker = SecretKey::generate().public();
+//! let mut table = RouteTable::new();
+//! table.insert_worker(worker, "http://127.0.0.1:7100", 1)?;
+//! table.insert_name("hello", NameRoute::single(worker, ManifestId::of(b"manifest"), 10))?;
+//! router.set_table(table);
+//! router.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Core Concepts
+//!
+//! - [`Router`]: one listening edge. Built by [`Router::bind`], consumed by
+//!   [`Router::run`], which owns every task (connections, probes, ledger
+//!   polling, attestation) and returns once they are done.
+//! - [`RouteTable`]: names → manifests (weighted, with the owner's price
+//!   consent) and workers → endpoints and prices. Immutable once installed;
+//!   the router swaps in a new one at each ledger height (or on
+//!   [`Router::set_table`]), and a request reads one table throughout.
+//!   Worker health and per-name load carry across swaps.
+//! - Worker choice: healthy workers within the manifest's price, then the
+//!   near set by probed RTT, then the two with the highest rendezvous hash
+//!   for the manifest (warm), then the less loaded of those.
+//! - [`RouterStatus`]: what `GET /v1/router/status` answers.
+//!
+//! # Limits
+//!
+//! [`RouterLimits`] bounds connections, header, body and idle times, body
+//! size, per-function concurrency and the task periods; the fixed bounds
+//! (retries, probe and connect timeouts, shutdown grace) are in
+//! [`limits`]. Answers the router makes itself are `text/plain` with an
+//! `x-bonus-request-id`: 400 malformed Host or name, 402 unpaid, 404 no
+//! such function, 408 slow body, 413 large body, 429 too many in flight,
+//! 502 worker failed, 503 no healthy worker, 504 worker too slow.
+#![deny(missing_docs)]
+
+mod attest;
+mod body;
+mod edge;
+mod error;
+mod forward;
+pub mod limits;
+mod probe;
+mod refresh;
+mod route;
+mod select;
+mod state;
+mod status;
+mod table;
+
+pub use error::RouterError;
+pub use limits::RouterLimits;
+pub use status::{HEALTH_PATH, RouterStatus, STATUS_PATH, WorkerStatus};
+pub use table::{NameRoute, RouteTable, SplitRoute};
+
+use bonus_ids::SecretKey;
+use bonus_ledger::client::LedgerClient;
+use state::Shared;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// What a router needs to start.
+pub struct RouterConfig {
+    /// The router's node key: signs its attestations; its public half is
+    /// sent to workers in `x-bonus-router`.
+    pub key: SecretKey,
+    /// Where routes come from and attestations go. `None`: only the table
+    /// given to [`Router::set_table`], and no attestation (tests).
+    pub ledger: Option<Arc<LedgerClient>>,
+    /// Bounds on what clients may do.
+    pub limits: RouterLimits,
+}
+
+/// A bound router, not yet serving.
+pub struct Router {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Router {
+    /// Binds the listener. Fails if the address is taken or the limits
+    /// cannot work.
+    pub async fn bind(addr: SocketAddr, config: RouterConfig) -> Result<Router, RouterError> {
+        config.limits.check()?;
+        let bind_error = |source| RouterError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let shared = Arc::new(Shared::new(config.key, config.ledger, config.limits));
+        Ok(Router {
+            listener,
+            local_addr,
+            shared,
+        })
+    }
+
+    /// The address it listens on (with the real port when bound to 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Replaces the route table. With a ledger, the next ledger height
+    /// replaces it again. New workers take no traffic until their first
+    /// health probe answers, which starts at once.
+    pub fn set_table(&self, table: RouteTable) {
+        self.shared.install(table);
+    }
+
+    /// What the router knows now (the same as `GET /v1/router/status`).
+    pub fn status(&self) -> RouterStatus {
+        status::snapshot(&self.shared)
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets
+    /// requests in flight finish (up to [`limits::SHUTDOWN_GRACE`]),
+    /// submits the last attestations (up to
+    /// [`limits::ATTEST_SHUTDOWN_WAIT`]) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RouterError> {
+        let shared = self.shared;
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(probe::run(shared.clone()));
+        let (stop_attesting, stop_rx) = tokio::sync::watch::channel(false);
+        let attesting = shared.ledger.clone().map(|ledger| {
+            background.spawn(refresh::run(shared.clone(), ledger.clone()));
+            let interval = shared.limits.attest_interval;
+            tokio::spawn(attest::run(shared.clone(), ledger, interval, stop_rx))
+        });
+        edge::serve(self.listener, shared.clone(), shutdown).await;
+        background.shutdown().await;
+        if let Some(mut attesting) = attesting {
+            // The task may be gone already if it panicked; nothing to stop.
+            let _ = stop_attesting.send(true);
+            let done = tokio::time::timeout(limits::ATTEST_SHUTDOWN_WAIT, &mut attesting).await;
+            if done.is_err() {
+                attesting.abort();
+                tracing::warn!(
+                    pending = shared.pending.total(),
+                    "the ledger did not take the last attestations in time"
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,8 +1,8 @@
 //! `bonus inspect`: what a file, an id or a name is.
 
 use crate::commands::GlobalArgs;
-use crate::node::NodeClient;
 use bonus_ids::ArtifactId;
+use bonus_node::client::NodeClient;
 use bonus_runtime::{Runtime, RuntimeConfig};
 use std::path::Path;
 

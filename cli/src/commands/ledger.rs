@@ -2,13 +2,13 @@
 //! `bonus transfer`, `bonus names`.
 
 use crate::commands::{GlobalArgs, keys};
-use crate::node::client::NodeClient;
 use crate::output;
 use anyhow::{Context as _, bail};
 use bonus_ids::{PublicKey, SecretKey};
 use bonus_ledger::api::{AccountView, NameView, Names, Status, Submitted, TxStatusView};
 use bonus_ledger::genesis::{Genesis, GenesisBalance, GenesisValidator};
 use bonus_ledger::{ChainId, Params, SignedTx, TxBody};
+use bonus_node::client::NodeClient;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

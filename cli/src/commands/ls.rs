@@ -1,7 +1,7 @@
 //! `bonus ls`: functions and versions a node knows.
 
 use crate::commands::GlobalArgs;
-use crate::node::NodeClient;
+use bonus_node::client::NodeClient;
 
 /// List the functions (and their versions) a node knows.
 #[derive(clap::Args, Debug)]

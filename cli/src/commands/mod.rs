@@ -8,6 +8,8 @@ mod ledger;
 mod ls;
 mod node;
 mod serve;
+mod up;
+mod usage;
 mod validator;
 
 use clap::{Args, Parser, Subcommand};
@@ -40,7 +42,9 @@ pub struct GlobalArgs {
 enum Command {
     /// Serve one function over HTTP on this machine.
     Serve(serve::ServeArgs),
-    /// Run a node: P2P artifact store, deploy API, function serving.
+    /// Start a whole local network (validators, workers, router) and deploy the examples.
+    Up(up::UpArgs),
+    /// Run a node: worker, router and/or validator roles.
     Node(node::NodeArgs),
     /// Build a Rust or JavaScript/TypeScript function into a component.
     Build(build::BuildArgs),
@@ -62,12 +66,15 @@ enum Command {
     Transfer(ledger::TransferArgs),
     /// List names bound on the ledger.
     Names(ledger::NamesArgs),
+    /// A function's invocations and cost per settlement period.
+    Usage(usage::UsageArgs),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Up(args) => up::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
         Command::Build(args) => build::run(&cli.global, args),
         Command::Deploy(args) => deploy::run(&cli.global, args),
@@ -79,5 +86,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balance(args) => ledger::balance(&cli.global, args),
         Command::Transfer(args) => ledger::transfer(&cli.global, args),
         Command::Names(args) => ledger::names(&cli.global, args),
+        Command::Usage(args) => usage::run(&cli.global, args),
     }
 }

@@ -1,8 +1,9 @@
 //! `bonus serve`: one function, served locally over HTTP.
 
 use crate::commands::GlobalArgs;
-use crate::{guest_build, output, server};
+use crate::{guest_build, output};
 use anyhow::Context;
+use bonus_node::serve as server;
 use bonus_runtime::{Capabilities, Limits, OutboundPolicy, Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;

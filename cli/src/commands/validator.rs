@@ -4,13 +4,11 @@ use crate::commands::GlobalArgs;
 use crate::output;
 use anyhow::Context as _;
 use bonus_ids::SecretKey;
-use bonus_ledger::chain::{Chain, Timeouts, tcp};
+use bonus_ledger::chain::Timeouts;
 use bonus_ledger::genesis::Genesis;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use bonus_node::validator::ValidatorConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Run a ledger validator: BFT consensus (simplex) with the other genesis
 /// validators over encrypted p2p, blocks and state in redb under
@@ -57,10 +55,6 @@ pub fn run(global: &GlobalArgs, args: ValidatorArgs) -> anyhow::Result<()> {
     let api = args.api.or(entry.api).with_context(
         || "no API address: pass --api or set this validator's \"api\" in the genesis file",
     )?;
-    // Bind before starting consensus so a taken port fails fast.
-    let listener = std::net::TcpListener::bind(api)
-        .with_context(|| format!("cannot listen on {api}; is another validator running?"))?;
-    listener.set_nonblocking(true)?;
     let leader = std::time::Duration::from_millis(args.leader_timeout_ms.max(1));
     let timeouts = Timeouts {
         leader,
@@ -69,20 +63,16 @@ pub fn run(global: &GlobalArgs, args: ValidatorArgs) -> anyhow::Result<()> {
     };
     let (json, quiet) = (global.json, global.quiet);
     let p2p = entry.p2p;
-    tcp::run(
-        tcp::TcpConfig {
-            key,
+    bonus_node::validator::run(
+        ValidatorConfig {
             genesis,
+            key,
             data_dir: args.data_dir,
-            listen: p2p,
+            api,
             timeouts,
         },
-        move |chain| {
-            let height = chain.height();
-            std::thread::Builder::new()
-                .name("ledger-api".into())
-                .spawn(move || serve_api(listener, chain))
-                .expect("spawn the API thread");
+        move |ready| {
+            let height = ready.chain.height();
             if json {
                 println!(
                     "{}",
@@ -95,66 +85,5 @@ pub fn run(global: &GlobalArgs, args: ValidatorArgs) -> anyhow::Result<()> {
                 format!("as {me}; API http://{api}, p2p {p2p}, resuming at height {height}"),
             );
         },
-    )?;
-    Ok(())
-}
-
-fn serve_api(listener: std::net::TcpListener, chain: Arc<Chain>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the API runtime");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot use the API listener");
-                return;
-            }
-        };
-        crate::http_server::serve(listener, move |request| {
-            let chain = chain.clone();
-            async move { answer(&chain, request).await }
-        })
-        .await;
-    });
-}
-
-async fn answer(
-    chain: &Chain,
-    request: http::Request<hyper::body::Incoming>,
-) -> http::Response<Full<Bytes>> {
-    let method = request.method().to_string();
-    let path = request.uri().path().to_string();
-    let body = match Limited::new(request.into_body(), bonus_ledger::api::BODY_BYTES_MAX)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
-            return json(
-                413,
-                serde_json::json!({ "error": format!("a transaction is at most {} bytes", bonus_ledger::api::BODY_BYTES_MAX) }),
-            );
-        }
-    };
-    let (status, value) = bonus_ledger::api::handle(chain, &method, &path, &body);
-    json(status, value)
-}
-
-fn json(status: u16, value: serde_json::Value) -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+    )
 }

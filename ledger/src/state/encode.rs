@@ -5,7 +5,7 @@
 
 use super::{Account, ManifestEntry, NameEntry, NodeEntry, State, Usage};
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::limits::{NAME_BYTES_MAX, STRING_BYTES_MAX};
+use crate::limits::{NAME_BYTES_MAX, STRING_BYTES_MAX, TX_BYTES_MAX};
 use crate::params::{ChainId, Params};
 use crate::tx::read_role;
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +66,7 @@ impl State {
             w.str(&entry.name);
             w.u64(entry.fuel_per_invocation_max);
             w.u64(entry.price_per_million_fuel_max);
+            w.blob(&entry.signed);
         }
         w.len(self.nodes.len());
         for (key, node) in &self.nodes {
@@ -159,12 +160,13 @@ impl State {
             );
         }
         let mut manifests = BTreeMap::new();
-        for _ in 0..r.count(ANY, 49)? {
+        for _ in 0..r.count(ANY, 50)? {
             let m = r.manifest()?;
             let entry = ManifestEntry {
                 name: r.str(NAME_BYTES_MAX)?,
                 fuel_per_invocation_max: r.u64()?,
                 price_per_million_fuel_max: r.u64()?,
+                signed: r.blob(TX_BYTES_MAX)?.into(),
             };
             manifests.insert(m, entry);
         }

@@ -64,6 +64,10 @@ pub struct ManifestEntry {
     pub fuel_per_invocation_max: u64,
     /// Most the owner pays per million fuel.
     pub price_per_million_fuel_max: u64,
+    /// The signed manifest as deployed (`SignedManifest::encode()`), so a
+    /// worker or router that has never seen it can fetch it from any
+    /// validator and verify it. Shared, because speculative states clone.
+    pub signed: std::sync::Arc<[u8]>,
 }
 
 /// A registered node.
@@ -256,12 +260,31 @@ impl State {
         self.settled_batches.contains_key(&(*worker, sequence))
     }
 
+    /// Usage of every worker in one period, keyed (manifest, worker).
+    pub fn period_usage(
+        &self,
+        period: u64,
+    ) -> impl Iterator<Item = (&ManifestId, &PublicKey, &Usage)> {
+        self.usage
+            .iter()
+            .filter(move |((p, _, _), _)| *p == period)
+            .map(|((_, m, w), usage)| (m, w, usage))
+    }
+
     /// Usage of a (period, manifest, worker), if any is recorded.
     pub fn usage(&self, period: u64, manifest_id: &ManifestId, worker: &PublicKey) -> Usage {
         self.usage
             .get(&(period, *manifest_id, *worker))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// What each name was charged in a period (the settlement window only).
+    pub fn period_spent(&self, period: u64) -> impl Iterator<Item = (&str, u64)> {
+        self.spent
+            .iter()
+            .filter(move |((p, _), _)| *p == period)
+            .map(|((_, name), amount)| (name.as_str(), *amount))
     }
 
     /// What the owner of `name` was charged for it in `period`.

@@ -23,8 +23,12 @@ impl State {
         Ok(entry)
     }
 
-    pub(super) fn deploy(&mut self, signer: PublicKey, manifest: &[u8]) -> Result<(), TxError> {
-        let signed = bonus_registry::SignedManifest::decode(manifest).map_err(|error| {
+    pub(super) fn deploy(
+        &mut self,
+        signer: PublicKey,
+        manifest_bytes: &[u8],
+    ) -> Result<(), TxError> {
+        let signed = bonus_registry::SignedManifest::decode(manifest_bytes).map_err(|error| {
             TxError::InvalidManifest {
                 reason: error.to_string(),
             }
@@ -45,13 +49,16 @@ impl State {
             name: name.to_string(),
             fuel_per_invocation_max: manifest.limits.fuel_max,
             price_per_million_fuel_max: manifest.budget.price_per_million_fuel_max,
+            signed: manifest_bytes.into(),
         };
         let spend_per_period_max = manifest.budget.spend_per_period_max;
         if self.names.contains_key(name) {
             self.owned_name(signer, name)?;
         }
         if let Some(existing) = self.manifests.get(&manifest_id)
-            && (existing.name != name || *existing != terms)
+            && (existing.name != name
+                || existing.fuel_per_invocation_max != terms.fuel_per_invocation_max
+                || existing.price_per_million_fuel_max != terms.price_per_million_fuel_max)
         {
             // Unreachable with honest hashing (the id commits to the name
             // and terms); kept so the table can never be overwritten.

@@ -41,6 +41,7 @@ pub(crate) enum Command {
     Provide(ArtifactId),
     Providers(ArtifactId, oneshot::Sender<HashSet<PeerId>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    Dial(Multiaddr),
     Request(
         PeerId,
         BlobRequest,
@@ -179,6 +180,12 @@ impl P2p {
         rx.await.unwrap_or_default()
     }
 
+    /// Joins a peer learned after start (from the ledger's node registry,
+    /// say), `/ip4/…/tcp/…/p2p/<peer id>`; nothing if already connected.
+    pub async fn dial(&self, addr: Multiaddr) {
+        let _ = self.commands.send(Command::Dial(addr)).await;
+    }
+
     /// Peers with an open connection.
     pub async fn connected_peers(&self) -> Vec<PeerId> {
         let (tx, rx) = oneshot::channel();
@@ -269,6 +276,23 @@ impl EventLoop {
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Dial(addr) => {
+                let Some(peer) = peer_of(&addr) else {
+                    tracing::warn!(%addr, "a peer address needs /p2p/<peer id>");
+                    return;
+                };
+                if self.swarm.is_connected(&peer) {
+                    return;
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::warn!(%addr, error = %e, "cannot dial peer");
+                }
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
             }
             Command::Request(peer, request, reply) => {
                 let id = self

@@ -1,12 +1,11 @@
-//! A local HTTP server for one function: hyper 1 on one current-thread
+//! `bonus serve`: a one-worker node with no ledger, serving one function: hyper 1 on one current-thread
 //! tokio runtime per worker thread, each with its own `SO_REUSEPORT`
 //! listener, so the kernel spreads connections and threads share nothing
 //! but the loaded component.
 
+use crate::pipeline::Pipeline;
 use anyhow::Context;
-use bonus_runtime::{
-    ArtifactId, Capabilities, Function, Invocation, InvokeParams, Limits, Outcome, RequestId,
-};
+use bonus_runtime::{ArtifactId, Capabilities, Function, Limits};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -15,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What to serve and how.
@@ -38,17 +36,13 @@ struct State {
     function: Function,
     limits: Limits,
     caps: Arc<Capabilities>,
-    /// Keys request seeds: unpredictable to clients, reproducible here.
-    node_secret: [u8; 32],
-    /// High half of every request id: distinct per process.
-    request_prefix: u64,
-    requests: AtomicU64,
+    pipeline: Pipeline,
 }
 
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// Most bytes of one invocation's stdout or stderr echoed to the log.
-const LOGGED_BYTES_MAX: usize = 2048;
+/// A request's header must arrive within this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
     pub fn bind(config: ServerConfig) -> anyhow::Result<Server> {
@@ -64,11 +58,8 @@ impl Server {
         for _ in 1..config.threads {
             listeners.push(reuseport_listener(local_addr).context("binding a worker listener")?);
         }
-        let mut random = [0u8; 40];
-        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
         let mut node_secret = [0u8; 32];
-        node_secret.copy_from_slice(&random[..32]);
-        let request_prefix = u64::from_le_bytes(random[32..].try_into().expect("8 bytes"));
+        getrandom::fill(&mut node_secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
         Ok(Server {
             listeners,
             local_addr,
@@ -76,9 +67,7 @@ impl Server {
                 function: config.function,
                 limits: config.limits,
                 caps: config.caps,
-                node_secret,
-                request_prefix,
-                requests: AtomicU64::new(0),
+                pipeline: Pipeline::new(&node_secret),
             }),
         })
     }
@@ -147,7 +136,11 @@ fn serve_thread(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::R
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(handle(&state, request).await) }
                 });
+                // Without a timer hyper's header timeout is silently off,
+                // and a client sending half a header holds a task forever.
                 if let Err(e) = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await
                 {
@@ -158,85 +151,17 @@ fn serve_thread(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::R
     })
 }
 
-async fn handle(
-    state: &State,
-    mut request: http::Request<Incoming>,
-) -> http::Response<Full<Bytes>> {
-    let counter = state.requests.fetch_add(1, Ordering::Relaxed);
-    let request_id =
-        RequestId::from_u128(u128::from(state.request_prefix) << 64 | u128::from(counter));
-    if !request.headers().contains_key(http::header::HOST) {
-        // wasi:http needs an authority; HTTP/1.0 clients may omit it.
-        request.headers_mut().insert(
-            http::header::HOST,
-            http::HeaderValue::from_static("localhost"),
-        );
-    }
-    let params = InvokeParams {
-        request_id,
-        random_seed: *blake3::keyed_hash(&state.node_secret, &request_id.as_u128().to_le_bytes())
-            .as_bytes(),
-        limits: state.limits,
-        caps: state.caps.clone(),
-    };
-    let invocation = state.function.invoke(request, &params).await;
-    log_invocation(&invocation, &state.limits);
-    respond(invocation, &state.limits)
-}
-
-pub fn respond(invocation: Invocation, limits: &Limits) -> http::Response<Full<Bytes>> {
-    let mut response = match invocation.response {
-        Some(response) => response.map(Full::new),
-        None => {
-            let reason = invocation.outcome.reason(limits) + "\n";
-            let mut response = http::Response::new(Full::new(Bytes::from(reason)));
-            *response.status_mut() = invocation.outcome.status();
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            response.headers_mut().insert(
-                "x-bonus-outcome",
-                http::HeaderValue::from_static(invocation.outcome.kind()),
-            );
-            response
-        }
-    };
-    let headers = response.headers_mut();
-    headers.insert("x-bonus-fuel", invocation.usage.fuel.into());
-    if let Ok(id) = http::HeaderValue::from_str(&invocation.request_id.to_string()) {
-        headers.insert("x-bonus-request-id", id);
-    }
+async fn handle(state: &State, request: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    let request_id = state.pipeline.next_id();
+    let (_, response) = state
+        .pipeline
+        .run(
+            &state.function,
+            request_id,
+            request,
+            state.limits,
+            state.caps.clone(),
+        )
+        .await;
     response
-}
-
-pub fn log_invocation(invocation: &Invocation, limits: &Limits) {
-    let request_id = invocation.request_id;
-    for (stream, captured) in [
-        ("stdout", &invocation.logs.stdout),
-        ("stderr", &invocation.logs.stderr),
-    ] {
-        if captured.bytes.is_empty() {
-            continue;
-        }
-        let shown = &captured.bytes[..captured.bytes.len().min(LOGGED_BYTES_MAX)];
-        let hidden = (captured.bytes.len() - shown.len()) as u64 + captured.bytes_dropped;
-        let text = String::from_utf8_lossy(shown);
-        tracing::info!(%request_id, bytes_not_shown = hidden, "guest {stream}: {}", text.trim_end());
-    }
-    match &invocation.outcome {
-        Outcome::Ok => tracing::debug!(
-            %request_id,
-            fuel = invocation.usage.fuel,
-            wall_us = invocation.usage.wall.as_micros() as u64,
-            "ok"
-        ),
-        outcome => tracing::warn!(
-            %request_id,
-            outcome = outcome.kind(),
-            fuel = invocation.usage.fuel,
-            "{}",
-            outcome.reason(limits)
-        ),
-    }
 }

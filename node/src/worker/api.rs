@@ -5,38 +5,48 @@
 //! - `PUT  /v1/artifacts/<id>`: upload, streamed, verified against `<id>`,
 //!   size-limited while streaming, checked to be a servable component.
 //! - `POST /v1/artifacts/<id>/fetch`: fetch it from peers.
-//! - `POST /v1/manifests`: a signed manifest (binary); binds its name here,
-//!   fetching its artifact from peers if needed.
+//! - `POST /v1/manifests`: a signed manifest (binary); stores it (and,
+//!   without a ledger, binds its name here), fetching its artifact from
+//!   peers if needed.
 //! - `GET  /v1/functions`: the functions this node knows.
-//! - `/fn/<name>/<path>`: invoke the function.
+//! - `GET  /v1/health`: for routers' probes.
+//! - `/v1/run/<manifest>/<path>`: run a function version (routers call it;
+//!   `x-bonus-router` marks the request as routed, so it is settled).
+//! - `/fn/<name>/<path>`: invoke the function a name points at.
 
-use super::{Deployed, Node};
-use crate::server::{log_invocation, respond};
-use bonus_ids::{ArtifactId, RequestId};
+use super::receipts::Receipt;
+use super::{Deployed, NAME_TTL, Worker};
+use crate::http::{HttpLimits, Stop};
+use crate::pipeline::headers;
+use bonus_ids::{ArtifactId, ManifestId, RequestId};
 use bonus_registry::{Error as RegistryError, NameBinder, SignedManifest};
-use bonus_runtime::{Capabilities, InvokeParams, Limits, OutboundPolicy};
+use bonus_runtime::{Capabilities, Limits, OutboundPolicy};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Response = http::Response<Full<Bytes>>;
 
 /// Largest signed manifest accepted.
 const MANIFEST_BYTES_MAX: usize = 64 << 10;
 
-pub async fn serve(listener: tokio::net::TcpListener, node: Arc<Node>) -> anyhow::Result<()> {
-    crate::http_server::serve(listener, move |request| {
-        let node = node.clone();
-        async move { route(&node, request).await }
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    worker: Arc<Worker>,
+    limits: HttpLimits,
+    stop: Stop,
+) {
+    crate::http::serve(listener, limits, stop, move |request| {
+        let worker = worker.clone();
+        async move { route(&worker, request).await }
     })
     .await;
-    Ok(())
 }
 
-async fn route(node: &Arc<Node>, request: http::Request<Incoming>) -> Response {
+async fn route(node: &Arc<Worker>, request: http::Request<Incoming>) -> Response {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
     let method = request.method().clone();
@@ -49,9 +59,19 @@ async fn route(node: &Arc<Node>, request: http::Request<Incoming>) -> Response {
         (Method::POST, ["v1", "artifacts", id, "fetch"]) => fetch_artifact(node, id).await,
         (Method::POST, ["v1", "manifests"]) => post_manifest(node, request).await,
         (Method::GET, ["v1", "functions"]) => list_functions(node),
+        (Method::GET, ["v1", "health"]) => {
+            if !node.probe_delay.is_zero() {
+                tokio::time::sleep(node.probe_delay).await;
+            }
+            json(StatusCode::OK, serde_json::json!({ "ok": true }))
+        }
+        (_, ["v1", "run", manifest, ..]) => {
+            let manifest = manifest.to_string();
+            invoke_manifest(node, &manifest, request).await
+        }
         (_, ["fn", name, ..]) => {
             let name = name.to_string();
-            invoke(node, &name, request).await
+            invoke_name(node, &name, request).await
         }
         _ => error(
             StatusCode::NOT_FOUND,
@@ -88,12 +108,16 @@ fn registry_error(e: &RegistryError) -> Response {
     error(status, e)
 }
 
-async fn node_info(node: &Node) -> Response {
+async fn node_info(node: &Worker) -> Response {
     let blobs = node.store.blobs().map(|b| b.len()).unwrap_or(0);
     let peers = node.p2p.connected_peers().await.len();
+    let receipts = node.receipts.as_ref().and_then(|r| r.summary().ok());
     json(
         StatusCode::OK,
         serde_json::json!({
+            "key": node.key.public().to_string(),
+            "price_per_million_fuel": node.price.to_string(),
+            "usage": receipts,
             "peer_id": node.p2p.peer_id().to_string(),
             "p2p_addrs": node.p2p.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "artifacts": blobs,
@@ -107,7 +131,7 @@ fn parse_id(id: &str) -> Result<ArtifactId, Box<Response>> {
         .map_err(|e: bonus_ids::InvalidArtifactId| Box::new(error(StatusCode::BAD_REQUEST, e)))
 }
 
-fn get_artifact(node: &Node, id: &str, head: bool) -> Response {
+fn get_artifact(node: &Worker, id: &str, head: bool) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
         Err(response) => return *response,
@@ -129,7 +153,7 @@ fn get_artifact(node: &Node, id: &str, head: bool) -> Response {
     }
 }
 
-async fn put_artifact(node: &Arc<Node>, id: &str, request: http::Request<Incoming>) -> Response {
+async fn put_artifact(node: &Arc<Worker>, id: &str, request: http::Request<Incoming>) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
         Err(response) => return *response,
@@ -184,7 +208,7 @@ async fn put_artifact(node: &Arc<Node>, id: &str, request: http::Request<Incomin
     }
 }
 
-async fn fetch_artifact(node: &Arc<Node>, id: &str) -> Response {
+async fn fetch_artifact(node: &Arc<Worker>, id: &str) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
         Err(response) => return *response,
@@ -208,7 +232,7 @@ async fn fetch_artifact(node: &Arc<Node>, id: &str) -> Response {
     }
 }
 
-async fn post_manifest(node: &Arc<Node>, request: http::Request<Incoming>) -> Response {
+async fn post_manifest(node: &Arc<Worker>, request: http::Request<Incoming>) -> Response {
     let body = match http_body_util::Limited::new(request.into_body(), MANIFEST_BYTES_MAX)
         .collect()
         .await
@@ -231,17 +255,17 @@ async fn post_manifest(node: &Arc<Node>, request: http::Request<Incoming>) -> Re
             ),
         );
     }
-    let stored = node
-        .store
-        .put_manifest(&signed)
-        .and_then(|_| node.store.bind(&signed));
+    // With a ledger, names are bound by a finalized Deploy, not here.
+    let stored = match node.ledger {
+        Some(_) => node.store.put_manifest(&signed).map(|_| ()),
+        None => node
+            .store
+            .put_manifest(&signed)
+            .and_then(|_| node.store.bind(&signed)),
+    };
     if let Err(e) = stored {
         return registry_error(&e);
     }
-    node.deployed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&signed.manifest().name);
     let manifest = signed.manifest();
     json(
         StatusCode::CREATED,
@@ -255,7 +279,7 @@ async fn post_manifest(node: &Arc<Node>, request: http::Request<Incoming>) -> Re
     )
 }
 
-fn list_functions(node: &Node) -> Response {
+fn list_functions(node: &Worker) -> Response {
     let manifests = match node.store.manifests() {
         Ok(manifests) => manifests,
         Err(e) => return registry_error(&e),
@@ -284,25 +308,64 @@ fn list_functions(node: &Node) -> Response {
     )
 }
 
-async fn invoke(node: &Arc<Node>, name: &str, request: http::Request<Incoming>) -> Response {
-    let deployed = match deployed(node, name).await {
+/// `/fn/<name>/…`: resolve the name (on the ledger, else locally) and
+/// run it. Not routed: nobody vouches for it, so it is never paid for.
+async fn invoke_name(
+    worker: &Arc<Worker>,
+    name: &str,
+    request: http::Request<Incoming>,
+) -> Response {
+    let manifest_id = match resolve_name(worker, name).await {
+        Ok(id) => id,
+        Err(response) => return *response,
+    };
+    invoke(worker, manifest_id, 3, request).await
+}
+
+/// `/v1/run/<manifest>/…`: what routers call.
+async fn invoke_manifest(
+    worker: &Arc<Worker>,
+    manifest: &str,
+    request: http::Request<Incoming>,
+) -> Response {
+    match manifest.parse::<ManifestId>() {
+        Ok(id) => invoke(worker, id, 4, request).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// Runs a request: the function sees the path after the first `skip`
+/// segments (`/fn/<name>` or `/v1/run/<manifest>`).
+async fn invoke(
+    worker: &Arc<Worker>,
+    manifest_id: ManifestId,
+    skip: usize,
+    request: http::Request<Incoming>,
+) -> Response {
+    let Ok(_permit) = worker.concurrency.try_acquire() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this worker is at its concurrency limit; retry or use another worker",
+        );
+    };
+    let deployed = match deployed(worker, manifest_id).await {
         Ok(deployed) => deployed,
         Err(response) => return *response,
     };
-    let limits = deployed.limits;
-    let request_id = next_request_id();
-    let params = InvokeParams {
-        request_id: RequestId::from_u128(request_id),
-        random_seed: *blake3::keyed_hash(&node.seed_key, &request_id.to_le_bytes()).as_bytes(),
-        limits,
-        caps: deployed.caps.clone(),
-    };
     let (mut parts, body) = request.into_parts();
+    let router = parts.headers.get(headers::ROUTER).is_some();
+    let request_id = parts
+        .headers
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| u128::from_str_radix(v, 16).ok())
+        .map(RequestId::from_u128)
+        .unwrap_or_else(|| worker.pipeline.next_id());
     let rest = parts
         .uri
         .path()
-        .splitn(4, '/')
-        .nth(3)
+        .splitn(skip + 1, '/')
+        .nth(skip)
         .unwrap_or("")
         .to_string();
     let query = parts
@@ -313,49 +376,162 @@ async fn invoke(node: &Arc<Node>, name: &str, request: http::Request<Incoming>) 
     parts.uri = format!("/{rest}{query}")
         .parse()
         .unwrap_or_else(|_| http::Uri::from_static("/"));
-    let invocation = deployed
-        .function
-        .invoke(http::Request::from_parts(parts, body), &params)
+    if let Some(host) = parts.headers.remove("x-forwarded-host") {
+        parts.headers.insert(http::header::HOST, host);
+    }
+    let (invocation, mut response) = worker
+        .pipeline
+        .run(
+            &deployed.function,
+            request_id,
+            http::Request::from_parts(parts, body),
+            deployed.limits,
+            deployed.caps.clone(),
+        )
         .await;
-    log_invocation(&invocation, &limits);
-    let mut response = respond(invocation, &limits);
+    if let Some(receipts) = &worker.receipts {
+        receipts.record(Receipt {
+            request_id,
+            manifest_id,
+            period: worker.period_now(),
+            fuel: invocation.usage.fuel,
+            routed: router,
+            outcome: u8::from(!matches!(invocation.outcome, bonus_runtime::Outcome::Ok)),
+        });
+    }
     // Which version answered: useful during gradual rollouts.
     if let Ok(value) = http::HeaderValue::from_str(&deployed.manifest_id.to_hex()) {
-        response.headers_mut().insert("x-bonus-manifest-id", value);
+        response.headers_mut().insert(headers::MANIFEST_ID, value);
     }
     response
 }
 
-/// The loaded function behind a name: from the node's cache, or resolved,
-/// fetched from peers if needed, loaded and cached. Rebinding a name
-/// (`POST /v1/manifests`) evicts it.
-async fn deployed(node: &Arc<Node>, name: &str) -> Result<Arc<Deployed>, Box<Response>> {
-    if let Some(hit) = node
-        .deployed
+async fn resolve_name(worker: &Arc<Worker>, name: &str) -> Result<ManifestId, Box<Response>> {
+    let not_found = || {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("no function named {name:?} is deployed; deploy it with `bonus deploy`"),
+        ))
+    };
+    let Some(ledger) = &worker.ledger else {
+        return match worker.store.resolve(name) {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(not_found()),
+            Err(e) => Err(Box::new(registry_error(&e))),
+        };
+    };
+    if let Some((at, id)) = worker
+        .names
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(name)
+        && at.elapsed() < NAME_TTL
     {
-        return Ok(hit.clone());
+        return Ok(*id);
     }
-    let signed = match node.store.resolve(name).and_then(|id| match id {
-        Some(id) => node.store.manifest(&id),
-        None => Ok(None),
-    }) {
-        Ok(Some(signed)) => signed,
-        Ok(None) => {
-            let message = format!("no function named {name:?} on this node");
-            return Err(Box::new(error(StatusCode::NOT_FOUND, message)));
-        }
-        Err(e) => return Err(Box::new(registry_error(&e))),
+    let view = match ledger.name(name).await {
+        Ok(Some(view)) => view,
+        Ok(None) => return Err(not_found()),
+        Err(e) => return Err(Box::new(error(StatusCode::BAD_GATEWAY, e))),
     };
+    let id: ManifestId = view
+        .manifest_id
+        .parse()
+        .map_err(|e| Box::new(error(StatusCode::BAD_GATEWAY, e)))?;
+    worker
+        .names
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string(), (Instant::now(), id));
+    Ok(id)
+}
+
+/// The signed manifest: from the store, or from the ledger (verified: it
+/// decodes, its signature holds and its id is the one asked for).
+async fn manifest(worker: &Worker, id: ManifestId) -> Result<SignedManifest, Box<Response>> {
+    match worker.store.manifest(&id) {
+        Ok(Some(signed)) => return Ok(signed),
+        Ok(None) => {}
+        Err(e) => return Err(Box::new(registry_error(&e))),
+    }
+    let unknown = || {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("unknown manifest {id}"),
+        ))
+    };
+    let Some(ledger) = &worker.ledger else {
+        return Err(unknown());
+    };
+    let view = match ledger.manifest(&id).await {
+        Ok(Some(view)) => view,
+        Ok(None) => return Err(unknown()),
+        Err(e) => return Err(Box::new(error(StatusCode::BAD_GATEWAY, e))),
+    };
+    let bytes = crate::hex_decode(&view.signed).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::BAD_GATEWAY,
+            "the ledger sent a manifest that is not hex",
+        ))
+    })?;
+    let signed = SignedManifest::decode(&bytes).map_err(|e| Box::new(registry_error(&e)))?;
+    if signed.id() != id {
+        return Err(Box::new(error(
+            StatusCode::BAD_GATEWAY,
+            format!("the ledger sent manifest {} for {id}", signed.id()),
+        )));
+    }
+    Ok(signed)
+}
+
+/// The loaded function of a manifest: cached, or fetched (manifest from
+/// the ledger, artifact from peers), compiled and cached.
+async fn deployed(worker: &Arc<Worker>, id: ManifestId) -> Result<Arc<Deployed>, Box<Response>> {
+    let cached = |worker: &Worker| {
+        worker
+            .deployed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    };
+    if let Some(hit) = cached(worker) {
+        return Ok(hit);
+    }
+    let _loading = worker.loading.lock().await;
+    if let Some(hit) = cached(worker) {
+        return Ok(hit);
+    }
+    let signed = manifest(worker, id).await?;
     let manifest = signed.manifest().clone();
-    if let Err(e) = node.p2p.fetch(manifest.artifact_id, &node.store).await {
-        return Err(Box::new(error(StatusCode::BAD_GATEWAY, e)));
+    if worker.ledger.is_some() && manifest.budget.price_per_million_fuel_max < worker.price {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{id} pays at most {} per million fuel; this worker charges {}",
+                manifest.budget.price_per_million_fuel_max, worker.price
+            ),
+        )));
+    }
+    if worker
+        .p2p
+        .fetch(manifest.artifact_id, &worker.store)
+        .await
+        .is_err()
+    {
+        // A peer that registered since the last refresh may hold it.
+        worker.join_peers().await;
+        if let Err(e) = worker.p2p.fetch(manifest.artifact_id, &worker.store).await {
+            return Err(Box::new(error(StatusCode::BAD_GATEWAY, e)));
+        }
+    }
+    // Kept with its artifact, so this node can serve both to peers.
+    if let Err(e) = worker.store.put_manifest(&signed) {
+        return Err(Box::new(registry_error(&e)));
     }
     let (runtime, store, artifact_id) = (
-        node.runtime.clone(),
-        node.store.clone(),
+        worker.runtime.clone(),
+        worker.store.clone(),
         manifest.artifact_id,
     );
     let loaded = tokio::task::spawn_blocking(move || {
@@ -380,7 +556,7 @@ async fn deployed(node: &Arc<Node>, name: &str) -> Result<Arc<Deployed>, Box<Res
     let outbound =
         OutboundPolicy::from_patterns(&manifest.allowed_outbound_hosts).unwrap_or_default();
     let deployed = Arc::new(Deployed {
-        manifest_id: signed.id(),
+        manifest_id: id,
         function,
         limits,
         caps: Arc::new(Capabilities {
@@ -388,19 +564,10 @@ async fn deployed(node: &Arc<Node>, name: &str) -> Result<Arc<Deployed>, Box<Res
             outbound: Arc::new(outbound),
         }),
     });
-    let mut cache = node.deployed.lock().unwrap_or_else(|e| e.into_inner());
-    cache.insert(name.to_string(), deployed.clone());
+    worker
+        .deployed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, deployed.clone());
     Ok(deployed)
-}
-
-fn next_request_id() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        let _ = getrandom::fill(&mut bytes);
-        u64::from_le_bytes(bytes)
-    });
-    u128::from(prefix) << 64 | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }

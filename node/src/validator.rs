@@ -1,0 +1,144 @@
+//! The validator role: `bonus_ledger::chain` over TCP, and the ledger
+//! query API over HTTP with the same limits as every other listener.
+
+use crate::http::{HttpLimits, Stop};
+use anyhow::Context as _;
+use bonus_ids::SecretKey;
+use bonus_ledger::chain::{Chain, Timeouts, tcp};
+use bonus_ledger::genesis::Genesis;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How to run a validator.
+pub struct ValidatorConfig {
+    /// The genesis (validators, addresses, balances, params).
+    pub genesis: Genesis,
+    /// This validator's key (in the genesis set).
+    pub key: SecretKey,
+    /// Blocks, state and consensus storage.
+    pub data_dir: PathBuf,
+    /// Query API address.
+    pub api: SocketAddr,
+    /// Consensus timers.
+    pub timeouts: Timeouts,
+}
+
+/// What `on_ready` learns.
+pub struct Ready {
+    /// The chain, as applied.
+    pub chain: Arc<Chain>,
+    /// The query API address.
+    pub api: SocketAddr,
+}
+
+/// Runs the validator on this thread until the process ends. The API is
+/// bound first, so a taken port fails before consensus starts.
+pub fn run(
+    config: ValidatorConfig,
+    on_ready: impl FnOnce(&Ready) + Send + 'static,
+) -> anyhow::Result<()> {
+    let me = config.key.public().to_string();
+    let entry = config
+        .genesis
+        .validators
+        .iter()
+        .find(|v| v.key == me)
+        .with_context(|| {
+            format!(
+                "key {me} is not a validator in this genesis; use one of its validators' key files"
+            )
+        })?
+        .clone();
+    let api = config.api;
+    let listener = std::net::TcpListener::bind(api)
+        .with_context(|| format!("cannot listen on {api}; is another validator running?"))?;
+    listener.set_nonblocking(true)?;
+    tcp::run(
+        tcp::TcpConfig {
+            key: config.key,
+            genesis: config.genesis,
+            data_dir: config.data_dir,
+            listen: entry.p2p,
+            timeouts: config.timeouts,
+        },
+        move |chain| {
+            let ready = Ready {
+                chain: chain.clone(),
+                api,
+            };
+            let spawned = std::thread::Builder::new()
+                .name("ledger-api".into())
+                .spawn(move || serve_api(listener, chain));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the API thread");
+            }
+            on_ready(&ready);
+        },
+    )?;
+    Ok(())
+}
+
+fn serve_api(listener: std::net::TcpListener, chain: Arc<Chain>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the API runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use the API listener");
+                return;
+            }
+        };
+        // Never stopped: the validator stops with its process.
+        let (_keep, stop): (_, Stop) = tokio::sync::watch::channel(false);
+        crate::http::serve(listener, HttpLimits::DEFAULT, stop, move |request| {
+            let chain = chain.clone();
+            async move { answer(&chain, request).await }
+        })
+        .await;
+    });
+}
+
+async fn answer(
+    chain: &Chain,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let body = match Limited::new(request.into_body(), bonus_ledger::api::BODY_BYTES_MAX)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return json(
+                413,
+                serde_json::json!({ "error": format!("a transaction is at most {} bytes", bonus_ledger::api::BODY_BYTES_MAX) }),
+            );
+        }
+    };
+    let (status, value) = bonus_ledger::api::handle(chain, &method, &path, &body);
+    json(status, value)
+}
+
+fn json(status: u16, value: serde_json::Value) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

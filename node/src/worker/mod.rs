@@ -1,0 +1,280 @@
+//! The worker role: stores and spreads artifacts (registry + P2P), runs
+//! functions in fresh metered sandboxes, records a receipt per invocation
+//! and settles them on the ledger.
+//!
+//! With a ledger, names and manifests come from finalized ledger state: a
+//! router asks for a manifest by id (`/v1/run/<manifest>/…`); a manifest
+//! this worker has never seen is fetched from the ledger (the signed bytes
+//! the owner deployed, verified), its artifact from peers. Without one
+//! (a standalone node, as in the registry tests), the node keeps its own
+//! name map: posting a signed manifest binds its name here.
+
+mod api;
+pub mod receipts;
+mod settle;
+
+use crate::http::{HttpLimits, Stop};
+use crate::pipeline::Pipeline;
+use anyhow::Context;
+use bonus_ids::{ManifestId, SecretKey};
+use bonus_ledger::client::LedgerClient;
+use bonus_registry::p2p::{Multiaddr, P2p, P2pConfig};
+use bonus_registry::{Store, StoreConfig};
+use bonus_runtime::{Runtime, RuntimeConfig};
+use receipts::Receipts;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to run a worker.
+pub struct WorkerConfig {
+    /// Key, store, compiled code and receipts live here.
+    pub data_dir: PathBuf,
+    /// The worker's HTTP API (routers forward here).
+    pub api_addr: SocketAddr,
+    /// P2P listen address; the only address advertised.
+    pub p2p_listen: Multiaddr,
+    /// Peers to join through (more come from the ledger's node registry).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Largest artifact accepted.
+    pub artifact_bytes_max: u64,
+    /// Byzantine test mode: serve corrupted artifact data.
+    pub serve_tampered: bool,
+    /// Test mode: wait this long before serving each range.
+    pub serve_delay: Duration,
+    /// The ledger: names, manifests, registration and settlement.
+    pub ledger: Option<Arc<LedgerClient>>,
+    /// What the worker charges per million fuel.
+    pub price_per_million_fuel: u64,
+    /// Region hint published on the ledger.
+    pub region: String,
+    /// Invocations at once, at most (the owner's cap); beyond it 503.
+    pub concurrency_max: usize,
+    /// Test mode: answer health probes this much later (a far worker).
+    pub probe_delay: Duration,
+}
+
+/// A function version, ready to invoke.
+pub struct Deployed {
+    /// The manifest it was loaded from.
+    pub manifest_id: ManifestId,
+    /// The loaded component.
+    pub function: bonus_runtime::Function,
+    /// The manifest's limits, capped by the node's.
+    pub limits: bonus_runtime::Limits,
+    /// Its environment and outbound policy.
+    pub caps: Arc<bonus_runtime::Capabilities>,
+}
+
+/// What a running worker shares between requests.
+pub struct Worker {
+    /// The node key (ledger identity and P2P peer id).
+    pub key: SecretKey,
+    /// Artifacts and manifests.
+    pub store: Arc<Store>,
+    /// The P2P overlay.
+    pub p2p: P2p,
+    /// The wasm runtime.
+    pub runtime: Runtime,
+    /// Request ids, seeds, response shaping.
+    pub pipeline: Pipeline,
+    /// Loaded functions by manifest.
+    deployed: Mutex<HashMap<ManifestId, Arc<Deployed>>>,
+    /// One load at a time: two first requests compile once.
+    loading: tokio::sync::Mutex<()>,
+    /// Names resolved on the ledger, with when.
+    names: Mutex<HashMap<String, (Instant, ManifestId)>>,
+    ledger: Option<Arc<LedgerClient>>,
+    receipts: Option<Receipts>,
+    period_ms: u64,
+    price: u64,
+    concurrency: tokio::sync::Semaphore,
+    probe_delay: Duration,
+}
+
+/// How long a name resolved on the ledger is trusted before asking again.
+const NAME_TTL: Duration = Duration::from_millis(500);
+
+/// What `on_ready` learns once the worker listens.
+pub struct Ready<'a> {
+    /// The API address.
+    pub api: SocketAddr,
+    /// The P2P overlay (peer id, addresses).
+    pub p2p: &'a P2p,
+    /// The worker's key.
+    pub key: bonus_ids::PublicKey,
+}
+
+/// Runs a worker until `stop`; then drains requests and flushes receipts.
+pub async fn run(
+    config: WorkerConfig,
+    stop: Stop,
+    on_ready: impl FnOnce(Ready<'_>),
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let key = crate::load_or_create_key(&config.data_dir.join("node.key"))?;
+    let store = Arc::new(
+        Store::open(
+            &config.data_dir.join("store"),
+            StoreConfig {
+                artifact_bytes_max: config.artifact_bytes_max,
+                ..StoreConfig::default()
+            },
+        )
+        .context("opening the node's store")?,
+    );
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?;
+    let mut bootstrap = config.bootstrap.clone();
+    let mut period_ms = 10_000;
+    if let Some(ledger) = &config.ledger {
+        let status = ledger.status().await?;
+        period_ms = status.params.period_ms.max(1);
+        // Peers from the ledger's node registry: other workers publish
+        // their P2P address after their HTTP endpoint.
+        for node in ledger.nodes().await?.nodes {
+            if node.role != "worker" || node.key == key.public().to_string() {
+                continue;
+            }
+            if let Some(addr) = crate::endpoint_p2p(&node.endpoint) {
+                bootstrap.push(addr);
+            }
+        }
+    }
+    let p2p = P2p::start(
+        P2pConfig {
+            listen: config.p2p_listen,
+            bootstrap,
+            node_key_seed: key.seed(),
+            serve_tampered: config.serve_tampered,
+            serve_delay: config.serve_delay,
+        },
+        store.clone(),
+    )
+    .await
+    .context("starting the P2P overlay")?;
+    for blob in store.blobs()? {
+        p2p.provide(blob.artifact_id).await;
+    }
+    let listener = tokio::net::TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another node running there? pick another --api address",
+                config.api_addr
+            )
+        })?;
+    let api_addr = listener.local_addr()?;
+    let receipts = match config.ledger {
+        Some(_) => Some(Receipts::open(&config.data_dir.join("receipts"))?),
+        None => None,
+    };
+    let worker = Arc::new(Worker {
+        pipeline: Pipeline::new(&key.seed()),
+        key,
+        store,
+        p2p,
+        runtime,
+        deployed: Mutex::new(HashMap::new()),
+        loading: tokio::sync::Mutex::new(()),
+        names: Mutex::new(HashMap::new()),
+        ledger: config.ledger,
+        receipts,
+        period_ms,
+        price: config.price_per_million_fuel,
+        concurrency: tokio::sync::Semaphore::new(config.concurrency_max.max(1)),
+        probe_delay: config.probe_delay,
+    });
+    if let Some(ledger) = &worker.ledger {
+        let p2p_addr = worker
+            .p2p
+            .addrs()
+            .first()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
+        crate::register(
+            ledger,
+            &worker.key,
+            bonus_ledger::NodeRole::Worker,
+            format!("http://{api_addr}{p2p_addr}"),
+            config.region,
+            worker.price,
+        )
+        .await?;
+    }
+    on_ready(Ready {
+        api: api_addr,
+        p2p: &worker.p2p,
+        key: worker.key.public(),
+    });
+    let peering = worker
+        .ledger
+        .is_some()
+        .then(|| tokio::spawn(peer_loop(worker.clone(), stop.clone())));
+    let settling = worker
+        .ledger
+        .is_some()
+        .then(|| tokio::spawn(settle::run(worker.clone(), stop.clone())));
+    api::serve(listener, worker.clone(), HttpLimits::DEFAULT, stop).await;
+    if let Some(receipts) = &worker.receipts {
+        receipts.flush();
+    }
+    for task in [settling, peering].into_iter().flatten() {
+        task.abort();
+    }
+    Ok(())
+}
+
+impl Worker {
+    fn period_now(&self) -> u64 {
+        crate::now_ms() / self.period_ms
+    }
+}
+
+/// How often the ledger's node registry is read for new peers.
+const PEER_REFRESH: Duration = Duration::from_secs(5);
+
+async fn peer_loop(worker: Arc<Worker>, stop: Stop) {
+    loop {
+        worker.join_peers().await;
+        tokio::select! {
+            () = tokio::time::sleep(PEER_REFRESH) => {}
+            () = crate::http::stopped(stop.clone()) => return,
+        }
+    }
+}
+
+impl Worker {
+    /// Dials every other worker the ledger lists (nothing for those
+    /// already connected).
+    async fn join_peers(&self) {
+        let Some(ledger) = &self.ledger else { return };
+        let connected = self.p2p.connected_peers().await.len();
+        let nodes = match ledger.nodes().await {
+            Ok(nodes) => nodes.nodes,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the node registry");
+                return;
+            }
+        };
+        let me = self.key.public().to_string();
+        for node in nodes {
+            if node.role == "worker"
+                && node.key != me
+                && let Some(addr) = crate::endpoint_p2p(&node.endpoint)
+            {
+                self.p2p.dial(addr).await;
+            }
+        }
+        // Give new connections a moment, so a fetch right after finds them.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.p2p.connected_peers().await.len() <= connected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The route table from the ledger: poll its status every
+//! `refresh_interval`; at start and whenever the height changes, read
+//! names, nodes and the manifests not seen yet, build a table and swap it
+//! in. A failed read keeps the old table (a router with stale routes
+//! serves; a router with none does not).
+
+use crate::state::{Shared, WarnLimiter};
+use crate::table;
+use bonus_ids::ManifestId;
+use bonus_ledger::client::{ClientError, LedgerClient};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What the refresh task remembers between polls.
+#[derive(Default)]
+struct Seen {
+    /// The height the current table was read at.
+    height: Option<u64>,
+    /// Price consent of manifests read so far (manifests never change).
+    prices: HashMap<ManifestId, u64>,
+}
+
+/// Polls the ledger forever (aborted at shutdown).
+pub(crate) async fn run(shared: Arc<Shared>, ledger: Arc<LedgerClient>) {
+    let mut ticks = tokio::time::interval(shared.limits.refresh_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = Seen::default();
+    let failing = WarnLimiter::default();
+    let skipping = WarnLimiter::default();
+    loop {
+        ticks.tick().await;
+        match refresh(&shared, &ledger, &mut seen).await {
+            Ok(skipped) if !skipped.is_empty() => {
+                if let Some(suppressed) = skipping.allow() {
+                    tracing::warn!(
+                        suppressed,
+                        ?skipped,
+                        "parts of the ledger's routes left out"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(suppressed) = failing.allow() {
+                    tracing::warn!(suppressed, error = %e, "cannot refresh routes; keeping the old table");
+                }
+            }
+        }
+    }
+}
+
+/// One poll; what was left out of a new table.
+async fn refresh(
+    shared: &Shared,
+    ledger: &LedgerClient,
+    seen: &mut Seen,
+) -> Result<table::Skipped, ClientError> {
+    let status = ledger.status().await?;
+    shared
+        .period_ms
+        .store(status.params.period_ms, Ordering::Relaxed);
+    if seen.height == Some(status.height) {
+        return Ok(table::Skipped::new());
+    }
+    let names = ledger.names().await?;
+    let nodes = ledger.nodes().await?;
+    let wanted = table::manifest_ids(&names);
+    seen.prices.retain(|id, _| wanted.contains(id));
+    for manifest_id in wanted {
+        if seen.prices.contains_key(&manifest_id) {
+            continue;
+        }
+        if let Some(view) = ledger.manifest(&manifest_id).await? {
+            seen.prices
+                .insert(manifest_id, view.price_per_million_fuel_max);
+        }
+    }
+    let (mut table, skipped) =
+        table::from_ledger(&names, &nodes, &seen.prices, &shared.key.public());
+    table.height = Some(status.height);
+    shared.install(table);
+    seen.height = Some(status.height);
+    Ok(skipped)
+}
