@@ -22,6 +22,8 @@ pub mod headers {
     pub const ROUTER: &str = "x-bonus-router";
     /// The worker that ran it (its key); added by the router.
     pub const WORKER: &str = "x-bonus-worker";
+    /// On a worker's refusal: nothing ran, the router may retry elsewhere.
+    pub const NOT_RUN: &str = bonus_router::NOT_RUN;
 }
 
 /// Most bytes of one invocation's stdout or stderr echoed to the log.

@@ -113,7 +113,8 @@ async fn forward(
     };
     let (response, worker, outstanding) = send(shared, &table, &outgoing).await?;
     shared.forwarded.fetch_add(1, Ordering::Relaxed);
-    if worker.attest {
+    // A worker that says it did not run the request is not vouched for.
+    if worker.attest && !response.headers().contains_key(NOT_RUN) {
         attest::count(shared, split.manifest_id, worker.key);
     }
     Ok(finish(response, worker, request_id, (slot, outstanding)))
@@ -213,6 +214,9 @@ struct Outgoing<'a> {
     request_id: RequestId,
 }
 
+/// A worker's answer header: it refused before running the function.
+pub const NOT_RUN: &str = "x-bonus-not-run";
+
 /// Sends to the chosen worker; on a failed connection (the request never
 /// left), to up to [`RETRIES_MAX`] others. Anything else is final: the
 /// function may have run.
@@ -231,6 +235,22 @@ async fn send<'t>(
             shared.client.request(request),
         );
         let error = match sent.await {
+            Ok(Ok(response)) if response.headers().contains_key(NOT_RUN) => {
+                // The worker refused before running anything (it could not
+                // load the function, or is at its concurrency limit): as
+                // safe to retry elsewhere as a failed connection, if there
+                // is an elsewhere.
+                let mut others = tried.clone();
+                others.push(worker.key);
+                let another = others.len() <= RETRIES_MAX
+                    && pick_worker(table, outgoing, &others, shared.rng.next_u64()).is_ok();
+                if !another {
+                    return Ok((response, worker, outstanding));
+                }
+                tried = others;
+                shared.retried.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Ok(Ok(response)) => return Ok((response, worker, outstanding)),
             Ok(Err(error)) => error,
             Err(_) => {

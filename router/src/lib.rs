@@ -73,6 +73,7 @@ mod status;
 mod table;
 
 pub use error::RouterError;
+pub use forward::NOT_RUN;
 pub use limits::RouterLimits;
 pub use status::{HEALTH_PATH, RouterStatus, STATUS_PATH, WorkerStatus};
 pub use table::{NameRoute, RouteTable, SplitRoute};

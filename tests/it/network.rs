@@ -118,16 +118,17 @@ fn settled(ledger: &str, name: &str) -> (u64, u64, u64) {
     (attested, settled, charged)
 }
 
-/// Invocations settled by every worker, all time (their own counters).
-fn worker_settled(home: &Path) -> u64 {
+/// Invocations settled by every worker, all time (their own counters);
+/// `None` while one is unreachable (restarting).
+fn worker_settled(home: &Path) -> Option<u64> {
     let (ok, stdout, stderr) = bonus_tests::bonus(home, &["node", "status", "--json"]);
     assert!(ok, "bonus node status: {stderr}");
     let value: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
-    value["nodes"]
-        .as_array()
-        .expect("nodes")
+    let nodes = value["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "both workers listed: {value}");
+    nodes
         .iter()
-        .map(|n| n["usage"]["settled_invocations"].as_u64().unwrap_or(0))
+        .map(|n| n["usage"]["settled_invocations"].as_u64())
         .sum()
 }
 
@@ -152,6 +153,35 @@ fn hit(router: &str, n: usize) -> (usize, u64) {
         }
     }
     (ok, fuel)
+}
+
+/// The manifest that answered one request through the router.
+fn manifest_of(router: &str) -> String {
+    let response = http_request(router, "GET", "/fn/hello/", &[], b"");
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response
+        .header("x-bonus-manifest-id")
+        .expect("manifest id header")
+        .to_string()
+}
+
+/// Waits until the router's table reflects the ledger's current height.
+fn router_caught_up(router: &str, ledger: &str) {
+    let status: bonus_ledger::api::Status = get(ledger, "/v1/ledger/status");
+    let caught_up = wait_until(DEADLINE, || {
+        let value: serde_json::Value = get(router, "/v1/router/status");
+        value["height"].as_u64().is_some_and(|h| h >= status.height)
+    });
+    assert!(
+        caught_up,
+        "the router never caught up with height {}",
+        status.height
+    );
 }
 
 #[test]
@@ -201,7 +231,7 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
     // Settlement: workers claim after each period ends and routers attest.
     let mut by_workers = 0;
     let settled_all = wait_until(DEADLINE, || {
-        by_workers = worker_settled(home.path());
+        by_workers = worker_settled(home.path()).unwrap_or(0);
         by_workers >= 1000
     });
     assert!(settled_all, "workers settled {by_workers}, want 1000");
@@ -255,7 +285,7 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
     assert!(restarted, "bonus up restarts a killed worker");
     let total = 1000 + ok2 as u64;
     let settled_again = wait_until(DEADLINE, || {
-        by_workers = worker_settled(home.path());
+        by_workers = worker_settled(home.path()).unwrap_or(0);
         // The killed worker may lose its last commit window: at most the
         // in-flight receipts, never a double settlement.
         by_workers + 10 >= total

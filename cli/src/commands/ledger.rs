@@ -16,14 +16,23 @@ use std::time::{Duration, Instant};
 /// Where the ledger's query API is.
 #[derive(clap::Args, Debug)]
 pub struct LedgerUrl {
-    /// A validator's query API.
-    #[arg(long, env = "BONUS_LEDGER", default_value = "http://127.0.0.1:7200")]
-    ledger: String,
+    /// A validator's query API [default: the local network `bonus up` runs].
+    #[arg(long, env = "BONUS_LEDGER")]
+    ledger: Option<String>,
 }
 
 impl LedgerUrl {
     fn client(&self) -> anyhow::Result<NodeClient> {
-        NodeClient::ledger(&self.ledger)
+        if let Some(url) = &self.ledger {
+            return NodeClient::ledger(url);
+        }
+        let home = crate::guest_build::bonus_home()?.join("up");
+        match bonus_node::up::Network::load(&home)? {
+            Some(network) => NodeClient::ledger(&network.ledger[0]),
+            None => bail!(
+                "no ledger: pass --ledger http://<validator API>, or start a network with `bonus up`"
+            ),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod keys;
 mod ledger;
 mod ls;
 mod node;
+mod rollout;
 mod serve;
 mod up;
 mod usage;
@@ -68,6 +69,10 @@ enum Command {
     Names(ledger::NamesArgs),
     /// A function's invocations and cost per settlement period.
     Usage(usage::UsageArgs),
+    /// Split a name's traffic between its versions (gradual rollout).
+    Traffic(rollout::TrafficArgs),
+    /// Make a name's previous version current again.
+    Rollback(rollout::RollbackArgs),
 }
 
 /// Runs the parsed command.
@@ -87,5 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transfer(args) => ledger::transfer(&cli.global, args),
         Command::Names(args) => ledger::names(&cli.global, args),
         Command::Usage(args) => usage::run(&cli.global, args),
+        Command::Traffic(args) => rollout::traffic(&cli.global, args),
+        Command::Rollback(args) => rollout::rollback(&cli.global, args),
     }
 }

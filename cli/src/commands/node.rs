@@ -109,10 +109,8 @@ pub fn run(global: &GlobalArgs, args: NodeArgs) -> anyhow::Result<()> {
     };
     let (json, quiet) = (global.json, global.quiet);
     bonus_node::config::run(config, move |event| {
-        if json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                println!("{line}");
-            }
+        if json && let Ok(line) = serde_json::to_string(&event) {
+            println!("{line}");
         }
         match event {
             Event::Validator { api, height } => output::status(
@@ -191,7 +189,10 @@ fn status(global: &GlobalArgs, mut nodes: Vec<String>) -> anyhow::Result<()> {
     let mut all = Vec::new();
     for node in &nodes {
         let client = bonus_node::client::NodeClient::new(node)?;
-        let info = runtime.block_on(client.get_json("/v1/node"))?;
+        // One node down (restarting, say) must not hide the others.
+        let info = runtime
+            .block_on(client.get_json("/v1/node"))
+            .unwrap_or_else(|e| serde_json::json!({ "url": node, "error": format!("{e:#}") }));
         all.push((node.clone(), info));
     }
     if global.json {
@@ -200,6 +201,10 @@ fn status(global: &GlobalArgs, mut nodes: Vec<String>) -> anyhow::Result<()> {
         return Ok(());
     }
     for (node, info) in &all {
+        if let Some(error) = info["error"].as_str() {
+            println!("{node}  unreachable: {error}");
+            continue;
+        }
         let usage = &info["usage"];
         println!("{node}  {}", info["key"].as_str().unwrap_or("?"));
         if usage.is_null() {

@@ -343,14 +343,14 @@ async fn invoke(
     request: http::Request<Incoming>,
 ) -> Response {
     let Ok(_permit) = worker.concurrency.try_acquire() else {
-        return error(
+        return not_run(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "this worker is at its concurrency limit; retry or use another worker",
-        );
+        ));
     };
     let deployed = match deployed(worker, manifest_id).await {
         Ok(deployed) => deployed,
-        Err(response) => return *response,
+        Err(response) => return not_run(*response),
     };
     let (mut parts, body) = request.into_parts();
     let router = parts.headers.get(headers::ROUTER).is_some();
@@ -403,6 +403,14 @@ async fn invoke(
     if let Ok(value) = http::HeaderValue::from_str(&deployed.manifest_id.to_hex()) {
         response.headers_mut().insert(headers::MANIFEST_ID, value);
     }
+    response
+}
+
+/// Marks a refusal that ran nothing, so a router may try another worker.
+fn not_run(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(headers::NOT_RUN, http::HeaderValue::from_static("1"));
     response
 }
 

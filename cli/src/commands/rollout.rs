@@ -1,0 +1,196 @@
+//! `bonus traffic` and `bonus rollback`: gradual rollouts on the ledger.
+
+use crate::commands::deploy::ledger_client;
+use crate::commands::{GlobalArgs, keys};
+use crate::output;
+use anyhow::{Context, bail};
+use bonus_ids::ManifestId;
+use bonus_ledger::TxBody;
+use bonus_ledger::client::LedgerClient;
+use std::time::Duration;
+
+/// Split a name's traffic between its versions by weight, e.g. 90 % to
+/// the current version and 10 % to a new one. Every version must have been
+/// deployed under this name; `bonus deploy` makes the new version current
+/// with all the traffic, so split after deploying it.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example (v2 just deployed; send 10 % to it, 90 % back to v1):\n  \
+    bonus traffic hello --split v1=90 --split v2=10"
+)]
+pub struct TrafficArgs {
+    /// The function's name.
+    name: String,
+    /// `VERSION=WEIGHT` (version `v3` or `3`, or a manifest id), repeatable.
+    #[arg(long = "split", value_name = "VERSION=WEIGHT", required = true)]
+    splits: Vec<String>,
+    /// Signing key name.
+    #[arg(long, default_value = "default")]
+    key: String,
+    /// A ledger validator's API (repeatable) [default: the local network's].
+    #[arg(long = "ledger", value_name = "URL")]
+    ledger: Vec<String>,
+}
+
+/// Make the previous version current again, with all the traffic.
+#[derive(clap::Args, Debug)]
+pub struct RollbackArgs {
+    /// The function's name.
+    name: String,
+    /// Signing key name.
+    #[arg(long, default_value = "default")]
+    key: String,
+    /// A ledger validator's API (repeatable) [default: the local network's].
+    #[arg(long = "ledger", value_name = "URL")]
+    ledger: Vec<String>,
+}
+
+/// Every version deployed under `name`, newest first: (version, id, signed bytes).
+async fn versions(
+    ledger: &LedgerClient,
+    name: &str,
+) -> anyhow::Result<Vec<(u32, ManifestId, Vec<u8>)>> {
+    let Some(view) = ledger.name(name).await? else {
+        bail!("no function named {name:?} on the ledger; deploy it first");
+    };
+    // Walk the parent chain from the current manifest.
+    let mut out = Vec::new();
+    let mut next: Option<ManifestId> = Some(view.manifest_id.parse()?);
+    while let Some(id) = next.take() {
+        let Some(manifest) = ledger.manifest(&id).await? else {
+            break;
+        };
+        let bytes = bonus_node::hex_decode(&manifest.signed)
+            .context("the ledger sent a manifest that is not hex")?;
+        let signed = bonus_registry::SignedManifest::decode(&bytes)?;
+        next = signed.manifest().parent;
+        out.push((signed.manifest().version, id, bytes));
+        if out.len() > 1000 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+async fn submit(
+    ledger: &LedgerClient,
+    key: &bonus_ids::SecretKey,
+    body: TxBody,
+    quiet: bool,
+) -> anyhow::Result<u64> {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if quiet {
+        spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    spinner.set_message("waiting for the ledger to finalize");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let result = async {
+        let id = ledger.sign_and_submit(key, body).await?;
+        Ok::<_, anyhow::Error>(ledger.wait_final(&id, Duration::from_secs(60)).await?)
+    }
+    .await;
+    spinner.finish_and_clear();
+    result
+}
+
+pub fn traffic(global: &GlobalArgs, args: TrafficArgs) -> anyhow::Result<()> {
+    let key = keys::load_key(&args.key)?;
+    let ledger = ledger_client(&args.ledger)?;
+    block_on(async {
+        let known = versions(&ledger, &args.name).await?;
+        let mut splits = Vec::new();
+        for split in &args.splits {
+            let (which, weight) = split
+                .split_once('=')
+                .with_context(|| format!("--split expects VERSION=WEIGHT, got {split:?}"))?;
+            let weight: u32 = weight
+                .parse()
+                .with_context(|| format!("weight {weight:?} is not a number"))?;
+            let id = match which.trim_start_matches('v').parse::<u32>() {
+                Ok(version) => known
+                    .iter()
+                    .find(|(v, _, _)| *v == version)
+                    .map(|(_, id, _)| *id)
+                    .with_context(|| format!("{} has no version {version}", args.name))?,
+                Err(_) => which.parse::<ManifestId>()?,
+            };
+            splits.push((id, weight));
+        }
+        submit(
+            &ledger,
+            &key,
+            TxBody::SetTraffic {
+                name: args.name.clone(),
+                splits: splits.clone(),
+            },
+            global.quiet,
+        )
+        .await?;
+        let view = ledger
+            .name(&args.name)
+            .await?
+            .context("the name vanished")?;
+        if view.traffic.len() != splits.len() {
+            bail!(
+                "the ledger did not apply the split (are you the owner of {}? see `bonus names {}`)",
+                args.name,
+                args.name
+            );
+        }
+        output::status(
+            global.quiet,
+            "Split",
+            format!("{}: {}", args.name, args.splits.join(", ")),
+        );
+        Ok(())
+    })
+}
+
+pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> anyhow::Result<()> {
+    let key = keys::load_key(&args.key)?;
+    let ledger = ledger_client(&args.ledger)?;
+    block_on(async {
+        let known = versions(&ledger, &args.name).await?;
+        let Some((version, id, bytes)) = known.get(1).cloned() else {
+            bail!("{} has no earlier version to roll back to", args.name);
+        };
+        // Re-deploying the parent's signed manifest makes it current and
+        // clears any split; its id and terms are what the owner signed then.
+        submit(
+            &ledger,
+            &key,
+            TxBody::Deploy { manifest: bytes },
+            global.quiet,
+        )
+        .await?;
+        let view = ledger
+            .name(&args.name)
+            .await?
+            .context("the name vanished")?;
+        if view.manifest_id != id.to_string() {
+            bail!(
+                "the ledger did not roll back {} (are you its owner?)",
+                args.name
+            );
+        }
+        if global.json {
+            println!(
+                "{}",
+                serde_json::json!({ "name": args.name, "version": version, "manifest_id": id.to_string() })
+            );
+        }
+        output::status(
+            global.quiet,
+            "Rolled back",
+            format!("{} to v{version} ({id})", args.name),
+        );
+        Ok(())
+    })
+}
