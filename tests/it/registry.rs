@@ -176,7 +176,7 @@ fn a_crash_mid_upload_leaves_nothing_partial() {
     stream.flush().expect("flush");
     // The node holds a partial temp file now.
     assert!(bonus_tests::wait_until(Duration::from_secs(10), || {
-        std::fs::read_dir(dir.path().join("store/tmp"))
+        std::fs::read_dir(dir.path().join("worker/store/tmp"))
             .map(|d| d.count())
             .unwrap_or(0)
             > 0
@@ -191,12 +191,12 @@ fn a_crash_mid_upload_leaves_nothing_partial() {
         404
     );
     assert_eq!(
-        std::fs::read_dir(dir.path().join("store/tmp"))
+        std::fs::read_dir(dir.path().join("worker/store/tmp"))
             .expect("tmp")
             .count(),
         0
     );
-    assert!(!dir.path().join("store/blobs").join(&id).exists());
+    assert!(!dir.path().join("worker/store/blobs").join(&id).exists());
     // A complete upload then succeeds.
     assert_eq!(
         node.request("PUT", &format!("/v1/artifacts/{id}"), &wasm)
@@ -438,7 +438,7 @@ fn a_truncated_upload_stores_nothing() {
             .status,
         404
     );
-    let leftovers = std::fs::read_dir(dir.path().join("store/tmp"))
+    let leftovers = std::fs::read_dir(dir.path().join("worker/store/tmp"))
         .expect("tmp")
         .count();
     assert_eq!(leftovers, 0, "the partial upload was discarded");

@@ -216,7 +216,7 @@ fn the_js_client_deploys_hello_js_to_a_node() {
     let wasm = js_guest("hello-js");
     // Seed the node's compiled-code cache from the shared one (a miss if
     // the engines differ: then the node compiles, only slower).
-    let node_cache = data.path().join("cache");
+    let node_cache = data.path().join("worker/cache");
     std::fs::create_dir_all(&node_cache).expect("cache dir");
     {
         let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
