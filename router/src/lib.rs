@@ -7,7 +7,8 @@
 //! the router's attestation of how many requests it forwarded. It never
 //! runs wasm (it does not depend on the runtime or the registry), never
 //! decides who owns a name (the ledger does), and never retries a request
-//! that may have reached a worker.
+//! that may have run: only a failed connection, or a worker's refusal
+//! marked [`NOT_RUN`], is tried on another worker.
 //!
 //! # Example
 //!
