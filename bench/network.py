@@ -95,7 +95,7 @@ def main():
     if WASMTIME_VERSION not in version:
         sys.exit(f"{args.wasmtime} is {version!r}, not wasmtime {WASMTIME_VERSION}; run ./scripts/test once to install it")
 
-    run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT)
+    run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "--bin", "bonus", "-p", "bonus-bench", "--bin", "hyper-hello"], cwd=ROOT)
     run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"))
     bonus = os.path.join(ROOT, "target/release/bonus")
     hyper = os.path.join(ROOT, "target/release/hyper-hello")

@@ -87,16 +87,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.wasm)
         .with_context(|| format!("cannot read {}; check the path", args.wasm.display()))?;
     let artifact_id = ArtifactId::of(&bytes);
-    bonus_runtime::OutboundPolicy::from_patterns(&args.allow_outbound)?;
-    let mut env = Vec::new();
-    for pair in &args.env {
-        let (k, v) = pair
-            .split_once('=')
-            .with_context(|| format!("--env expects KEY=VALUE, got {pair:?}"))?;
-        env.push((k.to_string(), v.to_string()));
-    }
-    env.sort();
-    env.dedup_by(|a, b| a.0 == b.0);
+    let terms = Terms::from_args(&args)?;
     let client = NodeClient::new(args.node.as_deref().unwrap_or_default())?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,17 +98,10 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
             name: args.name.clone(),
             artifact_id,
             artifact_bytes: bytes.len() as u64,
-            limits: ManifestLimits {
-                fuel_max: args.fuel,
-                memory_bytes_max: args.memory_mib << 20,
-                deadline_ms: args.deadline_ms,
-            },
-            budget: ManifestBudget {
-                price_per_million_fuel_max: args.price_max,
-                spend_per_period_max: args.spend_max,
-            },
-            env,
-            allowed_outbound_hosts: args.allow_outbound.clone(),
+            limits: terms.limits,
+            budget: terms.budget,
+            env: terms.env,
+            allowed_outbound_hosts: terms.allowed_outbound_hosts,
             routes: Vec::new(),
             version,
             parent,
