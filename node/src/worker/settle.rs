@@ -147,13 +147,7 @@ async fn finish(worker: &Worker, batch: PendingBatch) -> Result<(), SettleError>
     };
     let me = worker.key.public();
     if ledger.batch(&me, batch.sequence).await?.settled {
-        receipts.batch_settled(&batch)?;
-        tracing::info!(
-            sequence = batch.sequence,
-            period = batch.period,
-            "batch settled"
-        );
-        return Ok(());
+        return settled(receipts, &batch);
     }
     let body = TxBody::Settle(SettleBatch {
         sequence: batch.sequence,
@@ -187,12 +181,7 @@ async fn finish(worker: &Worker, batch: PendingBatch) -> Result<(), SettleError>
     match ledger.wait_final(&id, FINALITY_WAIT).await {
         Ok(_) => {
             if ledger.batch(&me, batch.sequence).await?.settled {
-                receipts.batch_settled(&batch)?;
-                tracing::info!(
-                    sequence = batch.sequence,
-                    period = batch.period,
-                    "batch settled"
-                );
+                settled(receipts, &batch)?;
             } else {
                 // Final but refused by the state machine (for example, the
                 // period left the window): its content can never settle.
@@ -207,4 +196,15 @@ async fn finish(worker: &Worker, batch: PendingBatch) -> Result<(), SettleError>
         Err(ClientError::Dropped { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Counts a settled batch's claims.
+fn settled(receipts: &super::receipts::Receipts, batch: &PendingBatch) -> Result<(), SettleError> {
+    receipts.batch_settled(batch)?;
+    tracing::info!(
+        sequence = batch.sequence,
+        period = batch.period,
+        "batch settled"
+    );
+    Ok(())
 }
