@@ -21,6 +21,25 @@ pub struct RuntimeConfig {
     pub instances_max: u32,
     /// Count fuel (the billed unit). Off only to measure its cost.
     pub fuel: bool,
+    /// Which compiler makes the code. [`Compiler::Tiered`] and
+    /// [`Compiler::Winch`] need fuel (it bounds time on Winch's code, which
+    /// has no epoch interruption) and an x86-64 host; elsewhere they fall
+    /// back to Cranelift.
+    pub compiler: Compiler,
+}
+
+/// Which compiler makes a component's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compiler {
+    /// Cranelift (optimizing) before the first request.
+    Cranelift,
+    /// Tiered: a component that is not in the cache is compiled by Winch (a
+    /// baseline compiler, many times faster to compile, slower code) and
+    /// serves at once, while Cranelift compiles it in the background;
+    /// requests switch to Cranelift's code once it is ready (and cached).
+    Tiered,
+    /// Winch only, never optimized (to measure the baseline tier).
+    Winch,
 }
 
 impl Default for RuntimeConfig {
@@ -29,6 +48,26 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             instances_max: 1000,
             fuel: true,
+            compiler: Compiler::Cranelift,
+        }
+    }
+}
+
+/// Which compiler's code serves a function's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch: compiled fast, runs slower, bounded in time by fuel yields.
+    Baseline,
+    /// Cranelift: optimized, bounded in time by epochs.
+    Optimized,
+}
+
+impl Tier {
+    /// `baseline` or `optimized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
         }
     }
 }
@@ -36,8 +75,10 @@ impl Default for RuntimeConfig {
 /// Counters for what the runtime did, for tests, metrics and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
-    /// Components compiled by cranelift.
+    /// Components compiled by Cranelift.
     pub compiles: u64,
+    /// Components compiled by Winch (the baseline tier).
+    pub baseline_compiles: u64,
     /// Loads served from the on-disk compiled-code cache.
     pub cache_hits: u64,
     /// Cache entries found corrupt, discarded and rebuilt.
@@ -47,6 +88,7 @@ pub struct RuntimeStats {
 #[derive(Default)]
 struct Counters {
     compiles: AtomicU64,
+    baseline_compiles: AtomicU64,
     cache_hits: AtomicU64,
     cache_rejected: AtomicU64,
 }
@@ -64,6 +106,10 @@ pub struct Runtime {
 struct RuntimeInner {
     engine: Engine,
     linker: Linker<InvocationCtx>,
+    /// Winch's engine and linker (tiered, or Winch only).
+    baseline: Option<(Engine, Linker<InvocationCtx>)>,
+    /// Whether Winch's code is replaced by Cranelift's in the background.
+    optimize: bool,
     cache: Option<CodeCache>,
     counters: Counters,
     loaded: Mutex<HashMap<ArtifactId, Weak<LoadedComponent>>>,
@@ -77,10 +123,32 @@ impl Drop for RuntimeInner {
     }
 }
 
-/// A component ready to instantiate: compiled, linked, exports checked.
+/// A component's code on one tier, ready to instantiate: compiled,
+/// linked, exports checked.
+pub(crate) struct Prepared {
+    pub(crate) engine: Engine,
+    pub(crate) pre: ProxyPre<InvocationCtx>,
+    pub(crate) tier: Tier,
+}
+
+/// A loaded component: its baseline code (tiered, until Cranelift's is
+/// ready) and its optimized code (set once, then used by every request).
 pub(crate) struct LoadedComponent {
     pub(crate) artifact_id: ArtifactId,
-    pub(crate) pre: ProxyPre<InvocationCtx>,
+    baseline: Option<Prepared>,
+    optimized: std::sync::OnceLock<Prepared>,
+}
+
+impl LoadedComponent {
+    /// The best code ready now.
+    pub(crate) fn current(&self) -> &Prepared {
+        match (self.optimized.get(), &self.baseline) {
+            (Some(optimized), _) => optimized,
+            (None, Some(baseline)) => baseline,
+            // Built with one or the other; never neither.
+            (None, None) => unreachable!("a loaded component has code on some tier"),
+        }
+    }
 }
 
 impl Runtime {
@@ -90,17 +158,17 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&config)).map_err(|e| Error::Engine {
             reason: format!("{e:#}"),
         })?;
-        let mut linker = Linker::new(&engine);
-        // All of WASI 0.2 is linked so that real components (Rust std,
-        // componentize-js) instantiate; nothing is granted through it.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-            .map_err(|e| Error::Engine {
-                reason: format!("{e:#}"),
-            })?;
+        let linker = linker(&engine).map_err(|e| Error::Engine {
+            reason: format!("{e:#}"),
+        })?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(CodeCache::open(dir, &engine)?),
             None => None,
+        };
+        let winch = config.compiler != Compiler::Cranelift;
+        let baseline = match winch && config.fuel && cfg!(target_arch = "x86_64") {
+            true => Some(baseline_engine(&config)?),
+            false => None,
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
@@ -108,6 +176,8 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
+                baseline,
+                optimize: config.compiler != Compiler::Winch,
                 cache,
                 counters: Counters::default(),
                 loaded: Mutex::new(HashMap::new()),
@@ -128,25 +198,104 @@ impl Runtime {
         if let Some(loaded) = self.loaded_component(&artifact_id) {
             return Ok(crate::Function::new(self.clone(), loaded));
         }
-        let component = self.component(&artifact_id, wasm)?;
-        let not_http = |e: wasmtime::Error| Error::NotHttpComponent {
-            artifact_id,
-            reason: format!("{e:#}"),
+        let cached = self.cached_component(&artifact_id);
+        let loaded = match (cached, &self.inner.baseline) {
+            (Some(component), _) => {
+                let optimized = self.prepare(&artifact_id, component, Tier::Optimized)?;
+                Arc::new(LoadedComponent {
+                    artifact_id,
+                    baseline: None,
+                    optimized: optimized.into(),
+                })
+            }
+            (None, Some((engine, _))) => {
+                let component =
+                    Component::new(engine, wasm).map_err(|e| Error::InvalidComponent {
+                        artifact_id,
+                        reason: format!("{e:#}"),
+                    })?;
+                let counters = &self.inner.counters;
+                counters.baseline_compiles.fetch_add(1, Ordering::Relaxed);
+                let baseline = self.prepare(&artifact_id, component, Tier::Baseline)?;
+                let loaded = Arc::new(LoadedComponent {
+                    artifact_id,
+                    baseline: Some(baseline),
+                    optimized: std::sync::OnceLock::new(),
+                });
+                if self.inner.optimize {
+                    self.optimize_in_background(&loaded, wasm.to_vec());
+                }
+                loaded
+            }
+            (None, None) => {
+                let component = self.compile(&artifact_id, wasm)?;
+                let optimized = self.prepare(&artifact_id, component, Tier::Optimized)?;
+                Arc::new(LoadedComponent {
+                    artifact_id,
+                    baseline: None,
+                    optimized: optimized.into(),
+                })
+            }
         };
-        // Imports resolve by semver across all of WASI 0.2, so a component
-        // built against any 0.2.x links. (`define_unknown_imports_as_traps`
-        // is not used: it shadows semver matches with fresh resource types.)
-        let instance_pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(not_http)?;
-        let pre = ProxyPre::new(instance_pre).map_err(not_http)?;
-        let loaded = Arc::new(LoadedComponent { artifact_id, pre });
         let mut map = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, weak| weak.strong_count() > 0);
         map.insert(artifact_id, Arc::downgrade(&loaded));
         Ok(crate::Function::new(self.clone(), loaded))
+    }
+
+    /// Links a compiled component for the proxy world.
+    fn prepare(
+        &self,
+        artifact_id: &ArtifactId,
+        component: Component,
+        tier: Tier,
+    ) -> Result<Prepared> {
+        let not_http = |e: wasmtime::Error| Error::NotHttpComponent {
+            artifact_id: *artifact_id,
+            reason: format!("{e:#}"),
+        };
+        let (engine, linker) = match (tier, &self.inner.baseline) {
+            (Tier::Baseline, Some((engine, linker))) => (engine, linker),
+            _ => (&self.inner.engine, &self.inner.linker),
+        };
+        // Imports resolve by semver across all of WASI 0.2, so a component
+        // built against any 0.2.x links. (`define_unknown_imports_as_traps`
+        // is not used: it shadows semver matches with fresh resource types.)
+        let instance_pre = linker.instantiate_pre(&component).map_err(not_http)?;
+        let pre = ProxyPre::new(instance_pre).map_err(not_http)?;
+        Ok(Prepared {
+            engine: engine.clone(),
+            pre,
+            tier,
+        })
+    }
+
+    /// Compiles `wasm` with Cranelift on a thread of its own, caches the
+    /// code, and switches `loaded` to it (if it is still loaded; the cache
+    /// serves the next load otherwise). Requests never wait for it.
+    fn optimize_in_background(&self, loaded: &Arc<LoadedComponent>, wasm: Vec<u8>) {
+        let (runtime, artifact_id) = (self.clone(), loaded.artifact_id);
+        let loaded = Arc::downgrade(loaded);
+        let spawned = std::thread::Builder::new()
+            .name("bonus-optimize".into())
+            .spawn(move || {
+                let optimized = runtime.compile(&artifact_id, &wasm).and_then(|component| {
+                    runtime.prepare(&artifact_id, component, Tier::Optimized)
+                });
+                match (optimized, loaded.upgrade()) {
+                    (Ok(optimized), Some(loaded)) => {
+                        let _ = loaded.optimized.set(optimized);
+                        tracing::debug!(%artifact_id, "optimized code ready");
+                    }
+                    (Ok(_), None) => {}
+                    (Err(e), _) => {
+                        tracing::warn!(%artifact_id, error = %e, "Cranelift could not compile what Winch did; staying on the baseline tier");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a compile thread; staying on the baseline tier");
+        }
     }
 
     /// What the runtime has done so far.
@@ -154,6 +303,7 @@ impl Runtime {
         let c = &self.inner.counters;
         RuntimeStats {
             compiles: c.compiles.load(Ordering::Relaxed),
+            baseline_compiles: c.baseline_compiles.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_rejected: c.cache_rejected.load(Ordering::Relaxed),
         }
@@ -167,10 +317,6 @@ impl Runtime {
             .map(|cache| cache.path(artifact_id))
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
-    }
-
     pub(crate) fn fuel_enabled(&self) -> bool {
         self.inner.fuel
     }
@@ -180,39 +326,44 @@ impl Runtime {
         map.get(artifact_id).and_then(Weak::upgrade)
     }
 
-    fn component(&self, artifact_id: &ArtifactId, wasm: &[u8]) -> Result<Component> {
-        let engine = &self.inner.engine;
+    /// The optimized code from the on-disk cache, if it holds a valid entry.
+    fn cached_component(&self, artifact_id: &ArtifactId) -> Option<Component> {
+        let cache = self.inner.cache.as_ref()?;
         let counters = &self.inner.counters;
-        if let Some(cache) = &self.inner.cache {
-            match cache.read(artifact_id) {
-                Ok(serialized) => {
-                    // SAFETY: the bytes were produced by `Component::serialize`
-                    // on an engine with the same compatibility hash (it is in
-                    // the file name) and their BLAKE3 digest was verified just
-                    // now, so they are exactly what this process family wrote.
-                    match unsafe { Component::deserialize(engine, &serialized) } {
-                        Ok(component) => {
-                            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                            return Ok(component);
-                        }
-                        Err(e) => {
-                            tracing::warn!(%artifact_id, error = %e, "cache entry rejected by wasmtime");
-                            counters.cache_rejected.fetch_add(1, Ordering::Relaxed);
-                        }
+        match cache.read(artifact_id) {
+            Ok(serialized) => {
+                // SAFETY: the bytes were produced by `Component::serialize`
+                // on an engine with the same compatibility hash (it is in
+                // the file name) and their BLAKE3 digest was verified just
+                // now, so they are exactly what this process family wrote.
+                match unsafe { Component::deserialize(&self.inner.engine, &serialized) } {
+                    Ok(component) => {
+                        counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        return Some(component);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%artifact_id, error = %e, "cache entry rejected by wasmtime");
+                        counters.cache_rejected.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(Miss::Corrupt) => {
-                    tracing::warn!(%artifact_id, "corrupt cache entry; recompiling");
-                    counters.cache_rejected.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(Miss::Absent) => {}
             }
+            Err(Miss::Corrupt) => {
+                tracing::warn!(%artifact_id, "corrupt cache entry; recompiling");
+                counters.cache_rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Miss::Absent) => {}
         }
-        let component = Component::new(engine, wasm).map_err(|e| Error::InvalidComponent {
-            artifact_id: *artifact_id,
-            reason: format!("{e:#}"),
-        })?;
-        counters.compiles.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Compiles with Cranelift and writes the code to the cache.
+    fn compile(&self, artifact_id: &ArtifactId, wasm: &[u8]) -> Result<Component> {
+        let component =
+            Component::new(&self.inner.engine, wasm).map_err(|e| Error::InvalidComponent {
+                artifact_id: *artifact_id,
+                reason: format!("{e:#}"),
+            })?;
+        self.inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(cache) = &self.inner.cache {
             match component.serialize() {
                 Ok(serialized) => {
@@ -244,6 +395,48 @@ fn check_header(wasm: &[u8]) -> Result<()> {
 }
 
 fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut engine = Config::new();
+    engine
+        .strategy(wasmtime::Strategy::Cranelift)
+        .wasm_component_model(true)
+        .concurrency_support(false)
+        .consume_fuel(config.fuel)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+    engine
+}
+
+/// Winch's engine: the same pool and fuel, no epochs (Winch has none; a
+/// baseline invocation yields every [`crate::limits::BASELINE_YIELD_FUEL`]
+/// instead, and the host's deadline timer ends it).
+fn baseline_engine(config: &RuntimeConfig) -> Result<(Engine, Linker<InvocationCtx>)> {
+    let mut baseline = Config::new();
+    baseline
+        .strategy(wasmtime::Strategy::Winch)
+        .wasm_component_model(true)
+        .concurrency_support(false)
+        .consume_fuel(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+    let engine_error = |e: wasmtime::Error| Error::Engine {
+        reason: format!("the baseline (Winch) engine: {e:#}"),
+    };
+    let engine = Engine::new(&baseline).map_err(engine_error)?;
+    let linker = linker(&engine).map_err(engine_error)?;
+    Ok((engine, linker))
+}
+
+/// All of WASI 0.2 and `wasi:http`, so that real components (Rust std,
+/// componentize-js) instantiate; nothing is granted through it.
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationCtx>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+fn pool_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(config.instances_max)
         .total_core_instances(config.instances_max.saturating_mul(4))
@@ -262,16 +455,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
-    let mut engine = Config::new();
-    engine
-        .strategy(wasmtime::Strategy::Cranelift)
-        .wasm_component_model(true)
-        .concurrency_support(false)
-        .consume_fuel(config.fuel)
-        .epoch_interruption(true)
-        .memory_init_cow(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    engine
+    pool
 }
 
 fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {

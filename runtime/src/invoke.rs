@@ -5,7 +5,7 @@ use crate::engine::LoadedComponent;
 use crate::host::InvocationCtx;
 use crate::logs::GuestLogs;
 use crate::outbound::OutboundPolicy;
-use crate::{ArtifactId, Limits, RequestId, Runtime};
+use crate::{ArtifactId, Limits, RequestId, Runtime, Tier};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
@@ -156,8 +156,13 @@ impl Outcome {
 /// What an invocation consumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
-    /// Fuel consumed: deterministic for a given component, request and seed.
+    /// Fuel consumed: deterministic for a given component, request, seed
+    /// and tier. Both tiers charge the same cost per wasm operator, but at
+    /// different points of the control flow, so Winch's count differs from
+    /// Cranelift's by a few percent (see `tier`).
     pub fuel: u64,
+    /// The code that ran, and so metered the fuel.
+    pub tier: Tier,
     /// Wall-clock time from request accepted to response complete.
     pub wall: Duration,
     /// Largest linear memory the guest had, in bytes.
@@ -189,6 +194,24 @@ impl Function {
         self.loaded.artifact_id
     }
 
+    /// Which compiler's code serves the next request.
+    pub fn tier(&self) -> Tier {
+        self.loaded.current().tier
+    }
+
+    /// Waits (blocking, up to `timeout`) until the optimized code serves;
+    /// whether it does. For tests and benchmarks: requests never wait.
+    pub fn wait_optimized(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.tier() != Tier::Optimized {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Runs one request in a fresh instance. Never panics on guest
     /// behaviour: every failure is an [`Outcome`].
     pub async fn invoke<B>(&self, request: http::Request<B>, params: &InvokeParams) -> Invocation
@@ -202,8 +225,9 @@ impl Function {
             Ok(request) => request,
             Err(outcome) => return Invocation::refused(params.request_id, outcome, started),
         };
+        let code = self.loaded.current();
         let mut store = Store::new(
-            self.runtime.engine(),
+            &code.engine,
             InvocationCtx::new(&params.caps, limits, &params.random_seed),
         );
         store.limiter(|ctx| &mut ctx.limiter);
@@ -212,17 +236,28 @@ impl Function {
                 .set_fuel(limits.fuel_max)
                 .expect("fuel is enabled on this engine");
         }
-        // Yield to other requests on this thread every epoch tick, and
-        // interrupt the guest once its deadline has passed.
         let deadline = started + limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
+        match code.tier {
+            // Yield to other requests on this thread every epoch tick, and
+            // interrupt the guest once its deadline has passed.
+            Tier::Optimized => {
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(move |_| {
+                    Ok(if Instant::now() >= deadline {
+                        UpdateDeadline::Interrupt
+                    } else {
+                        UpdateDeadline::Yield(1)
+                    })
+                });
+            }
+            // No epochs in Winch's code: yield by fuel; the host's
+            // deadline timer in `run` then ends a guest that overstays.
+            Tier::Baseline => {
+                store
+                    .fuel_async_yield_interval(Some(crate::limits::BASELINE_YIELD_FUEL))
+                    .expect("the baseline tier is only built with fuel and async");
+            }
+        }
 
         let (outcome, pending) = self.run(&mut store, request, limits, deadline).await;
         let fuel = match self.runtime.fuel_enabled() {
@@ -257,6 +292,7 @@ impl Function {
             outcome,
             usage: Usage {
                 fuel,
+                tier: code.tier,
                 wall: started.elapsed(),
                 memory_bytes_peak,
             },
@@ -291,7 +327,7 @@ impl Function {
         };
         let mut response: PendingResponse =
             Box::pin(collect_response(receiver, limits.response_body_bytes_max));
-        let pre = &self.loaded.pre;
+        let pre = &self.loaded.current().pre;
         let call = async {
             let proxy = pre.instantiate_async(&mut *store).await?;
             proxy
@@ -339,6 +375,7 @@ impl Invocation {
             outcome,
             usage: Usage {
                 fuel: 0,
+                tier: Tier::Optimized,
                 wall: started.elapsed(),
                 memory_bytes_peak: 0,
             },

@@ -56,7 +56,7 @@ mod outbound;
 mod rng;
 
 pub use bonus_ids::{ArtifactId, InvalidArtifactId, RequestId};
-pub use engine::{Runtime, RuntimeConfig, RuntimeStats};
+pub use engine::{Compiler, Runtime, RuntimeConfig, RuntimeStats, Tier};
 pub use error::{Error, Result};
 pub use invoke::{Capabilities, Function, Invocation, InvokeParams, Outcome, Usage};
 pub use limits::Limits;

@@ -5,6 +5,11 @@ use std::time::Duration;
 /// Granularity of wall-clock deadlines: the engine's epoch advances this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// On the baseline (Winch) tier, which has no epochs, a guest yields to
+/// other requests after burning this much fuel (about a millisecond), and
+/// the host's deadline timer can end it there.
+pub const BASELINE_YIELD_FUEL: u64 = 1_000_000;
+
 /// Largest linear memory any guest may have on this node; the pooling
 /// allocator reserves slots of this size.
 pub const MEMORY_BYTES_MAX: u64 = 1 << 30;

@@ -4,7 +4,7 @@ use crate::commands::GlobalArgs;
 use crate::{guest_build, output};
 use anyhow::Context;
 use bonus_node::serve as server;
-use bonus_runtime::{Capabilities, Limits, OutboundPolicy, Runtime, RuntimeConfig};
+use bonus_runtime::{Capabilities, Compiler, Limits, OutboundPolicy, Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// Do not count fuel (only to measure its cost; responses then say 0).
     #[arg(long, hide = true)]
     no_fuel: bool,
+    /// Compile with Cranelift before serving. By default a component not
+    /// in the cache is served at once by Winch's (baseline) code while
+    /// Cranelift compiles it in the background.
+    #[arg(long)]
+    no_tiered: bool,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -79,6 +84,10 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(cache_dir),
         fuel: !args.no_fuel,
+        compiler: match args.no_tiered {
+            true => Compiler::Cranelift,
+            false => Compiler::Tiered,
+        },
         ..RuntimeConfig::default()
     })?;
     output::status(global.quiet, "Loading", wasm_path.display());

@@ -7,10 +7,20 @@
 //! - `/huge?mb=N`: answers an N MiB body (response size limit).
 //! - `/spam?kb=N`: writes N KiB to stderr (log bound).
 //! - `/sleep?ms=N`: blocks in a host call (deadline while not in wasm).
+//! - `/remember?secret=S`: leaves traces of the request in a global and on
+//!   the heap, then answers what earlier requests left there (an isolated
+//!   host always gives a fresh instance: `0 ` and nothing).
 //! - anything else: `ok`.
 
 use bonus_sdk::{Request, Response};
 use std::hint::black_box;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests this instance has seen (a global).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+/// Secrets this instance has been told (on the heap).
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn handle(request: Request) -> Response {
     let number = |name: &str, default: u64| {
@@ -50,6 +60,13 @@ fn handle(request: Request) -> Response {
                 );
             pollable.block();
             Response::text(200, "slept")
+        }
+        "/remember" => {
+            let before = SEEN.fetch_add(1, Ordering::SeqCst);
+            let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+            let earlier = secrets.join(",");
+            secrets.push(request.query_param("secret").unwrap_or_default().to_string());
+            Response::text(200, format!("{before} {earlier}"))
         }
         _ => Response::text(200, "ok"),
     }
