@@ -61,6 +61,10 @@ pub struct WorkerSection {
     pub region: String,
     /// Invocations at once.
     pub concurrency: usize,
+    /// Fuel burned per second, at most (all functions together).
+    pub fuel_per_second_max: Option<u64>,
+    /// Take requests only while the rest of the machine is idle.
+    pub idle_only: bool,
     /// Largest artifact accepted.
     pub max_artifact_bytes: u64,
     /// Test mode: delay health answers (a far worker).
@@ -82,6 +86,8 @@ impl Default for WorkerSection {
             price: 1_000,
             region: "local".into(),
             concurrency: 1024,
+            fuel_per_second_max: None,
+            idle_only: false,
             max_artifact_bytes: bonus_registry::ARTIFACT_BYTES_MAX,
             probe_delay_ms: 0,
             serve_tampered: false,
@@ -206,6 +212,11 @@ pub fn run(
             false => Some(Arc::new(LedgerClient::new(&ledger_urls)?)),
         };
         let mut tasks = tokio::task::JoinSet::new();
+        // A router beside a worker calls it in process.
+        let (local_tx, local_rx) = tokio::sync::oneshot::channel();
+        let local_rx = (config.roles.contains(&Role::Worker)
+            && config.roles.contains(&Role::Router))
+        .then_some(local_rx);
         if config.roles.contains(&Role::Worker) {
             let w = &config.worker;
             let worker_config = crate::worker::WorkerConfig {
@@ -221,10 +232,13 @@ pub fn run(
                 region: w.region.clone(),
                 concurrency_max: w.concurrency,
                 probe_delay: Duration::from_millis(w.probe_delay_ms),
+                fuel_per_second_max: w.fuel_per_second_max,
+                idle_only: w.idle_only.then(crate::worker::owner::IdlePolicy::default),
             };
             let (stop, report) = (stop.clone(), report.clone());
             tasks.spawn(async move {
                 crate::worker::run(worker_config, stop, move |ready| {
+                    let _ = local_tx.send(ready.local.clone());
                     report(Event::Worker {
                         api: format!("http://{}", ready.api),
                         key: ready.key.to_string(),
@@ -241,7 +255,9 @@ pub fn run(
             let key = crate::load_or_create_key(&config.data_dir.join("router.key"))?;
             let listen = config.router.listen;
             let (stop, report) = (stop.clone(), report.clone());
-            tasks.spawn(async move { run_router(key, ledger, listen, stop, report).await });
+            tasks.spawn(
+                async move { run_router(key, ledger, listen, local_rx, stop, report).await },
+            );
         }
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
@@ -260,10 +276,14 @@ pub fn run(
     })
 }
 
+/// Waits for the worker in this process, if any.
+type LocalWorkerReady = Option<tokio::sync::oneshot::Receiver<Arc<dyn bonus_router::LocalWorker>>>;
+
 async fn run_router(
     key: bonus_ids::SecretKey,
     ledger: Arc<LedgerClient>,
     listen: SocketAddr,
+    local: LocalWorkerReady,
     stop: crate::http::Stop,
     report: Arc<impl Fn(Event) + Send + Sync + 'static>,
 ) -> anyhow::Result<()> {
@@ -278,10 +298,22 @@ async fn run_router(
     )
     .await?;
     let url = format!("http://{}", router.local_addr());
+    // With a worker in this process, one operator runs both: the ledger
+    // then never lets this router vouch for that worker (it would be
+    // vouching for itself), though it still routes to it, in process.
+    let mut operator = public;
+    if let Some(Ok(local)) = match local {
+        Some(ready) => Some(ready.await),
+        None => None,
+    } {
+        operator = local.key();
+        router.set_local_worker(local);
+    }
     crate::register(
         &ledger,
         &key,
         bonus_ledger::NodeRole::Router,
+        operator,
         url.clone(),
         "local".into(),
         0,

@@ -56,6 +56,15 @@ pub struct NodeArgs {
     /// Worker: invocations at once, at most.
     #[arg(long, default_value_t = 1024)]
     concurrency: usize,
+    /// Worker: fuel burned per second at most, all functions together;
+    /// beyond it requests go to other workers.
+    #[arg(long, value_name = "FUEL")]
+    fuel_per_second_max: Option<u64>,
+    /// Worker: take requests only while the rest of this machine is idle
+    /// (backs off when other processes use more than half its CPU, resumes
+    /// after 3 s below a quarter).
+    #[arg(long)]
+    idle_only: bool,
     /// Worker: largest artifact accepted, bytes.
     #[arg(long, default_value_t = bonus_registry::ARTIFACT_BYTES_MAX)]
     max_artifact_bytes: u64,
@@ -157,6 +166,8 @@ fn from_flags(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             price: args.price,
             region: args.region,
             concurrency: args.concurrency,
+            fuel_per_second_max: args.fuel_per_second_max,
+            idle_only: args.idle_only,
             max_artifact_bytes: args.max_artifact_bytes,
             probe_delay_ms: args.probe_delay_ms,
             serve_tampered: args.serve_tampered,
