@@ -9,8 +9,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Every response body the router sends.
-pub(crate) type RouterBody = BoxBody<Bytes, hyper::Error>;
+/// Every response body the router sends (and a [`crate::LocalWorker`]'s).
+pub type RouterBody = BoxBody<Bytes, hyper::Error>;
 
 /// A body that holds `guard` until it is dropped: counters of in-flight
 /// work then stay up while the response streams, not only until its head.

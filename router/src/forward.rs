@@ -149,7 +149,7 @@ fn admit<'t>(table: &'t RouteTable, target: &Target) -> Result<&'t NameEntry, Re
         return Err(Refusal::new(
             StatusCode::PAYMENT_REQUIRED,
             format!(
-                "the owner of {name:?} cannot pay for it (balance or budget spent); they can add funds with `bonus fund`"
+                "the owner of {name:?} cannot pay for it (its balance or this period's budget is spent); the owner can top up with `bonus transfer` and raise the budget with `bonus fund`"
             ),
         ));
     }
@@ -224,16 +224,25 @@ async fn send<'t>(
     shared: &Shared,
     table: &'t RouteTable,
     outgoing: &Outgoing<'_>,
-) -> Result<(Response<Incoming>, &'t WorkerEntry, Outstanding), Refusal> {
+) -> Result<(Response<RouterBody>, &'t WorkerEntry, Outstanding), Refusal> {
     let mut tried: Vec<PublicKey> = Vec::new();
     loop {
         let worker = pick_worker(table, outgoing, &tried, shared.rng.next_u64())?;
         let outstanding = Outstanding::start(&worker.health);
-        let request = build(shared, outgoing, worker)?;
-        let sent = tokio::time::timeout(
-            shared.limits.forward_timeout,
-            shared.client.request(request),
-        );
+        let local = shared.local.get().filter(|local| local.key() == worker.key);
+        let request = build(shared, outgoing, worker, local.is_some())?;
+        let sent = async {
+            match local {
+                // In process: no connection, so nothing to fail but the call.
+                Some(local) => Ok(local.call(outgoing.split.manifest_id, request).await),
+                None => shared
+                    .client
+                    .request(request)
+                    .await
+                    .map(|response| response.map(BodyExt::boxed)),
+            }
+        };
+        let sent = tokio::time::timeout(shared.limits.forward_timeout, sent);
         let error = match sent.await {
             Ok(Ok(response)) if response.headers().contains_key(NOT_RUN) => {
                 // The worker refused before running anything (it could not
@@ -338,19 +347,24 @@ fn pick_worker<'t>(
     ))
 }
 
-/// The request to `worker`: `/v1/run/<manifest hex><function path>`,
-/// end-to-end headers, and the router's own.
+/// The request to `worker`: `/v1/run/<manifest hex><function path>`
+/// (only the function path for a worker in this process), end-to-end
+/// headers, and the router's own.
 fn build(
     shared: &Shared,
     outgoing: &Outgoing<'_>,
     worker: &WorkerEntry,
+    local: bool,
 ) -> Result<Request<Full<Bytes>>, Refusal> {
-    let uri = format!(
-        "{}/v1/run/{}{}",
-        worker.base,
-        outgoing.split.manifest_id.to_hex(),
-        outgoing.target.path_and_query
-    );
+    let uri = match local {
+        true => outgoing.target.path_and_query.clone(),
+        false => format!(
+            "{}/v1/run/{}{}",
+            worker.base,
+            outgoing.split.manifest_id.to_hex(),
+            outgoing.target.path_and_query
+        ),
+    };
     let uri: http::Uri = uri.parse().map_err(|_| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -398,7 +412,7 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
 /// The worker's response, with end-to-end headers, `x-bonus-worker`, and
 /// its body holding `guards` until it ends.
 fn finish<G: Send + Sync + Unpin + 'static>(
-    response: Response<Incoming>,
+    response: Response<RouterBody>,
     worker: &WorkerEntry,
     request_id: RequestId,
     guards: G,
@@ -413,7 +427,7 @@ fn finish<G: Send + Sync + Unpin + 'static>(
         insert_request_id(&mut headers, request_id);
     }
     parts.headers = headers;
-    Response::from_parts(parts, Guarded::wrap(body.boxed(), guards))
+    Response::from_parts(parts, Guarded::wrap(body, guards))
 }
 
 /// A per-function concurrency slot, released when the response ends.

@@ -73,6 +73,7 @@ mod state;
 mod status;
 mod table;
 
+pub use body::RouterBody;
 pub use error::RouterError;
 pub use forward::NOT_RUN;
 pub use limits::RouterLimits;
@@ -97,6 +98,26 @@ pub struct RouterConfig {
     pub ledger: Option<Arc<LedgerClient>>,
     /// Bounds on what clients may do.
     pub limits: RouterLimits,
+}
+
+/// A worker in the router's own process (`bonus node --role worker --role
+/// router`): when the router picks it, the request skips the HTTP hop.
+/// Everything else is as for any worker: it is chosen by the same rules
+/// (health probes, price, load), its answer is retried elsewhere only if
+/// marked [`NOT_RUN`], and it is attested only if the ledger allows this
+/// router to vouch for it.
+pub trait LocalWorker: Send + Sync + 'static {
+    /// Its key, as registered on the ledger.
+    fn key(&self) -> bonus_ids::PublicKey;
+
+    /// Runs `request` (its URI is the function's path and query; its
+    /// headers are what the worker's HTTP API would receive, the router's
+    /// own included) on `manifest`, and answers as that API would.
+    fn call(
+        &self,
+        manifest: bonus_ids::ManifestId,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = http::Response<RouterBody>> + Send>>;
 }
 
 /// A bound router, not yet serving.
@@ -132,6 +153,12 @@ impl Router {
     /// health probe answers, which starts at once.
     pub fn set_table(&self, table: RouteTable) {
         self.shared.install(table);
+    }
+
+    /// Sends requests for `local`'s key to it in process. Set once; a
+    /// second call is ignored.
+    pub fn set_local_worker(&self, local: Arc<dyn LocalWorker>) {
+        let _ = self.shared.local.set(local);
     }
 
     /// What the router knows now (the same as `GET /v1/router/status`).

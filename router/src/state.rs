@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub pending: Pending,
     /// The ledger's settlement period length; 0 until first read.
     pub period_ms: AtomicU64,
+    /// A worker in this process: requests to it skip HTTP.
+    pub local: std::sync::OnceLock<Arc<dyn crate::LocalWorker>>,
 }
 
 impl Shared {
@@ -72,6 +74,7 @@ impl Shared {
             retried: AtomicU64::new(0),
             pending: Pending::default(),
             period_ms: AtomicU64::new(0),
+            local: std::sync::OnceLock::new(),
         }
     }
 

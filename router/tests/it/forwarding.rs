@@ -129,3 +129,105 @@ async fn a_worker_that_drops_the_request_is_502_and_not_retried() {
     assert_eq!(good.runs(), ok);
     assert_eq!(router.status().await.requests_retried, 0);
 }
+
+/// A worker in the router's process: what it saw, and whether it refuses.
+struct InProcess {
+    key: bonus_ids::PublicKey,
+    refuse: bool,
+    seen: std::sync::Mutex<Vec<(bonus_ids::ManifestId, String, String)>>,
+}
+
+impl bonus_router::LocalWorker for InProcess {
+    fn key(&self) -> bonus_ids::PublicKey {
+        self.key
+    }
+
+    fn call(
+        &self,
+        manifest: bonus_ids::ManifestId,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = http::Response<bonus_router::RouterBody>> + Send>,
+    > {
+        let router = request
+            .headers()
+            .get("x-bonus-router")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .push((manifest, request.uri().to_string(), router));
+        let refuse = self.refuse;
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let body = http_body_util::Full::new(bytes::Bytes::from_static(b"in process"))
+                .map_err(|never| match never {})
+                .boxed();
+            let mut response = http::Response::new(body);
+            if refuse {
+                *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                response
+                    .headers_mut()
+                    .insert(bonus_router::NOT_RUN, http::HeaderValue::from_static("1"));
+            }
+            response
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_worker_in_the_routers_process_is_called_without_http() {
+    let worker = FakeWorker::start(1, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
+    let manifest = ManifestId::of(b"m");
+    let local = std::sync::Arc::new(InProcess {
+        key: worker.key,
+        refuse: false,
+        seen: Default::default(),
+    });
+    let router = TestRouter::start_with(
+        probe_once(),
+        table(&[&worker], manifest),
+        Some(local.clone()),
+    )
+    .await;
+    router.wait_healthy(1).await;
+    for _ in 0..10 {
+        let answer = get(&router.url("/fn/hello/a/b?q=1"), None).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.body, "in process");
+        assert_eq!(answer.header("x-bonus-worker"), worker.key.to_string());
+    }
+    assert_eq!(worker.runs(), 0, "nothing went over HTTP");
+    let seen = local.seen.lock().expect("not poisoned");
+    assert_eq!(seen.len(), 10);
+    assert_eq!(seen[0].0, manifest);
+    assert_eq!(seen[0].1, "/a/b?q=1", "the function's own path and query");
+    assert_eq!(seen[0].2, router.key.to_string(), "the router's header");
+}
+
+#[tokio::test]
+async fn an_in_process_refusal_marked_not_run_goes_to_another_worker() {
+    let near = FakeWorker::start(1, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
+    let other = FakeWorker::start(2, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
+    let local = std::sync::Arc::new(InProcess {
+        key: near.key,
+        refuse: true,
+        seen: Default::default(),
+    });
+    let router = TestRouter::start_with(
+        probe_once(),
+        table(&[&near, &other], ManifestId::of(b"m")),
+        Some(local.clone()),
+    )
+    .await;
+    router.wait_healthy(2).await;
+    for _ in 0..10 {
+        let answer = get(&router.url("/fn/hello/"), None).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.header("x-bonus-worker"), other.key.to_string());
+    }
+    assert_eq!(other.runs(), 10);
+    assert_eq!(near.runs(), 0);
+}

@@ -171,6 +171,15 @@ pub struct TestRouter {
 
 impl TestRouter {
     pub async fn start(limits: RouterLimits, table: RouteTable) -> TestRouter {
+        TestRouter::start_with(limits, table, None).await
+    }
+
+    /// With a worker in the router's process.
+    pub async fn start_with(
+        limits: RouterLimits,
+        table: RouteTable,
+        local: Option<Arc<dyn bonus_router::LocalWorker>>,
+    ) -> TestRouter {
         let key = SecretKey::from_seed([200; 32]);
         let public = key.public();
         let config = RouterConfig {
@@ -182,6 +191,9 @@ impl TestRouter {
             .await
             .expect("bind the router");
         router.set_table(table);
+        if let Some(local) = local {
+            router.set_local_worker(local);
+        }
         let addr = router.local_addr();
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(router.run(async {
