@@ -22,7 +22,7 @@ pub mod validator;
 pub mod worker;
 
 use anyhow::{Context, bail};
-use bonus_ids::SecretKey;
+use bonus_ids::{PublicKey, SecretKey};
 use bonus_ledger::NodeRole;
 use bonus_ledger::client::LedgerClient;
 use bonus_registry::p2p::Multiaddr;
@@ -70,13 +70,14 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Registers `key` on the ledger as a node of `role` (staking the role's
-/// minimum from its own balance the first time), or updates its endpoint,
-/// region and price; waits until that is final.
+/// Registers `key` on the ledger as a node of `role` run by `operator`
+/// (staking the role's minimum from its own balance the first time), or
+/// updates its endpoint, region and price; waits until that is final.
 pub async fn register(
     ledger: &LedgerClient,
     key: &SecretKey,
     role: NodeRole,
+    operator: PublicKey,
     endpoint: String,
     region: String,
     price_per_million_fuel: u64,
@@ -92,6 +93,7 @@ pub async fn register(
         .find(|n| n.key == me.to_string());
     if let Some(node) = &existing
         && node.role == role_name
+        && node.operator == operator.to_string()
         && node.endpoint == endpoint
         && node.region == region
         && node.price_per_million_fuel == price_per_million_fuel
@@ -120,7 +122,7 @@ pub async fn register(
             key,
             bonus_ledger::TxBody::RegisterNode {
                 role,
-                operator: me,
+                operator,
                 endpoint: endpoint.clone(),
                 region,
                 price_per_million_fuel,

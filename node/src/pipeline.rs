@@ -24,6 +24,9 @@ pub mod headers {
     pub const WORKER: &str = "x-bonus-worker";
     /// On a worker's refusal: nothing ran, the router may retry elsewhere.
     pub const NOT_RUN: &str = bonus_router::NOT_RUN;
+    /// `baseline` when Winch's code ran (and metered the fuel), during the
+    /// seconds after a cold start before Cranelift's code is ready.
+    pub const TIER: &str = "x-bonus-tier";
 }
 
 /// Most bytes of one invocation's stdout or stderr echoed to the log.
@@ -58,14 +61,18 @@ impl Pipeline {
     }
 
     /// Runs one request in a fresh instance and shapes the response.
-    pub async fn run(
+    pub async fn run<B>(
         &self,
         function: &Function,
         request_id: RequestId,
-        mut request: http::Request<hyper::body::Incoming>,
+        mut request: http::Request<B>,
         limits: Limits,
         caps: Arc<Capabilities>,
-    ) -> (Invocation, http::Response<Full<Bytes>>) {
+    ) -> (Invocation, http::Response<Full<Bytes>>)
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         if !request.headers().contains_key(http::header::HOST) {
             // wasi:http needs an authority; HTTP/1.0 clients may omit it.
             request.headers_mut().insert(
@@ -109,6 +116,9 @@ pub fn respond(invocation: &mut Invocation, limits: &Limits) -> http::Response<F
     };
     let fields = response.headers_mut();
     fields.insert(headers::FUEL, invocation.usage.fuel.into());
+    if invocation.usage.tier == bonus_runtime::Tier::Baseline {
+        fields.insert(headers::TIER, http::HeaderValue::from_static("baseline"));
+    }
     if let Ok(id) = http::HeaderValue::from_str(&invocation.request_id.to_string()) {
         fields.insert(headers::REQUEST_ID, id);
     }

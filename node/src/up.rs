@@ -79,6 +79,9 @@ pub struct UpConfig {
     pub exe: PathBuf,
     /// The account funded at genesis (the user's key).
     pub dev_account: PublicKey,
+    /// Test mode: worker `i` answers health probes this much later (a far
+    /// worker), for nearest-routing tests without network namespaces.
+    pub probe_delays_ms: Vec<u64>,
 }
 
 /// One node process and how to start it again.
@@ -184,6 +187,9 @@ pub fn start(config: &UpConfig, progress: &dyn Fn(&str)) -> anyhow::Result<Up> {
             "--p2p".into(),
             format!("/ip4/127.0.0.1/tcp/{}", base + 40 + i as u16).into(),
         ]);
+        if let Some(delay) = config.probe_delays_ms.get(i).filter(|d| **d > 0) {
+            args.extend(["--probe-delay-ms".into(), delay.to_string().into()]);
+        }
         args.extend(ledger_args.iter().cloned());
         up.spawn(&format!("worker-{i}"), args)?;
     }

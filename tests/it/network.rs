@@ -1,8 +1,11 @@
 //! The product end to end, as separate processes: `bonus up` (4
 //! validators, 2 workers, a router), the examples deployed through the
-//! ledger, requests through the router, usage settled on chain; a worker
-//! killed -9 under load is restarted and settles what it had committed,
-//! nothing twice; a second `bonus up` on the same home is refused.
+//! ledger, requests through the router to the nearer worker, usage settled
+//! on chain; a worker killed -9 under load is restarted and settles what
+//! it had committed, nothing twice; a gradual rollout and its rollback;
+//! bad input at the edge (malformed Host, oversized body, forged router
+//! header, an owner who cannot pay, a network that is down); a second
+//! `bonus up` on the same home is refused.
 
 use bonus_ledger::api::{AccountView, UsageView};
 use bonus_tests::{guest, http_request, root, wait_until};
@@ -42,6 +45,9 @@ impl Drop for Up {
     }
 }
 
+/// Worker-1 answers health probes this much later: it looks far.
+const FAR_WORKER_DELAY_MS: u64 = 30;
+
 fn bonus_up(home: &Path, base: u16) -> Up {
     let mut child = Command::new(bonus_tests::bonus_bin())
         .args([
@@ -50,6 +56,8 @@ fn bonus_up(home: &Path, base: u16) -> Up {
             "-q",
             "--port",
             &base.to_string(),
+            "--probe-delay-ms",
+            &format!("0,{FAR_WORKER_DELAY_MS}"),
             "--examples",
         ])
         .arg(root().join("examples"))
@@ -132,27 +140,73 @@ fn worker_settled(home: &Path) -> Option<u64> {
         .sum()
 }
 
-/// `n` requests to `/fn/hello/` through the router; (successes, fuel).
-fn hit(router: &str, n: usize) -> (usize, u64) {
-    let mut ok = 0;
-    let mut fuel = 0;
+/// What `n` requests to `/fn/<name>/` through the router got.
+#[derive(Default)]
+struct Hits {
+    ok: usize,
+    fuel: u64,
+    /// Successes by `x-bonus-worker`.
+    by_worker: std::collections::HashMap<String, usize>,
+    /// Successes by `x-bonus-manifest-id`.
+    by_manifest: std::collections::HashMap<String, usize>,
+}
+
+fn hit(router: &str, name: &str, n: usize) -> Hits {
+    let mut hits = Hits::default();
+    let path = format!("/fn/{name}/");
     for _ in 0..n {
-        let response =
-            std::panic::catch_unwind(|| http_request(router, "GET", "/fn/hello/", &[], b""));
+        let response = std::panic::catch_unwind(|| http_request(router, "GET", &path, &[], b""));
         let Ok(response) = response else { continue };
         if response.status == 200 {
-            assert!(
-                response.header("x-bonus-worker").is_some(),
-                "no x-bonus-worker header"
-            );
-            ok += 1;
-            fuel += response
+            let worker = response
+                .header("x-bonus-worker")
+                .expect("no x-bonus-worker header");
+            *hits.by_worker.entry(worker.to_string()).or_default() += 1;
+            let manifest = response
+                .header("x-bonus-manifest-id")
+                .expect("no x-bonus-manifest-id header");
+            *hits.by_manifest.entry(manifest.to_string()).or_default() += 1;
+            hits.ok += 1;
+            hits.fuel += response
                 .header("x-bonus-fuel")
                 .and_then(|f| f.parse::<u64>().ok())
                 .unwrap_or(0);
         }
     }
-    (ok, fuel)
+    hits
+}
+
+/// A request written byte for byte (to send what `http_request` would
+/// not, such as a malformed Host); the status code of the answer.
+fn raw_status(base: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(base.trim_start_matches("http://")).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("writing");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+}
+
+/// `bonus ARGS…` that must succeed; its stdout.
+fn bonus_ok(home: &Path, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = bonus_tests::bonus(home, args);
+    assert!(ok, "bonus {}: {stderr}", args.join(" "));
+    stdout
+}
+
+/// A worker's key (`GET /v1/node`).
+fn worker_key(api: &str) -> String {
+    let value: serde_json::Value = get(api, "/v1/node");
+    value["key"].as_str().expect("worker key").to_string()
 }
 
 /// The manifest that answered one request through the router.
@@ -186,10 +240,11 @@ fn router_caught_up(router: &str, ledger: &str) {
 
 #[test]
 fn bonus_up_routes_settles_and_survives_a_killed_worker() {
-    guest("hello"); // builds the examples once, before `bonus up` needs them
+    let hello_wasm = guest("hello"); // builds the examples before `bonus up` needs them
     let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
     let base = free_base();
-    let up = bonus_up(home.path(), base);
+    let up = bonus_up(home, base);
     let router = up.ready["router"].as_str().expect("router URL").to_string();
     let ledger = up.ready["ledger"][0]
         .as_str()
@@ -203,18 +258,24 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         up.ready["functions"]["hello"].as_str(),
         Some(format!("http://hello.localhost:{base}/").as_str())
     );
+    let workers: Vec<String> = up.ready["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w.as_str().expect("worker URL").to_string())
+        .collect();
+    assert_eq!(workers.len(), 2);
+    let (near, far) = (worker_key(&workers[0]), worker_key(&workers[1]));
 
     // A second `bonus up` on the same home is refused, and changes nothing.
-    let (ok, _, stderr) = bonus_tests::bonus(
-        home.path(),
-        &["up", "--port", &base.to_string(), "--no-examples"],
-    );
+    let (ok, _, stderr) =
+        bonus_tests::bonus(home, &["up", "--port", &base.to_string(), "--no-examples"]);
     assert!(
         !ok && stderr.contains("another `bonus up` is running"),
         "{stderr}"
     );
 
-    // An unknown name is a clear 404 from the router.
+    // Bad input at the edge: a clear answer each, nothing forwarded.
     let unknown = http_request(&router, "GET", "/fn/nope/", &[], b"");
     assert_eq!(
         unknown.status,
@@ -222,22 +283,83 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         "{}",
         String::from_utf8_lossy(&unknown.body)
     );
+    let malformed = raw_status(
+        &router,
+        "GET / HTTP/1.1\r\nhost: hel/lo!.localhost\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(malformed, 400, "a malformed Host");
+    let oversized = http_request(&router, "POST", "/fn/hello/", &[], &vec![b'x'; 11 << 20]);
+    assert_eq!(oversized.status, 413, "a body above the router's 10 MiB");
 
+    // An owner who cannot pay: "broke" deploys, then empties its account.
+    bonus_ok(home, &["keys", "new", "--name", "broke"]);
+    let broke: serde_json::Value = serde_json::from_str(&bonus_ok(
+        home,
+        &["--json", "keys", "show", "--name", "broke"],
+    ))
+    .expect("key JSON");
+    let broke = broke["public_key"]
+        .as_str()
+        .expect("public key")
+        .to_string();
+    bonus_ok(home, &["-q", "transfer", &broke, "1000"]);
+    let hello_path = hello_wasm.to_str().expect("utf-8 path");
+    bonus_ok(
+        home,
+        &[
+            "-q", "deploy", hello_path, "--name", "broke", "--key", "broke",
+        ],
+    );
+    let left: AccountView = get(&ledger, &format!("/v1/ledger/accounts/{broke}"));
+    let status: bonus_ledger::api::Status = get(&ledger, "/v1/ledger/status");
+    let all_but_fee = (left.balance - status.tx_fee).to_string();
+    bonus_ok(
+        home,
+        &["-q", "transfer", &dev, &all_but_fee, "--key", "broke"],
+    );
+    let empty: AccountView = get(&ledger, &format!("/v1/ledger/accounts/{broke}"));
+    assert_eq!(empty.balance, 0, "the owner has nothing left");
+    router_caught_up(&router, &ledger);
+    assert_eq!(hit(&router, "broke", 5).ok, 5, "served until settlement");
+
+    // Anyone can send `x-bonus-router` straight to a worker: it runs, but
+    // no router attested it, so it is never paid (checked below: settled
+    // invocations are exactly the ones routed).
+    let hello_manifest = manifest_of(&router);
+    for _ in 0..50 {
+        let forged = http_request(
+            &workers[1],
+            "GET",
+            &format!("/v1/run/{hello_manifest}/"),
+            &[("x-bonus-router", &dev)],
+            b"",
+        );
+        assert_eq!(forged.status, 200);
+    }
+
+    // 1 000 requests through the router, nearly all to the near worker.
     let before: AccountView = get(&ledger, &format!("/v1/ledger/accounts/{dev}"));
-    let (ok, fuel) = hit(&router, 1000);
-    assert_eq!(ok, 1000, "every request through the router succeeds");
-    assert!(fuel > 0);
+    let hits = hit(&router, "hello", 1000);
+    assert_eq!(hits.ok, 1000, "every request through the router succeeds");
+    assert!(hits.fuel > 0);
+    let to_near = hits.by_worker.get(&near).copied().unwrap_or(0);
+    assert!(
+        to_near >= 900,
+        "≥ 90 % to the near worker: {to_near} of 1000 (far: {:?})",
+        hits.by_worker.get(&far)
+    );
 
     // Settlement: workers claim after each period ends and routers attest.
     let mut by_workers = 0;
+    let routed = 1000 + 5 + 1; // hello, broke, and manifest_of's request
     let settled_all = wait_until(DEADLINE, || {
-        by_workers = worker_settled(home.path()).unwrap_or(0);
-        by_workers >= 1000
+        by_workers = worker_settled(home).unwrap_or(0);
+        by_workers >= routed
     });
-    assert!(settled_all, "workers settled {by_workers}, want 1000");
+    assert!(settled_all, "workers settled {by_workers}, want {routed}");
     assert_eq!(
-        by_workers, 1000,
-        "exactly the invocations served, nothing twice"
+        by_workers, routed,
+        "exactly the invocations routed: nothing twice, nothing forged"
     );
     // What the ledger still holds (its settlement window) agrees.
     let last = settled(&ledger, "hello");
@@ -251,22 +373,45 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
     assert_eq!(paid, last.2, "the owner paid exactly what was charged");
     // Price 1000 per million fuel plus the 1 % protocol fee, rounded down
     // per settlement line.
-    let expected = fuel as f64 / 1000.0 * 1.01;
+    let expected = hits.fuel as f64 / 1000.0 * 1.01;
     assert!(
         (paid as f64 - expected).abs() <= 0.02 * expected + 20.0,
-        "paid {paid}, fuel {fuel} → expected about {expected}"
+        "paid {paid}, fuel {} → expected about {expected}",
+        hits.fuel
     );
 
-    // kill -9 one worker under load: requests keep succeeding on the
-    // other; `bonus up` restarts it; it settles what it had committed.
-    let pid_file = home.path().join("up/logs/worker-0.pid");
+    // The owner who could not pay: its usage was settled, it was charged
+    // nothing, and the router now answers 402 for its name.
+    // Every other request served through the router from here on.
+    let mut served = 0;
+    let mut unpaid = 0;
+    let refused = wait_until(DEADLINE, || {
+        unpaid = http_request(&router, "GET", "/fn/broke/", &[], b"").status;
+        served += usize::from(unpaid == 200);
+        unpaid == 402
+    });
+    assert!(refused, "an owner who cannot pay gets 402, got {unpaid}");
+    let still: AccountView = get(&ledger, &format!("/v1/ledger/accounts/{broke}"));
+    assert_eq!(still.balance, 0, "nothing was taken that it did not have");
+    // A top-up clears it.
+    bonus_ok(home, &["-q", "transfer", &broke, "100000"]);
+    let paid_again = wait_until(DEADLINE, || {
+        http_request(&router, "GET", "/fn/broke/", &[], b"").status == 200
+    });
+    assert!(paid_again, "a top-up ends the 402");
+    served += 1;
+
+    // kill -9 the near worker under load: requests keep succeeding on the
+    // other within 2 s; `bonus up` restarts it; it settles what it had
+    // committed.
+    let pid_file = home.join("up/logs/worker-0.pid");
     let pid = std::fs::read_to_string(&pid_file)
         .expect("worker pid")
         .trim()
         .to_string();
     let load = {
         let router = router.clone();
-        std::thread::spawn(move || hit(&router, 400))
+        std::thread::spawn(move || hit(&router, "hello", 400))
     };
     std::thread::sleep(Duration::from_millis(200));
     let killed = Command::new("kill")
@@ -274,20 +419,76 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         .status()
         .expect("kill");
     assert!(killed.success());
-    let (ok2, _) = load.join().expect("load thread");
+    let killed_at = std::time::Instant::now();
+    let moved = wait_until(Duration::from_secs(2), || {
+        let response = http_request(&router, "GET", "/fn/hello/", &[], b"");
+        served += usize::from(response.status == 200);
+        response.status == 200 && response.header("x-bonus-worker") == Some(far.as_str())
+    });
     assert!(
-        ok2 >= 390,
-        "only in-flight requests may fail: {ok2}/400 succeeded"
+        moved,
+        "traffic did not move to the other worker within 2 s ({:?})",
+        killed_at.elapsed()
+    );
+    let loaded = load.join().expect("load thread");
+    assert!(
+        loaded.ok >= 390,
+        "only in-flight requests may fail: {}/400 succeeded",
+        loaded.ok
     );
     let restarted = wait_until(DEADLINE, || {
         std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() != pid)
     });
     assert!(restarted, "bonus up restarts a killed worker");
-    let total = 1000 + ok2 as u64;
+
+    // Rollout: v2 (same code, another environment), split 90/10, rollback.
+    bonus_ok(
+        home,
+        &[
+            "-q",
+            "deploy",
+            hello_path,
+            "--name",
+            "hello",
+            "-e",
+            "RELEASE=2",
+        ],
+    );
+    router_caught_up(&router, &ledger);
+    let v2 = manifest_of(&router);
+    assert_ne!(v2, hello_manifest, "v2 is current after its deploy");
+    bonus_ok(
+        home,
+        &[
+            "-q", "traffic", "hello", "--split", "v1=90", "--split", "v2=10",
+        ],
+    );
+    router_caught_up(&router, &ledger);
+    let split = hit(&router, "hello", 1000);
+    assert_eq!(split.ok, 1000);
+    let to_v2 = split.by_manifest.get(&v2).copied().unwrap_or(0);
+    let to_v1 = split.by_manifest.get(&hello_manifest).copied().unwrap_or(0);
+    assert_eq!(to_v1 + to_v2, 1000, "{:?}", split.by_manifest);
+    assert!(
+        (50..=150).contains(&to_v2),
+        "10 % ± 5 to v2: {to_v2} of 1000"
+    );
+    bonus_ok(home, &["-q", "rollback", "hello"]);
+    router_caught_up(&router, &ledger);
+    let back = hit(&router, "hello", 100);
+    assert_eq!(
+        back.by_manifest.get(&hello_manifest).copied(),
+        Some(100),
+        "after the rollback, all to v1: {:?}",
+        back.by_manifest
+    );
+
+    // Everything served through the router is settled, nothing twice;
+    // the killed worker may lose its last commit window (in flight).
+    // (+ 1: manifest_of's request for v2.)
+    let total = routed + (served + loaded.ok + 1 + 1000 + 100) as u64;
     let settled_again = wait_until(DEADLINE, || {
-        by_workers = worker_settled(home.path()).unwrap_or(0);
-        // The killed worker may lose its last commit window: at most the
-        // in-flight receipts, never a double settlement.
+        by_workers = worker_settled(home).unwrap_or(0);
         by_workers + 10 >= total
     });
     assert!(settled_again, "workers settled {by_workers} of {total}");
@@ -301,4 +502,9 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         "never settled beyond what routers attested: {last:?}"
     );
     drop(up);
+
+    // The network is down: a clear error that says what to do.
+    let (ok, _, stderr) = bonus_tests::bonus(home, &["usage", "hello"]);
+    assert!(!ok);
+    assert!(stderr.contains("bonus up"), "{stderr}");
 }

@@ -73,6 +73,8 @@ enum Command {
     Traffic(rollout::TrafficArgs),
     /// Make a name's previous version current again.
     Rollback(rollout::RollbackArgs),
+    /// Set a function's spending cap per period and clear a 402.
+    Fund(rollout::FundArgs),
 }
 
 /// Runs the parsed command.
@@ -94,5 +96,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(args) => usage::run(&cli.global, args),
         Command::Traffic(args) => rollout::traffic(&cli.global, args),
         Command::Rollback(args) => rollout::rollback(&cli.global, args),
+        Command::Fund(args) => rollout::fund(&cli.global, args),
     }
 }

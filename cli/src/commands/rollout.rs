@@ -1,4 +1,5 @@
-//! `bonus traffic` and `bonus rollback`: gradual rollouts on the ledger.
+//! `bonus traffic`, `bonus rollback` and `bonus fund`: what a function's
+//! owner changes on the ledger after deploying it.
 
 use crate::commands::deploy::ledger_client;
 use crate::commands::{GlobalArgs, keys};
@@ -38,6 +39,28 @@ pub struct RollbackArgs {
     /// The function's name.
     name: String,
     /// Signing key name.
+    #[arg(long, default_value = "default")]
+    key: String,
+    /// A ledger validator's API (repeatable) [default: the local network's].
+    #[arg(long = "ledger", value_name = "URL")]
+    ledger: Vec<String>,
+}
+
+/// Set the most a function's owner pays per settlement period, and clear
+/// the owner's unpaid mark: routers answer 402 while an owner cannot pay
+/// (its balance ran out, or the name spent its budget this period). Top
+/// up the balance first with `bonus transfer` if it ran out.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example (allow hello up to 50 000 per period):\n  bonus fund hello --spend-max 50000"
+)]
+pub struct FundArgs {
+    /// The function's name.
+    name: String,
+    /// Most charged per period for this name, fees included (0: never).
+    #[arg(long, value_name = "AMOUNT")]
+    spend_max: u64,
+    /// Signing key name (the owner).
     #[arg(long, default_value = "default")]
     key: String,
     /// A ledger validator's API (repeatable) [default: the local network's].
@@ -190,6 +213,60 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> anyhow::Result<()> {
             global.quiet,
             "Rolled back",
             format!("{} to v{version} ({id})", args.name),
+        );
+        Ok(())
+    })
+}
+
+pub fn fund(global: &GlobalArgs, args: FundArgs) -> anyhow::Result<()> {
+    let key = keys::load_key(&args.key)?;
+    let ledger = ledger_client(&args.ledger)?;
+    block_on(async {
+        let Some(view) = ledger.name(&args.name).await? else {
+            bail!(
+                "no function named {:?} on the ledger; deploy it first",
+                args.name
+            );
+        };
+        if view.owner != key.public().to_string() {
+            bail!(
+                "{} belongs to {}, not to key {:?}; pass the owner's --key",
+                args.name,
+                view.owner,
+                args.key
+            );
+        }
+        submit(
+            &ledger,
+            &key,
+            TxBody::Fund {
+                name: args.name.clone(),
+                spend_per_period_max: args.spend_max,
+            },
+            global.quiet,
+        )
+        .await?;
+        let view = ledger
+            .name(&args.name)
+            .await?
+            .context("the name vanished")?;
+        if view.spend_per_period_max != args.spend_max {
+            bail!("the ledger did not apply the budget for {}", args.name);
+        }
+        if global.json {
+            println!("{}", serde_json::to_string(&view)?);
+        }
+        let state = match view.unpaid {
+            true => "still unpaid: the balance cannot cover it; top up with `bonus transfer`",
+            false => "paid",
+        };
+        output::status(
+            global.quiet,
+            "Funded",
+            format!(
+                "{}: at most {} per period ({state})",
+                args.name, args.spend_max
+            ),
         );
         Ok(())
     })

@@ -33,6 +33,10 @@ pub struct UpArgs {
     /// Deploy nothing.
     #[arg(long)]
     no_examples: bool,
+    /// Test mode: delay each worker's health answers (ms, comma-separated
+    /// by worker), making it look far to the router.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    probe_delay_ms: Vec<u64>,
 }
 
 pub fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
@@ -59,6 +63,7 @@ pub fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         base_port: args.port,
         exe: std::env::current_exe().context("cannot find the bonus binary")?,
         dev_account: key.public(),
+        probe_delays_ms: args.probe_delay_ms.clone(),
     };
     let progress = |step: &str| output::status(quiet, "Starting", step);
     let mut up = bonus_node::up::start(&config, &progress)?;

@@ -63,7 +63,14 @@ async fn route(node: &Arc<Worker>, request: http::Request<Incoming>) -> Response
             if !node.probe_delay.is_zero() {
                 tokio::time::sleep(node.probe_delay).await;
             }
-            json(StatusCode::OK, serde_json::json!({ "ok": true }))
+            // Routers send nothing to a worker whose owner is busy.
+            match node.idle.as_ref().filter(|idle| idle.backing_off()) {
+                Some(_) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({ "ok": false, "reason": "idle-only: the owner is using the machine" }),
+                ),
+                None => json(StatusCode::OK, serde_json::json!({ "ok": true })),
+            }
         }
         (_, ["v1", "run", manifest, ..]) => {
             let manifest = manifest.to_string();
@@ -122,6 +129,10 @@ async fn node_info(node: &Worker) -> Response {
             "p2p_addrs": node.p2p.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "artifacts": blobs,
             "connected_peers": peers,
+            "idle_only": node.idle.as_ref().map(|idle| serde_json::json!({
+                "backing_off": idle.backing_off(),
+                "others_load": idle.others_load(),
+            })),
         }),
     )
 }
@@ -319,7 +330,7 @@ async fn invoke_name(
         Ok(id) => id,
         Err(response) => return *response,
     };
-    invoke(worker, manifest_id, 3, request).await
+    invoke(worker, manifest_id, function_request(request, 3)).await
 }
 
 /// `/v1/run/<manifest>/…`: what routers call.
@@ -329,45 +340,21 @@ async fn invoke_manifest(
     request: http::Request<Incoming>,
 ) -> Response {
     match manifest.parse::<ManifestId>() {
-        Ok(id) => invoke(worker, id, 4, request).await,
+        Ok(id) => invoke(worker, id, function_request(request, 4)).await,
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
-/// Runs a request: the function sees the path after the first `skip`
-/// segments (`/fn/<name>` or `/v1/run/<manifest>`).
-async fn invoke(
-    worker: &Arc<Worker>,
-    manifest_id: ManifestId,
-    skip: usize,
-    request: http::Request<Incoming>,
-) -> Response {
-    let Ok(_permit) = worker.concurrency.try_acquire() else {
-        return not_run(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this worker is at its concurrency limit; retry or use another worker",
-        ));
-    };
-    let deployed = match deployed(worker, manifest_id).await {
-        Ok(deployed) => deployed,
-        Err(response) => return not_run(*response),
-    };
+/// The request as the function sees it: the path after the first `skip`
+/// segments (`/fn/<name>` or `/v1/run/<manifest>`), and the client's Host.
+fn function_request<B>(request: http::Request<B>, skip: usize) -> http::Request<B> {
     let (mut parts, body) = request.into_parts();
-    let router = parts.headers.get(headers::ROUTER).is_some();
-    let request_id = parts
-        .headers
-        .get(headers::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| u128::from_str_radix(v, 16).ok())
-        .map(RequestId::from_u128)
-        .unwrap_or_else(|| worker.pipeline.next_id());
     let rest = parts
         .uri
         .path()
         .splitn(skip + 1, '/')
         .nth(skip)
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     let query = parts
         .uri
         .query()
@@ -376,19 +363,76 @@ async fn invoke(
     parts.uri = format!("/{rest}{query}")
         .parse()
         .unwrap_or_else(|_| http::Uri::from_static("/"));
-    if let Some(host) = parts.headers.remove("x-forwarded-host") {
-        parts.headers.insert(http::header::HOST, host);
+    forwarded_host(http::Request::from_parts(parts, body))
+}
+
+/// The Host the client sent to the router, as the function's Host.
+pub(super) fn forwarded_host<B>(mut request: http::Request<B>) -> http::Request<B> {
+    if let Some(host) = request.headers_mut().remove("x-forwarded-host") {
+        request.headers_mut().insert(http::header::HOST, host);
     }
+    request
+}
+
+/// Runs a request whose URI is the function's own path (from the HTTP
+/// API, or from a router in this process).
+pub(super) async fn invoke<B>(
+    worker: &Arc<Worker>,
+    manifest_id: ManifestId,
+    request: http::Request<B>,
+) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Ok(_permit) = worker.concurrency.try_acquire() else {
+        return not_run(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this worker is at its concurrency limit; retry or use another worker",
+        ));
+    };
+    if worker.idle.as_ref().is_some_and(|idle| idle.backing_off()) {
+        return not_run(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this worker runs only while its owner's machine is idle, and it is busy; another worker can serve this",
+        ));
+    }
+    if let Some(Err(wait)) = worker.fuel_rate.as_ref().map(|rate| rate.admit()) {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this worker has burned its owner's fuel-per-second cap; another worker can serve this",
+        );
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(wait.as_secs() + 1),
+        );
+        return not_run(response);
+    }
+    let deployed = match deployed(worker, manifest_id).await {
+        Ok(deployed) => deployed,
+        Err(response) => return not_run(*response),
+    };
+    let router = request.headers().get(headers::ROUTER).is_some();
+    let request_id = request
+        .headers()
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| u128::from_str_radix(v, 16).ok())
+        .map(RequestId::from_u128)
+        .unwrap_or_else(|| worker.pipeline.next_id());
     let (invocation, mut response) = worker
         .pipeline
         .run(
             &deployed.function,
             request_id,
-            http::Request::from_parts(parts, body),
+            request,
             deployed.limits,
             deployed.caps.clone(),
         )
         .await;
+    if let Some(rate) = &worker.fuel_rate {
+        rate.charge(invocation.usage.fuel);
+    }
     if let Some(receipts) = &worker.receipts {
         receipts.record(Receipt {
             request_id,

@@ -10,6 +10,7 @@
 //! name map: posting a signed manifest binds its name here.
 
 mod api;
+pub mod owner;
 pub mod receipts;
 mod settle;
 
@@ -54,6 +55,10 @@ pub struct WorkerConfig {
     pub concurrency_max: usize,
     /// Test mode: answer health probes this much later (a far worker).
     pub probe_delay: Duration,
+    /// The owner's cap on fuel burned per second (all functions).
+    pub fuel_per_second_max: Option<u64>,
+    /// Take requests only while the owner's machine is otherwise idle.
+    pub idle_only: Option<owner::IdlePolicy>,
 }
 
 /// A function version, ready to invoke.
@@ -92,6 +97,8 @@ pub struct Worker {
     price: u64,
     concurrency: tokio::sync::Semaphore,
     probe_delay: Duration,
+    fuel_rate: Option<owner::FuelRate>,
+    idle: Option<Arc<owner::IdleWatch>>,
 }
 
 /// How long a name resolved on the ledger is trusted before asking again.
@@ -105,6 +112,8 @@ pub struct Ready<'a> {
     pub p2p: &'a P2p,
     /// The worker's key.
     pub key: bonus_ids::PublicKey,
+    /// The worker, for a router in the same process.
+    pub local: Arc<dyn bonus_router::LocalWorker>,
 }
 
 /// Runs a worker until `stop`; then drains requests and flushes receipts.
@@ -128,6 +137,9 @@ pub async fn run(
     );
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("cache")),
+        // A cold worker answers within a second, on Winch's code, while
+        // Cranelift's compiles.
+        compiler: bonus_runtime::Compiler::Tiered,
         ..RuntimeConfig::default()
     })?;
     let mut bootstrap = config.bootstrap.clone();
@@ -174,6 +186,13 @@ pub async fn run(
         Some(_) => Some(Receipts::open(&config.data_dir.join("receipts"))?),
         None => None,
     };
+    let idle = match config.idle_only {
+        Some(policy) => Some(
+            owner::IdleWatch::start(policy)
+                .context("--idle-only needs /proc/stat to measure the machine's load")?,
+        ),
+        None => None,
+    };
     let worker = Arc::new(Worker {
         pipeline: Pipeline::new(&key.seed()),
         key,
@@ -189,6 +208,8 @@ pub async fn run(
         price: config.price_per_million_fuel,
         concurrency: tokio::sync::Semaphore::new(config.concurrency_max.max(1)),
         probe_delay: config.probe_delay,
+        fuel_rate: config.fuel_per_second_max.map(owner::FuelRate::new),
+        idle,
     });
     if let Some(ledger) = &worker.ledger {
         let p2p_addr = worker
@@ -201,6 +222,7 @@ pub async fn run(
             ledger,
             &worker.key,
             bonus_ledger::NodeRole::Worker,
+            worker.key.public(),
             format!("http://{api_addr}{p2p_addr}"),
             config.region,
             worker.price,
@@ -211,6 +233,7 @@ pub async fn run(
         api: api_addr,
         p2p: &worker.p2p,
         key: worker.key.public(),
+        local: Arc::new(InProcess(worker.clone())),
     });
     let peering = worker
         .ledger
@@ -228,6 +251,32 @@ pub async fn run(
         task.abort();
     }
     Ok(())
+}
+
+/// The worker as a router in the same process calls it: no HTTP, the
+/// same checks, limits, receipts and answers as `/v1/run/<manifest>/`.
+struct InProcess(Arc<Worker>);
+
+impl bonus_router::LocalWorker for InProcess {
+    fn key(&self) -> bonus_ids::PublicKey {
+        self.0.key.public()
+    }
+
+    fn call(
+        &self,
+        manifest: ManifestId,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = http::Response<bonus_router::RouterBody>> + Send>,
+    > {
+        use http_body_util::BodyExt;
+        let worker = self.0.clone();
+        Box::pin(async move {
+            api::invoke(&worker, manifest, api::forwarded_host(request))
+                .await
+                .map(|body| body.map_err(|never| match never {}).boxed())
+        })
+    }
 }
 
 impl Worker {
