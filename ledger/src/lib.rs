@@ -13,7 +13,9 @@
 //!   its hash is the [`ChainId`] that every signature covers.
 //! - [`State`]: a pure function of (genesis, blocks). Every transition is
 //!   `begin_block(ctx)`, then `apply(tx, ctx)` per transaction, with no
-//!   clock or randomness of its own; [`State::root`] commits to all of it.
+//!   clock or randomness of its own; [`State::root`] commits to all of it
+//!   (a Merkle tree over its rows, so [`State::prove_account`] and
+//!   [`verify_account`] let a client check a balance against a root).
 //! - [`chain::Chain`]: one validator's view (applied state, speculative
 //!   states of unfinalized blocks, mempool, store), shared by the consensus
 //!   tasks and the query API for the validator's lifetime.
@@ -48,7 +50,8 @@ pub use codec::DecodeError;
 pub use error::TxError;
 pub use params::{BlockCtx, ChainId, Params};
 pub use state::{
-    Account, FEE_BASIS_POINTS, GenesisSpec, ManifestEntry, NameEntry, NodeEntry, State, Usage,
+    Account, FEE_BASIS_POINTS, GenesisSpec, ManifestEntry, NameEntry, NodeEntry, State, StateProof,
+    Usage, verify_account,
 };
 pub use tx::{Aggregate, Attestation, NodeRole, SettleBatch, SignedTx, TxBody};
 

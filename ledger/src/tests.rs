@@ -496,7 +496,7 @@ fn a_signature_covers_the_chain_id() {
 }
 
 #[test]
-fn state_encoding_round_trips_with_its_root() {
+fn state_rows_round_trip_with_their_root() {
     let mut net = Net::new().with_function();
     net.attest(10);
     let (worker, alice) = (net.worker.clone_key(), net.alice.clone_key());
@@ -506,17 +506,28 @@ fn state_encoding_round_trips_with_its_root() {
     net.run(&alice, TxBody::Unstake { amount: 40 })
         .expect("unstakes");
     let state = net.h.state.clone();
-    let decoded = State::decode(&state.encode()).expect("decodes");
+    let rows = state.rows();
+    let decoded = State::from_rows(rows.clone()).expect("decodes");
     assert!(decoded == state);
     assert_eq!(decoded.root(), state.root());
-    assert!(State::decode(&state.encode()[1..]).is_err());
-    // A stored state that does not conserve supply is refused: flip a
-    // byte of the fee pool (just before `minted` and the key sets).
-    let mut bytes = state.encode();
-    let validators = state.validators().len() * 32 + 1 + 1; // keys, two counts
-    let fee_pool_at = bytes.len() - validators - 8 - 8;
-    bytes[fee_pool_at + 7] ^= 1;
-    assert!(State::decode(&bytes).is_err());
+    assert_eq!(state.root_recomputed(), state.root());
+    // A truncated row, an unknown one or a missing globals row is refused.
+    let mut truncated = rows.clone();
+    truncated[1].1.pop();
+    assert!(State::from_rows(truncated).is_err());
+    let mut unknown = rows.clone();
+    unknown.push((vec![0x99], vec![]));
+    assert!(State::from_rows(unknown).is_err());
+    assert!(State::from_rows(rows[1..].to_vec()).is_err());
+    // Rows that do not conserve supply are refused: one more coin for alice.
+    let alice_key = [&[1u8][..], net.alice.public().as_bytes()].concat();
+    let mut inflated = rows;
+    let row = inflated
+        .iter_mut()
+        .find(|(k, _)| *k == alice_key)
+        .expect("alice has a row");
+    row.1[7] ^= 1;
+    assert!(State::from_rows(inflated).is_err());
 }
 
 #[test]

@@ -19,7 +19,7 @@ impl State {
             });
         }
         if amount > 0 {
-            self.accounts.entry(account).or_default().balance -= amount;
+            self.accounts.or_default(account).balance -= amount;
             self.supply -= u128::from(amount);
         }
         Ok(())
@@ -31,7 +31,7 @@ impl State {
         if amount == 0 {
             return;
         }
-        let entry = self.accounts.entry(account).or_default();
+        let entry = self.accounts.or_default(account);
         entry.balance = entry
             .balance
             .checked_add(amount)
@@ -44,13 +44,14 @@ impl State {
             .fee_pool
             .checked_add(amount)
             .expect("the fee pool exceeds the total supply");
+        self.globals_dirty = true;
         self.supply += u128::from(amount);
     }
 
     /// Moves `amount` of `account`'s balance to its stake.
     pub(super) fn bond(&mut self, account: PublicKey, amount: u64) -> Result<(), TxError> {
         self.debit(account, amount)?;
-        let entry = self.accounts.entry(account).or_default();
+        let entry = self.accounts.or_default(account);
         entry.stake = entry
             .stake
             .checked_add(amount)
@@ -66,7 +67,7 @@ impl State {
             return;
         }
         let at = ctx.time_ms.saturating_add(self.params.unbonding_ms);
-        let entry = self.accounts.entry(account).or_default();
+        let entry = self.accounts.or_default(account);
         assert!(entry.stake >= amount, "unbonding more than the stake");
         entry.stake -= amount;
         entry.unbonding.push((amount, at));
@@ -75,12 +76,12 @@ impl State {
 
     /// Returns unbonding entries due at `now_ms` to their balances.
     pub(super) fn release_unbonded(&mut self, now_ms: u64) {
-        while let Some(&(at, account)) = self.releases.first() {
+        while let Some(&(at, account)) = self.releases.get_min() {
             if at > now_ms {
                 break;
             }
-            self.releases.pop_first();
-            let entry = self.accounts.entry(account).or_default();
+            self.releases.remove_min();
+            let entry = self.accounts.or_default(account);
             let (due, kept): (Vec<_>, Vec<_>) =
                 entry.unbonding.iter().partition(|(_, at)| *at <= now_ms);
             entry.unbonding = kept;
@@ -101,7 +102,16 @@ impl State {
         let unbonding: u64 = entry.unbonding.drain(..).map(|(amount, _)| amount).sum();
         let taken = entry.stake + unbonding;
         entry.stake = 0;
-        self.releases.retain(|(_, key)| *key != account);
+        // Rare (a slash) and bounded by the unbonding queue.
+        let released: Vec<_> = self
+            .releases
+            .iter()
+            .filter(|(_, key)| *key == account)
+            .copied()
+            .collect();
+        for entry in released {
+            self.releases.remove(&entry);
+        }
         self.supply -= u128::from(taken);
         taken
     }
@@ -119,7 +129,7 @@ impl State {
         self.credit(to, amount);
         if from != to {
             // A top-up: the owner can pay again.
-            self.accounts.entry(to).or_default().unpaid = false;
+            self.accounts.or_default(to).unpaid = false;
         }
         Ok(())
     }

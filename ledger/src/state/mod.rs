@@ -5,23 +5,39 @@
 //! Split by concern: [`accounts`] (balances, fees, stake and unbonding),
 //! [`names`] (names, manifests, budgets), [`nodes`] (routers, workers,
 //! slashing), [`settle`] (attestations, settlement, periods and validator
-//! rewards) and [`encode`] (the canonical encoding the root hashes).
+//! rewards), [`rows`] (the state as key/value rows: what the root commits
+//! to and the store keeps), [`table`] (a copy-on-write map that remembers
+//! its changed keys) and [`tree`] (the incremental Merkle tree over rows).
+//!
+//! Cost: cloning a state (a speculative copy per block) is O(1), and a
+//! block's root and store write cost what the block touched, not the size
+//! of the state.
 //!
 //! Money moves only through the helpers in [`accounts`], which keep a
 //! running total; after every transaction and every block that total must
-//! equal what genesis minted (`assert!`, kept in release builds).
+//! equal what genesis minted (`assert!`, kept in release builds). A full
+//! recount ([`State::total_supply`], O(accounts)) runs only in tests and
+//! when a stored state is loaded.
 
 mod accounts;
-mod encode;
 mod names;
 mod nodes;
+mod rows;
 mod settle;
+mod table;
+mod tree;
+
+pub use rows::verify_account;
+pub use tree::StateProof;
 
 use crate::TxError;
 use crate::params::{BlockCtx, ChainId, Params};
 use crate::tx::{NodeRole, SignedTx, TxBody};
 use bonus_ids::{ManifestId, PublicKey};
-use std::collections::{BTreeMap, BTreeSet};
+use rows::{Accounts, Batches, ChangeSet, Manifests, Names, Nodes, Spent, UsageLines};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use table::Table;
 
 /// Protocol fee on settled usage, in basis points of the cost (1 %).
 pub const FEE_BASIS_POINTS: u128 = 100;
@@ -94,8 +110,9 @@ pub struct Usage {
     pub settled: u64,
 }
 
-/// The ledger state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The ledger state. Cheap to clone (persistent maps): each speculative
+/// block works on its own copy.
+#[derive(Clone, Debug)]
 pub struct State {
     chain_id: ChainId,
     params: Params,
@@ -103,30 +120,63 @@ pub struct State {
     time_ms: u64,
     /// The settlement period of `time_ms`.
     period: u64,
-    accounts: BTreeMap<PublicKey, Account>,
-    names: BTreeMap<String, NameEntry>,
-    manifests: BTreeMap<ManifestId, ManifestEntry>,
-    nodes: BTreeMap<PublicKey, NodeEntry>,
+    accounts: Table<Accounts>,
+    names: Table<Names>,
+    manifests: Table<Manifests>,
+    nodes: Table<Nodes>,
     /// (worker, sequence) → the batch's period; pruned with the window.
-    settled_batches: BTreeMap<(PublicKey, u64), u64>,
+    settled_batches: Table<Batches>,
     /// (period, manifest, worker) → usage; pruned with the window.
-    usage: BTreeMap<(u64, ManifestId, PublicKey), Usage>,
+    usage: Table<UsageLines>,
     /// (period, name) → charged to the owner; pruned with the window.
-    spent: BTreeMap<(u64, String), u64>,
+    spent: Table<Spent>,
     /// (release time, account) for every unbonding entry, so releasing
-    /// touches only what is due.
-    releases: BTreeSet<(u64, PublicKey)>,
+    /// touches only what is due (derived, not a row).
+    releases: imbl::OrdSet<(u64, PublicKey)>,
     fee_pool: u64,
     minted: u64,
     /// Running total of balances, stakes, unbonding and the fee pool
-    /// (derived, not encoded); always equal to `minted`.
+    /// (derived, not a row); always equal to `minted`.
     supply: u128,
     /// The consensus validator set, fixed at genesis.
     validators: BTreeSet<PublicKey>,
     /// Validators punished for equivocation (each at most once); they earn
     /// no more rewards.
     slashed: BTreeSet<PublicKey>,
+    /// The globals row (time, period, fee pool) changed since the flush.
+    globals_dirty: bool,
+    /// A validator row (slashed or not) changed since the flush.
+    validators_dirty: bool,
+    /// The row tree as of the last flush.
+    tree: tree::Tree,
+    /// The rows the last flush changed (shared by clones: read-only).
+    changes: Arc<ChangeSet>,
 }
+
+impl PartialEq for State {
+    /// Content only: the tree and the change bookkeeping follow from it.
+    fn eq(&self, other: &Self) -> bool {
+        self.chain_id == other.chain_id
+            && self.params == other.params
+            && self.time_ms == other.time_ms
+            && self.period == other.period
+            && self.accounts == other.accounts
+            && self.names == other.names
+            && self.manifests == other.manifests
+            && self.nodes == other.nodes
+            && self.settled_batches == other.settled_batches
+            && self.usage == other.usage
+            && self.spent == other.spent
+            && self.releases == other.releases
+            && self.fee_pool == other.fee_pool
+            && self.minted == other.minted
+            && self.supply == other.supply
+            && self.validators == other.validators
+            && self.slashed == other.slashed
+    }
+}
+
+impl Eq for State {}
 
 /// What a genesis mints.
 #[derive(Clone, Debug, Default)]
@@ -145,25 +195,9 @@ impl State {
         spec: &GenesisSpec,
     ) -> Result<State, TxError> {
         params.validate().map_err(TxError::Malformed)?;
-        let mut state = State {
-            chain_id,
-            params,
-            time_ms: 0,
-            period: 0,
-            accounts: BTreeMap::new(),
-            names: BTreeMap::new(),
-            manifests: BTreeMap::new(),
-            nodes: BTreeMap::new(),
-            settled_batches: BTreeMap::new(),
-            usage: BTreeMap::new(),
-            spent: BTreeMap::new(),
-            releases: BTreeSet::new(),
-            fee_pool: 0,
-            minted: 0,
-            supply: 0,
-            validators: BTreeSet::new(),
-            slashed: BTreeSet::new(),
-        };
+        let mut state = State::empty(chain_id, params);
+        state.globals_dirty = true;
+        state.validators_dirty = true;
         let mint = |state: &mut State, amount: u64| -> Result<(), TxError> {
             // Every amount on the ledger fits in u64 because the total does.
             state.minted = state.minted.checked_add(amount).ok_or(TxError::Overflow)?;
@@ -172,17 +206,45 @@ impl State {
         };
         for (account, amount) in &spec.balances {
             mint(&mut state, *amount)?;
-            state.accounts.entry(*account).or_default().balance += amount;
+            state.accounts.or_default(*account).balance += amount;
         }
         for (validator, stake) in &spec.validators {
             if !state.validators.insert(*validator) {
                 return Err(TxError::Malformed("a validator appears twice"));
             }
             mint(&mut state, *stake)?;
-            state.accounts.entry(*validator).or_default().stake += stake;
+            state.accounts.or_default(*validator).stake += stake;
         }
         state.check_supply();
+        state.flush();
         Ok(state)
+    }
+
+    /// A state with nothing in it (the base genesis and loading build on).
+    fn empty(chain_id: ChainId, params: Params) -> State {
+        State {
+            chain_id,
+            params,
+            time_ms: 0,
+            period: 0,
+            accounts: Table::new(),
+            names: Table::new(),
+            manifests: Table::new(),
+            nodes: Table::new(),
+            settled_batches: Table::new(),
+            usage: Table::new(),
+            spent: Table::new(),
+            releases: imbl::OrdSet::new(),
+            fee_pool: 0,
+            minted: 0,
+            supply: 0,
+            validators: BTreeSet::new(),
+            slashed: BTreeSet::new(),
+            globals_dirty: false,
+            validators_dirty: false,
+            tree: tree::Tree::empty(),
+            changes: Arc::default(),
+        }
     }
 
     /// The network this state belongs to.
@@ -316,7 +378,8 @@ impl State {
     }
 
     /// Balances + stakes + unbonding + fee pool, recounted from scratch
-    /// (O(accounts); the running total is checked on every transaction).
+    /// (O(accounts): tests and loading; the running total is checked on
+    /// every transaction).
     pub fn total_supply(&self) -> u128 {
         let accounts: u128 = self
             .accounts
@@ -339,7 +402,6 @@ impl State {
             u128::from(self.minted),
             "supply broken: money was created or destroyed"
         );
-        debug_assert_eq!(self.total_supply(), self.supply, "running supply drifted");
     }
 
     /// Applies one transaction in block `ctx`. On error nothing changes.
@@ -376,7 +438,7 @@ impl State {
             return Err(error);
         }
         self.add_to_fee_pool(fee);
-        self.accounts.entry(tx.signer).or_default().nonce += 1;
+        self.accounts.or_default(tx.signer).nonce += 1;
         self.check_supply();
         Ok(())
     }
@@ -433,6 +495,7 @@ impl State {
             });
         }
         self.time_ms = ctx.time_ms;
+        self.globals_dirty = true;
         self.release_unbonded(ctx.time_ms);
         let period = self.params.period_at(ctx.time_ms);
         if period > self.period {
@@ -444,10 +507,14 @@ impl State {
         Ok(())
     }
 
-    /// End of a block: the paired check of the running supply against a
-    /// full recount happens in tests and debug builds; the running total
-    /// is checked in every build.
-    pub fn end_block(&self) {
+    /// End of a block: checks the running supply, then flushes the rows the
+    /// block changed into the tree (after it [`State::root`] is O(1) and the
+    /// store can write just those rows).
+    pub fn end_block(&mut self) {
         self.check_supply();
+        self.flush();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,13 +67,16 @@ impl State {
                 name: existing.name.clone(),
             });
         }
-        self.manifests.entry(manifest_id).or_insert(terms);
-        let entry = self.names.entry(name.to_string()).or_insert(NameEntry {
-            owner: signer,
-            manifest_id,
-            traffic: Vec::new(),
-            spend_per_period_max,
-        });
+        self.manifests.or_insert(manifest_id, terms);
+        let entry = self.names.or_insert(
+            name.to_string(),
+            NameEntry {
+                owner: signer,
+                manifest_id,
+                traffic: Vec::new(),
+                spend_per_period_max,
+            },
+        );
         entry.manifest_id = manifest_id;
         entry.traffic.clear();
         entry.spend_per_period_max = spend_per_period_max;
@@ -90,7 +93,7 @@ impl State {
         if let Some(entry) = self.names.get_mut(name) {
             entry.spend_per_period_max = spend_per_period_max;
         }
-        self.accounts.entry(signer).or_default().unpaid = false;
+        self.accounts.or_default(signer).unpaid = false;
         Ok(())
     }
 

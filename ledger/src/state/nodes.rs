@@ -79,6 +79,7 @@ impl State {
             });
         }
         self.slashed.insert(offender);
+        self.validators_dirty = true;
         let taken = self.seize_stake(offender);
         self.add_to_fee_pool(taken);
         Ok(())

@@ -87,7 +87,7 @@ impl State {
             current.checked_add(*sum).ok_or(TxError::Overflow)?;
         }
         for (key, invocations) in added {
-            self.usage.entry(key).or_default().attested += invocations;
+            self.usage.or_default(key).attested += invocations;
         }
         Ok(())
     }
@@ -198,8 +198,7 @@ impl State {
         } = charge;
         let usage: &mut Usage = self
             .usage
-            .entry((period, aggregate.manifest_id, worker))
-            .or_default();
+            .or_default((period, aggregate.manifest_id, worker));
         usage.settled += aggregate.invocations;
         let due = cost + fee;
         let spent_key = (period, name);
@@ -213,14 +212,14 @@ impl State {
             return; // Nothing due, or the budget is spent: nobody is paid.
         }
         if self.debit(aggregate.payer, pay).is_err() {
-            self.accounts.entry(aggregate.payer).or_default().unpaid = true;
+            self.accounts.or_default(aggregate.payer).unpaid = true;
             return;
         }
         let fee_part = u64::try_from(u128::from(pay) * u128::from(fee) / u128::from(due))
             .expect("a part of a u64 fits in u64");
         self.credit(operator, pay - fee_part);
         self.add_to_fee_pool(fee_part);
-        *self.spent.entry(spent_key).or_default() += pay;
+        *self.spent.or_default(spent_key) += pay;
     }
 
     /// End of a period: the fee pool goes to the validators that were
@@ -243,6 +242,7 @@ impl State {
             let share = u64::try_from(pool * u128::from(stake) / total)
                 .expect("a share of the pool fits in u64");
             self.fee_pool -= share;
+            self.globals_dirty = true;
             self.supply -= u128::from(share);
             self.credit(validator, share);
         }

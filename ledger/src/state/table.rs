@@ -1,0 +1,178 @@
+//! [`Table`]: one of the state's maps, copy-on-write (an `imbl` B-tree, so a
+//! speculative state's clone is O(1)) and remembering which keys changed
+//! since the last flush, so the root and the store touch only those rows.
+//!
+//! Every mutable access marks its key, whether or not the value ends up
+//! different: a row rewritten with the same value changes nothing in the
+//! root, while a missed mark would silently fork it.
+
+use super::rows::{RowChange, Schema};
+use crate::codec::{DecodeError, Reader, Writer};
+use imbl::OrdMap;
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
+
+/// A map of the state, with the keys changed since the last flush.
+pub(crate) struct Table<S: Schema> {
+    map: OrdMap<S::Key, S::Value>,
+    /// Small: emptied by every flush (each block's end).
+    dirty: BTreeSet<S::Key>,
+}
+
+impl<S: Schema> Clone for Table<S> {
+    fn clone(&self) -> Self {
+        Table {
+            map: self.map.clone(),
+            dirty: self.dirty.clone(),
+        }
+    }
+}
+
+impl<S: Schema> std::fmt::Debug for Table<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.map.iter()).finish()
+    }
+}
+
+impl<S: Schema> PartialEq for Table<S> {
+    /// Content only: which keys are marked is bookkeeping.
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+impl<S: Schema> Table<S> {
+    pub(crate) fn new() -> Self {
+        Table {
+            map: OrdMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&S::Value>
+    where
+        Q: Ord + ?Sized,
+        S::Key: Borrow<Q>,
+    {
+        self.map.get(key)
+    }
+
+    pub(crate) fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        Q: Ord + ?Sized,
+        S::Key: Borrow<Q>,
+    {
+        self.map.contains_key(key)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&S::Key, &S::Value)> {
+        self.map.iter()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &S::Value> {
+        self.map.values()
+    }
+
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut S::Value>
+    where
+        Q: Ord + ToOwned<Owned = S::Key> + ?Sized,
+        S::Key: Borrow<Q>,
+    {
+        if !self.map.contains_key(key) {
+            return None;
+        }
+        self.dirty.insert(key.to_owned());
+        self.map.get_mut(key)
+    }
+
+    pub(crate) fn or_default(&mut self, key: S::Key) -> &mut S::Value
+    where
+        S::Value: Default,
+    {
+        self.dirty.insert(key.clone());
+        self.map.entry(key).or_default()
+    }
+
+    pub(crate) fn or_insert(&mut self, key: S::Key, value: S::Value) -> &mut S::Value {
+        self.dirty.insert(key.clone());
+        self.map.entry(key).or_insert(value)
+    }
+
+    pub(crate) fn insert(&mut self, key: S::Key, value: S::Value) -> Option<S::Value> {
+        self.dirty.insert(key.clone());
+        self.map.insert(key, value)
+    }
+
+    pub(crate) fn remove(&mut self, key: &S::Key) -> Option<S::Value> {
+        let old = self.map.remove(key);
+        if old.is_some() {
+            self.dirty.insert(key.clone());
+        }
+        old
+    }
+
+    /// Keeps the entries `keep` accepts (O(entries); for the pruned tables).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&S::Key, &S::Value) -> bool) {
+        let gone: Vec<S::Key> = self
+            .map
+            .iter()
+            .filter(|(k, v)| !keep(k, v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.remove(&key);
+        }
+    }
+
+    /// Whether nothing changed since the last flush.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.dirty.is_empty()
+    }
+
+    fn row_key(key: &S::Key) -> Vec<u8> {
+        let mut w = Writer::with_capacity(48);
+        w.u8(S::TAG);
+        S::write_key(key, &mut w);
+        w.0
+    }
+
+    fn row_value(value: &S::Value) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        S::write_value(value, &mut w);
+        w.0
+    }
+
+    /// The rows changed since the last flush (a deleted one has no value);
+    /// forgets the marks.
+    pub(crate) fn take_changes(&mut self, out: &mut Vec<RowChange>) {
+        for key in std::mem::take(&mut self.dirty) {
+            out.push(RowChange {
+                key: Self::row_key(&key),
+                value: self.map.get(&key).map(Self::row_value),
+            });
+        }
+    }
+
+    /// Every row (O(entries)).
+    pub(crate) fn rows(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        out.extend(
+            self.map
+                .iter()
+                .map(|(k, v)| (Self::row_key(k), Self::row_value(v))),
+        );
+    }
+
+    /// Loads one stored row (its key without the tag), unmarked.
+    pub(crate) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader(key);
+        let key = S::read_key(&mut r)?;
+        r.finish()?;
+        let mut r = Reader(value);
+        let value = S::read_value(&mut r)?;
+        r.finish()?;
+        if self.map.insert(key, value).is_some() {
+            return Err(DecodeError::Malformed("a row appears twice"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The state root: an incremental BLAKE3 Merkle tree over the state's rows.
+//!
+//! Layout (fixed, so a client can check a proof without knowing the size
+//! of the state):
+//! - each row (a key and a value, see `rows.rs`) is a leaf
+//!   `(key hash, value hash)`; its bucket is the first two bytes of the key
+//!   hash, so there are [`BUCKETS`] (65 536) buckets;
+//! - a bucket's hash is BLAKE3 over its leaves in key-hash order;
+//! - above the buckets, four levels of 16-way nodes (4 096, 256, 16, 1);
+//!   the last is the root.
+//!
+//! Updating rows recomputes only their buckets and those buckets'
+//! ancestors (4 nodes each), so a block costs what it touches, whatever
+//! the size of the state. Every part is copy-on-write (persistent maps and
+//! vectors): cloning a tree for a speculative state is O(1).
+
+use imbl::{OrdMap, Vector};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// A BLAKE3 digest.
+pub type Hash = [u8; 32];
+
+/// Buckets under the root (16⁴).
+pub const BUCKETS: usize = 1 << 16;
+const FANOUT: usize = 16;
+/// Node levels above the buckets: 4 096, 256, 16 and 1 nodes.
+const LEVELS: usize = 4;
+const _: () = assert!(FANOUT.pow(LEVELS as u32) == BUCKETS);
+
+const KEY_DOMAIN: &[u8] = b"bonus/state/key/v1";
+const VALUE_DOMAIN: &[u8] = b"bonus/state/value/v1";
+const BUCKET_DOMAIN: &[u8] = b"bonus/state/bucket/v1";
+const NODE_DOMAIN: &[u8] = b"bonus/state/node/v1";
+
+/// The hash a row key is filed under.
+pub fn key_hash(row_key: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(KEY_DOMAIN);
+    hasher.update(row_key);
+    *hasher.finalize().as_bytes()
+}
+
+/// The hash of a row's value.
+pub fn value_hash(row_value: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(VALUE_DOMAIN);
+    hasher.update(row_value);
+    *hasher.finalize().as_bytes()
+}
+
+fn bucket_of(key_hash: &Hash) -> usize {
+    usize::from(u16::from_be_bytes([key_hash[0], key_hash[1]]))
+}
+
+fn hash_bucket<'a>(leaves: impl Iterator<Item = (&'a Hash, &'a Hash)>) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(BUCKET_DOMAIN);
+    for (key, value) in leaves {
+        hasher.update(key);
+        hasher.update(value);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+fn hash_node(children: &[Hash]) -> Hash {
+    debug_assert_eq!(children.len(), FANOUT);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(NODE_DOMAIN);
+    for child in children {
+        hasher.update(child);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+/// The tree. Invariant: every bucket and node hash is the hash of what is
+/// below it (kept by [`Tree::update`]; [`Tree::from_leaves`] recomputes
+/// everything, which tests compare against).
+#[derive(Clone)]
+pub(crate) struct Tree {
+    /// Key hash → value hash, every row; a bucket is a contiguous range.
+    leaves: OrdMap<Hash, Hash>,
+    buckets: Vector<Hash>,
+    /// Levels above the buckets, widest first; `upper[LEVELS - 1][0]` is
+    /// the root. Small (140 KB): copied once per block when first written.
+    upper: Arc<[Vec<Hash>; LEVELS]>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("rows", &self.leaves.len())
+            .field("root", &self.root())
+            .finish()
+    }
+}
+
+impl Tree {
+    /// The tree of no rows.
+    pub(crate) fn empty() -> Tree {
+        Tree::from_leaves(OrdMap::new())
+    }
+
+    /// Builds the whole tree from its leaves (O(rows)).
+    pub(crate) fn from_leaves(leaves: OrdMap<Hash, Hash>) -> Tree {
+        let empty = hash_bucket(std::iter::empty());
+        let mut buckets = vec![empty; BUCKETS];
+        let mut start = 0;
+        let ordered: Vec<(&Hash, &Hash)> = leaves.iter().collect();
+        while start < ordered.len() {
+            let bucket = bucket_of(ordered[start].0);
+            let end = start
+                + ordered[start..]
+                    .iter()
+                    .take_while(|(k, _)| bucket_of(k) == bucket)
+                    .count();
+            buckets[bucket] = hash_bucket(ordered[start..end].iter().copied());
+            start = end;
+        }
+        let mut upper: [Vec<Hash>; LEVELS] = Default::default();
+        let mut below = &buckets;
+        for (level, nodes) in upper.iter_mut().enumerate() {
+            *nodes = below.chunks(FANOUT).map(hash_node).collect();
+            debug_assert_eq!(nodes.len(), BUCKETS >> (4 * (level + 1)));
+            below = nodes;
+        }
+        drop(ordered);
+        Tree {
+            leaves,
+            buckets: buckets.into_iter().collect(),
+            upper: Arc::new(upper),
+        }
+    }
+
+    /// The root.
+    pub(crate) fn root(&self) -> Hash {
+        self.upper[LEVELS - 1][0]
+    }
+
+    /// Sets (Some) or deletes (None) the value hash of each key hash, then
+    /// recomputes the touched buckets and their ancestors only.
+    pub(crate) fn update(&mut self, changes: impl IntoIterator<Item = (Hash, Option<Hash>)>) {
+        let mut touched = BTreeSet::new();
+        for (key, value) in changes {
+            match value {
+                Some(value) => self.leaves.insert(key, value),
+                None => self.leaves.remove(&key),
+            };
+            touched.insert(bucket_of(&key));
+        }
+        if touched.is_empty() {
+            return;
+        }
+        for &bucket in &touched {
+            let hash = hash_bucket(self.bucket_leaves(bucket));
+            self.buckets.set(bucket, hash);
+        }
+        let upper = Arc::make_mut(&mut self.upper);
+        for level in 0..LEVELS {
+            let parents: BTreeSet<usize> = touched.iter().map(|i| i / FANOUT).collect();
+            for &parent in &parents {
+                let range = parent * FANOUT..(parent + 1) * FANOUT;
+                let hash = if level == 0 {
+                    let children: Vec<Hash> = range.map(|i| self.buckets[i]).collect();
+                    hash_node(&children)
+                } else {
+                    hash_node(&upper[level - 1][range])
+                };
+                upper[level][parent] = hash;
+            }
+            touched = parents;
+        }
+    }
+
+    fn bucket_leaves(&self, bucket: usize) -> impl Iterator<Item = (&Hash, &Hash)> {
+        let [high, low] = u16::try_from(bucket)
+            .expect("a bucket index fits in u16")
+            .to_be_bytes();
+        let mut first = [0u8; 32];
+        let mut last = [0xffu8; 32];
+        (first[0], first[1], last[0], last[1]) = (high, low, high, low);
+        self.leaves.range(first..=last)
+    }
+
+    /// The proof that `key` has its current value (or no value) here.
+    pub(crate) fn prove(&self, key: &Hash) -> StateProof {
+        let bucket = bucket_of(key);
+        let others = self
+            .bucket_leaves(bucket)
+            .filter(|(k, _)| *k != key)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        let mut siblings = Vec::with_capacity(LEVELS);
+        let mut index = bucket;
+        for level in 0..LEVELS {
+            let first = index / FANOUT * FANOUT;
+            let row: Vec<Hash> = (first..first + FANOUT)
+                .filter(|i| *i != index)
+                .map(|i| {
+                    if level == 0 {
+                        self.buckets[i]
+                    } else {
+                        self.upper[level - 1][i]
+                    }
+                })
+                .collect();
+            siblings.push(row);
+            index /= FANOUT;
+        }
+        StateProof {
+            bucket: others,
+            siblings,
+        }
+    }
+}
+
+/// Proof that a row has a value (or none) under a root: the other leaves
+/// of its bucket and, at each of the 4 levels above the buckets, the 15
+/// siblings of the node on its path, in index order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateProof {
+    /// The bucket's other `(key hash, value hash)` leaves, in key order.
+    pub bucket: Vec<(Hash, Hash)>,
+    /// Per level, bottom first, the 15 siblings of the path's node.
+    pub siblings: Vec<Vec<Hash>>,
+}
+
+impl StateProof {
+    /// Whether `key` has `value` (a value hash; `None`: no row) under
+    /// `root`. Refuses a proof whose leaves are out of order, outside the
+    /// key's bucket or include the key itself.
+    pub fn verify(&self, root: &Hash, key: &Hash, value: Option<&Hash>) -> bool {
+        let bucket = bucket_of(key);
+        if self.siblings.len() != LEVELS || self.siblings.iter().any(|s| s.len() != FANOUT - 1) {
+            return false;
+        }
+        let in_order = self.bucket.windows(2).all(|w| w[0].0 < w[1].0);
+        let in_bucket = self.bucket.iter().all(|(k, _)| bucket_of(k) == bucket);
+        if !in_order || !in_bucket || self.bucket.iter().any(|(k, _)| k == key) {
+            return false;
+        }
+        let mut leaves = self.bucket.clone();
+        if let Some(value) = value {
+            let at = leaves.partition_point(|(k, _)| k < key);
+            leaves.insert(at, (*key, *value));
+        }
+        let mut hash = hash_bucket(leaves.iter().map(|(k, v)| (k, v)));
+        let mut index = bucket;
+        for siblings in &self.siblings {
+            let mut children = siblings.clone();
+            children.insert(index % FANOUT, hash);
+            hash = hash_node(&children);
+            index /= FANOUT;
+        }
+        hash == *root
+    }
+}
