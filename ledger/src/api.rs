@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | GET | `/v1/ledger/status` | [`Status`] |
 //! | GET | `/v1/ledger/accounts/<ed25519:hex>` | [`AccountView`] |
+//! | GET | `/v1/ledger/accounts/<ed25519:hex>/proof` | [`AccountProofView`]: the account under the finalized state root |
 //! | GET | `/v1/ledger/names` and `/v1/ledger/names/<name>` | [`Names`], [`NameView`] |
 //! | GET | `/v1/ledger/nodes` | [`Nodes`] |
 //! | GET | `/v1/ledger/batches/<worker>/<sequence>` | [`BatchView`] |
@@ -16,6 +17,10 @@
 //! | POST | `/v1/ledger/txs` | [`Submitted`]: an encoded signed transaction |
 //!
 //! Errors are [`ApiError`] with a 4xx/5xx status.
+
+mod proof;
+
+pub use proof::AccountProofView;
 
 use crate::chain::{Chain, TxStatus};
 use crate::{NodeRole, State};
@@ -359,6 +364,13 @@ pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
                 let mut view = account(&chain.state(), &key);
                 view.next_nonce = chain.next_nonce(&key);
                 ok(200, view)
+            }
+            Err(e) => err(400, format!("invalid account {key:?}: {e}")),
+        },
+        ("GET", ["accounts", key, "proof"]) => match key.parse::<PublicKey>() {
+            Ok(key) => {
+                let (height, state) = chain.applied();
+                ok(200, AccountProofView::new(&state, height, &key))
             }
             Err(e) => err(400, format!("invalid account {key:?}: {e}")),
         },

@@ -209,6 +209,16 @@ impl LedgerClient {
         self.get(&format!("/v1/ledger/accounts/{key}")).await
     }
 
+    /// An account with its proof under the last finalized state root;
+    /// check it with [`AccountProofView::verify`](crate::api::AccountProofView::verify)
+    /// against a root you trust.
+    pub async fn account_proof(
+        &self,
+        key: &PublicKey,
+    ) -> Result<crate::api::AccountProofView, ClientError> {
+        self.get(&format!("/v1/ledger/accounts/{key}/proof")).await
+    }
+
     /// A bound name, or `None`.
     pub async fn name(&self, name: &str) -> Result<Option<NameView>, ClientError> {
         match self.get(&format!("/v1/ledger/names/{name}")).await {

@@ -199,6 +199,12 @@ impl Chain {
         self.lock().state.clone()
     }
 
+    /// The last applied height and the state after it, read together.
+    pub fn applied(&self) -> (u64, Arc<State>) {
+        let inner = self.lock();
+        (inner.height, inner.state.clone())
+    }
+
     /// The durable store (blocks and certificates by height).
     pub fn store(&self) -> &ChainStore {
         &self.store

@@ -438,7 +438,7 @@ impl State {
                 "stored state does not conserve supply",
             ));
         }
-        state.tree = Tree::from_leaves(hashed.into_iter().collect());
+        state.tree = Tree::from_leaves(hashed);
         Ok(state)
     }
 
@@ -476,7 +476,7 @@ impl State {
     }
 }
 
-fn leaves(rows: &[(Vec<u8>, Vec<u8>)]) -> imbl::OrdMap<Hash, Hash> {
+fn leaves(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Hash, Hash)> {
     rows.iter()
         .map(|(k, v)| (key_hash(k), value_hash(v)))
         .collect()

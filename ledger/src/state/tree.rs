@@ -14,7 +14,7 @@
 //! the size of the state. Every part is copy-on-write (persistent maps and
 //! vectors): cloning a tree for a speculative state is O(1).
 
-use imbl::{OrdMap, Vector};
+use imbl::Vector;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -73,13 +73,18 @@ fn hash_node(children: &[Hash]) -> Hash {
     *hasher.finalize().as_bytes()
 }
 
+/// One bucket's leaves, sorted by key hash; shared until written.
+type Bucket = Arc<Vec<(Hash, Hash)>>;
+
 /// The tree. Invariant: every bucket and node hash is the hash of what is
 /// below it (kept by [`Tree::update`]; [`Tree::from_leaves`] recomputes
 /// everything, which tests compare against).
 #[derive(Clone)]
 pub(crate) struct Tree {
-    /// Key hash → value hash, every row; a bucket is a contiguous range.
-    leaves: OrdMap<Hash, Hash>,
+    /// Each bucket's leaves. A fixed-size persistent vector, so finding
+    /// and copying a bucket costs the same at 10 k rows as at 1 M (no
+    /// search through a tree of every row).
+    leaves: Vector<Bucket>,
     buckets: Vector<Hash>,
     /// Levels above the buckets, widest first; `upper[LEVELS - 1][0]` is
     /// the root. Small (140 KB): copied once per block when first written.
@@ -88,35 +93,29 @@ pub(crate) struct Tree {
 
 impl std::fmt::Debug for Tree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tree")
-            .field("rows", &self.leaves.len())
-            .field("root", &self.root())
-            .finish()
+        f.debug_struct("Tree").field("root", &self.root()).finish()
     }
 }
 
 impl Tree {
     /// The tree of no rows.
     pub(crate) fn empty() -> Tree {
-        Tree::from_leaves(OrdMap::new())
+        Tree::from_leaves(Vec::new())
     }
 
-    /// Builds the whole tree from its leaves (O(rows)).
-    pub(crate) fn from_leaves(leaves: OrdMap<Hash, Hash>) -> Tree {
-        let empty = hash_bucket(std::iter::empty());
-        let mut buckets = vec![empty; BUCKETS];
-        let mut start = 0;
-        let ordered: Vec<(&Hash, &Hash)> = leaves.iter().collect();
-        while start < ordered.len() {
-            let bucket = bucket_of(ordered[start].0);
-            let end = start
-                + ordered[start..]
-                    .iter()
-                    .take_while(|(k, _)| bucket_of(k) == bucket)
-                    .count();
-            buckets[bucket] = hash_bucket(ordered[start..end].iter().copied());
-            start = end;
+    /// Builds the whole tree from its leaves, distinct key hashes in any
+    /// order (O(rows)).
+    pub(crate) fn from_leaves(mut leaves: Vec<(Hash, Hash)>) -> Tree {
+        leaves.sort_unstable();
+        debug_assert!(leaves.windows(2).all(|w| w[0].0 != w[1].0));
+        let mut grouped: Vec<Vec<(Hash, Hash)>> = vec![Vec::new(); BUCKETS];
+        for leaf in leaves {
+            grouped[bucket_of(&leaf.0)].push(leaf);
         }
+        let buckets: Vec<Hash> = grouped
+            .iter()
+            .map(|leaves| hash_bucket(leaves.iter().map(|(k, v)| (k, v))))
+            .collect();
         let mut upper: [Vec<Hash>; LEVELS] = Default::default();
         let mut below = &buckets;
         for (level, nodes) in upper.iter_mut().enumerate() {
@@ -124,7 +123,17 @@ impl Tree {
             debug_assert_eq!(nodes.len(), BUCKETS >> (4 * (level + 1)));
             below = nodes;
         }
-        drop(ordered);
+        let empty: Bucket = Arc::new(Vec::new());
+        let leaves = grouped
+            .into_iter()
+            .map(|leaves| {
+                if leaves.is_empty() {
+                    empty.clone()
+                } else {
+                    Arc::new(leaves)
+                }
+            })
+            .collect();
         Tree {
             leaves,
             buckets: buckets.into_iter().collect(),
@@ -140,21 +149,35 @@ impl Tree {
     /// Sets (Some) or deletes (None) the value hash of each key hash, then
     /// recomputes the touched buckets and their ancestors only.
     pub(crate) fn update(&mut self, changes: impl IntoIterator<Item = (Hash, Option<Hash>)>) {
-        let mut touched = BTreeSet::new();
+        let mut by_bucket: std::collections::BTreeMap<usize, Vec<(Hash, Option<Hash>)>> =
+            Default::default();
         for (key, value) in changes {
-            match value {
-                Some(value) => self.leaves.insert(key, value),
-                None => self.leaves.remove(&key),
-            };
-            touched.insert(bucket_of(&key));
+            by_bucket
+                .entry(bucket_of(&key))
+                .or_default()
+                .push((key, value));
         }
-        if touched.is_empty() {
+        if by_bucket.is_empty() {
             return;
         }
-        for &bucket in &touched {
-            let hash = hash_bucket(self.bucket_leaves(bucket));
-            self.buckets.set(bucket, hash);
+        for (&bucket, changes) in &by_bucket {
+            let mut leaves: Vec<(Hash, Hash)> = self.leaves[bucket].as_ref().clone();
+            for (key, value) in changes {
+                let at = leaves.binary_search_by(|(k, _)| k.cmp(key));
+                match (at, value) {
+                    (Ok(i), Some(value)) => leaves[i].1 = *value,
+                    (Err(i), Some(value)) => leaves.insert(i, (*key, *value)),
+                    (Ok(i), None) => {
+                        leaves.remove(i);
+                    }
+                    (Err(_), None) => {}
+                }
+            }
+            self.buckets
+                .set(bucket, hash_bucket(leaves.iter().map(|(k, v)| (k, v))));
+            self.leaves.set(bucket, Arc::new(leaves));
         }
+        let mut touched: BTreeSet<usize> = by_bucket.into_keys().collect();
         let upper = Arc::make_mut(&mut self.upper);
         for level in 0..LEVELS {
             let parents: BTreeSet<usize> = touched.iter().map(|i| i / FANOUT).collect();
@@ -172,23 +195,13 @@ impl Tree {
         }
     }
 
-    fn bucket_leaves(&self, bucket: usize) -> impl Iterator<Item = (&Hash, &Hash)> {
-        let [high, low] = u16::try_from(bucket)
-            .expect("a bucket index fits in u16")
-            .to_be_bytes();
-        let mut first = [0u8; 32];
-        let mut last = [0xffu8; 32];
-        (first[0], first[1], last[0], last[1]) = (high, low, high, low);
-        self.leaves.range(first..=last)
-    }
-
     /// The proof that `key` has its current value (or no value) here.
     pub(crate) fn prove(&self, key: &Hash) -> StateProof {
         let bucket = bucket_of(key);
-        let others = self
-            .bucket_leaves(bucket)
-            .filter(|(k, _)| *k != key)
-            .map(|(k, v)| (*k, *v))
+        let others = self.leaves[bucket]
+            .iter()
+            .filter(|(k, _)| k != key)
+            .copied()
             .collect();
         let mut siblings = Vec::with_capacity(LEVELS);
         let mut index = bucket;
