@@ -102,12 +102,15 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .block_on(f)
 }
 
+/// Submits `body`, waits for its finality, and reads `name` back: callers
+/// check the view, because a refused transaction is final too.
 async fn submit(
     ledger: &LedgerClient,
     key: &bonus_ids::SecretKey,
+    name: &str,
     body: TxBody,
     quiet: bool,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<bonus_ledger::api::NameView> {
     let spinner = indicatif::ProgressBar::new_spinner();
     if quiet {
         spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -120,7 +123,8 @@ async fn submit(
     }
     .await;
     spinner.finish_and_clear();
-    result
+    result?;
+    ledger.name(name).await?.context("the name vanished")
 }
 
 pub fn traffic(global: &GlobalArgs, args: TrafficArgs) -> anyhow::Result<()> {
@@ -146,9 +150,10 @@ pub fn traffic(global: &GlobalArgs, args: TrafficArgs) -> anyhow::Result<()> {
             };
             splits.push((id, weight));
         }
-        submit(
+        let view = submit(
             &ledger,
             &key,
+            &args.name,
             TxBody::SetTraffic {
                 name: args.name.clone(),
                 splits: splits.clone(),
@@ -156,10 +161,6 @@ pub fn traffic(global: &GlobalArgs, args: TrafficArgs) -> anyhow::Result<()> {
             global.quiet,
         )
         .await?;
-        let view = ledger
-            .name(&args.name)
-            .await?
-            .context("the name vanished")?;
         if view.traffic.len() != splits.len() {
             bail!(
                 "the ledger did not apply the split (are you the owner of {}? see `bonus names {}`)",
@@ -186,17 +187,14 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> anyhow::Result<()> {
         };
         // Re-deploying the parent's signed manifest makes it current and
         // clears any split; its id and terms are what the owner signed then.
-        submit(
+        let view = submit(
             &ledger,
             &key,
+            &args.name,
             TxBody::Deploy { manifest: bytes },
             global.quiet,
         )
         .await?;
-        let view = ledger
-            .name(&args.name)
-            .await?
-            .context("the name vanished")?;
         if view.manifest_id != id.to_string() {
             bail!(
                 "the ledger did not roll back {} (are you its owner?)",
@@ -236,9 +234,10 @@ pub fn fund(global: &GlobalArgs, args: FundArgs) -> anyhow::Result<()> {
                 args.key
             );
         }
-        submit(
+        let view = submit(
             &ledger,
             &key,
+            &args.name,
             TxBody::Fund {
                 name: args.name.clone(),
                 spend_per_period_max: args.spend_max,
@@ -246,10 +245,6 @@ pub fn fund(global: &GlobalArgs, args: FundArgs) -> anyhow::Result<()> {
             global.quiet,
         )
         .await?;
-        let view = ledger
-            .name(&args.name)
-            .await?
-            .context("the name vanished")?;
         if view.spend_per_period_max != args.spend_max {
             bail!("the ledger did not apply the budget for {}", args.name);
         }
