@@ -9,7 +9,9 @@ use crate::{ArtifactId, Limits, RequestId, Runtime, Tier};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -220,11 +222,36 @@ impl Function {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let limits = &params.limits;
-        let request = match read_request(request, limits.request_body_bytes_max).await {
+        let request = match read_request(request, params.limits.request_body_bytes_max).await {
             Ok(request) => request,
             Err(outcome) => return Invocation::refused(params.request_id, outcome, started),
         };
+        // The guest runs on a task of its own, not inside the caller's (a
+        // hyper connection's): measured ~30 µs of CPU less per request
+        // (bench/README.md). Dropping this future still ends the guest.
+        let (function, owned) = (self.clone(), params.clone());
+        let mut task = AbortOnDrop(tokio::spawn(async move {
+            function.invoke_here(request, &owned, started).await
+        }));
+        match (&mut task.0).await {
+            Ok(invocation) => invocation,
+            Err(e) => Invocation::refused(
+                params.request_id,
+                Outcome::HostError {
+                    message: format!("the invocation task failed: {e}"),
+                },
+                started,
+            ),
+        }
+    }
+
+    async fn invoke_here(
+        &self,
+        request: http::Request<http_body_util::Full<Bytes>>,
+        params: &InvokeParams,
+        started: Instant,
+    ) -> Invocation {
+        let limits = &params.limits;
         let code = self.loaded.current();
         let mut store = Store::new(
             &code.engine,
@@ -276,14 +303,19 @@ impl Function {
         // channel, so a pending response resolves now.
         drop(ctx);
         let (outcome, response) = match outcome {
-            Outcome::Ok => {
-                let remaining = deadline.saturating_duration_since(Instant::now()) + HOST_GRACE;
-                match tokio::time::timeout(remaining, pending).await {
-                    Ok(Ok(response)) => (Outcome::Ok, Some(response)),
-                    Ok(Err(outcome)) => (outcome, None),
-                    Err(_) => (Outcome::Deadline, None),
+            Outcome::Ok => match pending {
+                PendingResponse::Done(Ok(response)) => (Outcome::Ok, Some(response)),
+                PendingResponse::Done(Err(outcome)) => (outcome, None),
+                PendingResponse::Streaming(pending) => {
+                    let remaining =
+                        deadline.saturating_duration_since(Instant::now()) + HOST_GRACE;
+                    match tokio::time::timeout(remaining, pending).await {
+                        Ok(Ok(response)) => (Outcome::Ok, Some(response)),
+                        Ok(Err(outcome)) => (outcome, None),
+                        Err(_) => (Outcome::Deadline, None),
+                    }
                 }
-            }
+            },
             outcome => (outcome, None),
         };
         Invocation {
@@ -322,10 +354,10 @@ impl Function {
                 let outcome = Outcome::HostError {
                     message: format!("cannot pass the request to the guest: {e:#}"),
                 };
-                return (outcome.clone(), Box::pin(std::future::ready(Err(outcome))));
+                return (outcome.clone(), PendingResponse::Done(Err(outcome)));
             }
         };
-        let mut response: PendingResponse =
+        let mut response: StreamingResponse =
             Box::pin(collect_response(receiver, limits.response_body_bytes_max));
         let pre = &self.loaded.current().pre;
         let call = async {
@@ -339,18 +371,27 @@ impl Function {
         let mut call = Box::pin(call);
         let host_deadline = tokio::time::Instant::from_std(deadline + HOST_GRACE);
         let mut response_done = None;
-        let call_result = loop {
-            tokio::select! {
-                result = &mut call => break Ok(result),
-                result = &mut response, if response_done.is_none() => {
-                    if let Err(Outcome::ResponseTooLarge) = result {
-                        break Err(Outcome::ResponseTooLarge);
-                    }
-                    response_done = Some(result);
-                }
-                () = tokio::time::sleep_until(host_deadline) => break Err(Outcome::Deadline),
+        // Armed only once the guest waits on the host: most calls finish in
+        // their first poll, and registering a timer per request costs more
+        // than the call (tokio wakes its driver through an eventfd write).
+        let mut host_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let call_result = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                return Poll::Ready(Ok(result));
             }
-        };
+            if response_done.is_none()
+                && let Poll::Ready(result) = response.as_mut().poll(cx)
+            {
+                if let Err(Outcome::ResponseTooLarge) = result {
+                    return Poll::Ready(Err(Outcome::ResponseTooLarge));
+                }
+                response_done = Some(result);
+            }
+            let timer = host_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(host_deadline)));
+            timer.as_mut().poll(cx).map(|()| Err(Outcome::Deadline))
+        })
+        .await;
         drop(call);
         let outcome = match call_result {
             Ok(Ok(())) => Outcome::Ok,
@@ -358,14 +399,30 @@ impl Function {
             Err(outcome) => outcome,
         };
         match response_done {
-            Some(done) => (outcome, Box::pin(std::future::ready(done))),
-            None => (outcome, response),
+            Some(done) => (outcome, PendingResponse::Done(done)),
+            None => (outcome, PendingResponse::Streaming(response)),
         }
     }
 }
 
-type PendingResponse =
-    std::pin::Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Outcome>> + Send>>;
+/// Aborts the task when the invocation's caller goes away.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+type StreamingResponse =
+    Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Outcome>> + Send>>;
+
+/// The guest's response once its call has ended: complete, or still
+/// streaming from host state that completes once the store is dropped.
+enum PendingResponse {
+    Done(Result<http::Response<Bytes>, Outcome>),
+    Streaming(StreamingResponse),
+}
 
 impl Invocation {
     fn refused(request_id: RequestId, outcome: Outcome, started: Instant) -> Self {

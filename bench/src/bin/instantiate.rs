@@ -1,5 +1,7 @@
 //! Microseconds per invocation (fresh store + instance + `handle` call +
-//! response collection) of a component, with fuel counting on and off.
+//! response collection) of a component, with fuel counting on and off, and
+//! beside it the plain wasmtime host ([`bonus_bench::plain`]) in the same
+//! run: what Bonus's own per-invocation work costs.
 //!
 //! Usage: `instantiate COMPONENT.wasm [PATH] [ITERATIONS]`
 
@@ -45,14 +47,94 @@ fn main() -> anyhow::Result<()> {
                 assert!(invocation.response.is_some(), "{:?}", invocation.outcome);
             }
         });
-        samples_us.sort_by(f64::total_cmp);
-        let pick = |q: f64| samples_us[((samples_us.len() - 1) as f64 * q) as usize];
+        report(&format!("bonus fuel={}", if fuel { "on" } else { "off" }), iterations, &mut samples_us);
+    }
+    for fuel in [true, false] {
+        let host = bonus_bench::plain::PlainHost::new(&wasm, fuel)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut samples_us = Vec::with_capacity(iterations);
+        tokio.block_on(async {
+            for _ in 0..iterations {
+                let request = http::Request::get(format!("http://localhost{path}"))
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .expect("valid request");
+                let started = Instant::now();
+                let response = host.handle(request).await.expect("the anchor answers");
+                let body = http_body_util::BodyExt::collect(response.into_body()).await;
+                samples_us.push(started.elapsed().as_secs_f64() * 1e6);
+                assert!(body.is_ok());
+            }
+        });
+        report(&format!("plain fuel={}", if fuel { "on" } else { "off" }), iterations, &mut samples_us);
+    }
+    // Throughput with 16 invocations in flight on the one thread, as under
+    // a load generator with 16 connections.
+    let tasks = 16;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let function = runtime.load(&wasm)?;
+    let host = bonus_bench::plain::PlainHost::new(&wasm, true).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    for round in 0..3 {
+        let started = Instant::now();
+        tokio.block_on(async {
+            let mut handles = Vec::new();
+            for task in 0..tasks {
+                let (function, path) = (function.clone(), path.clone());
+                handles.push(tokio::spawn(async move {
+                    for idx in 0..iterations / tasks {
+                        let request = http::Request::get(format!("http://localhost{path}"))
+                            .body(http_body_util::Empty::<bytes::Bytes>::new())
+                            .expect("valid request");
+                        let params = InvokeParams {
+                            request_id: RequestId::from_u128((task * iterations + idx) as u128),
+                            random_seed: [0; 32],
+                            limits: Limits::DEFAULT,
+                            caps: Default::default(),
+                        };
+                        let invocation = function.invoke(request, &params).await;
+                        assert!(invocation.response.is_some(), "{:?}", invocation.outcome);
+                    }
+                }));
+            }
+            for handle in handles {
+                handle.await.expect("a task finished");
+            }
+        });
+        let bonus_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+        let started = Instant::now();
+        tokio.block_on(async {
+            let mut handles = Vec::new();
+            for _ in 0..tasks {
+                let (host, path) = (host.clone(), path.clone());
+                handles.push(tokio::spawn(async move {
+                    for _ in 0..iterations / tasks {
+                        let request = http::Request::get(format!("http://localhost{path}"))
+                            .body(http_body_util::Empty::<bytes::Bytes>::new())
+                            .expect("valid request");
+                        let response = host.handle(request).await.expect("the anchor answers");
+                        let body = http_body_util::BodyExt::collect(response.into_body()).await;
+                        assert!(body.is_ok());
+                    }
+                }));
+            }
+            for handle in handles {
+                handle.await.expect("a task finished");
+            }
+        });
+        let plain_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
         println!(
-            "fuel={:<5} invocations={iterations} p50={:.1}us p99={:.1}us",
-            if fuel { "on" } else { "off" },
-            pick(0.5),
-            pick(0.99)
+            "{tasks} in flight, round {round}: bonus {bonus_us:.1}us/invocation, plain {plain_us:.1}us ({:.2}x)",
+            plain_us / bonus_us
         );
     }
     Ok(())
+}
+
+fn report(name: &str, iterations: usize, samples_us: &mut [f64]) {
+    samples_us.sort_by(f64::total_cmp);
+    let pick = |q: f64| samples_us[((samples_us.len() - 1) as f64 * q) as usize];
+    println!(
+        "{name:<15} invocations={iterations} p50={:.1}us p99={:.1}us",
+        pick(0.5),
+        pick(0.99)
+    );
 }
