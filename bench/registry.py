@@ -15,6 +15,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 BONUS = os.path.join(TARGET, "release/bonus")
+DATA_ROOT = None  # --data-root: where nodes keep their stores
 GUESTS = os.environ.get("BONUS_GUESTS", os.path.join(ROOT, "target/guests/wasm32-wasip2/release"))
 
 
@@ -48,7 +49,7 @@ def request(method, url, body=None, timeout=120):
 
 class Node:
     def __init__(self, bootstrap=()):
-        self.dir = tempfile.mkdtemp(prefix="bonus-bench-")
+        self.dir = tempfile.mkdtemp(prefix="bonus-bench-", dir=DATA_ROOT)
         cmd = [BONUS, "node", "--json", "-q", "--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--data-dir", self.dir]
         for peer in bootstrap:
             cmd += ["--bootstrap", peer]
@@ -149,8 +150,14 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--fetchers", default="3,10", help="comma-separated node counts")
     p.add_argument("--sizes-mib", default="2,50", help="comma-separated artifact sizes")
+    p.add_argument("--data-root", help="directory for the nodes' stores (e.g. /dev/shm, where fsync is free)")
+    p.add_argument("--no-cold", action="store_true", help="skip the cold deploy case")
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     args = p.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT, check=True)
+    global DATA_ROOT
+    DATA_ROOT = args.data_root
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT, check=True)
     if "BONUS_GUESTS" not in os.environ:
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"), check=True)
     rows = []
@@ -161,11 +168,13 @@ def main():
             copy_ms = float(subprocess.run([os.path.join(TARGET, "release/tcp-copy"), path, "5"], capture_output=True, text=True, check=True).stdout)
             spread_ms = spread(size, args.rounds, n_fetchers) * 1e3
             rows.append((size, n_fetchers, spread_ms, copy_ms))
-    cold_ms = cold_deploy(2 << 20, args.rounds) * 1e3
+    cold_ms = None if args.no_cold else cold_deploy(2 << 20, args.rounds) * 1e3
+    print(f"\nstores in {DATA_ROOT or tempfile.gettempdir()}")
     print(f"\n{'artifact':<10}{'to nodes':>9}{'ms':>9}{'1 TCP copy ms':>15}{'ratio':>8}")
     for size, n_fetchers, spread_ms, copy_ms in rows:
         print(f"{size >> 20:>4} MiB  {n_fetchers:>9}{spread_ms:>9.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x")
-    print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
+    if cold_ms is not None:
+        print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
 
 
 if __name__ == "__main__":

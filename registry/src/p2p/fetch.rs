@@ -485,8 +485,12 @@ async fn pull_stream(
                     segment: answered,
                     encoded,
                 } if answered == segment => {
-                    held.absorb(held.verify(segment, &encoded)?);
-                    Event::Verified { peer, segment }
+                    // Verified beside the stream, which goes on being read
+                    // meanwhile (its window stays open). At most
+                    // SEGMENTS_IN_FLIGHT_PER_PEER answers are held.
+                    let (held, events) = (held.clone(), events.clone());
+                    tokio::spawn(verify_and_keep(peer, segment, encoded, held, events));
+                    continue;
                 }
                 BlobResponse::Missing { segment: answered } if answered == segment => {
                     Event::Missing { peer, segment }
@@ -505,6 +509,32 @@ async fn pull_stream(
         Ok(())
     };
     futures::future::try_join(ask, receive).await.map(|_| ())
+}
+
+/// Verifies a segment off the async threads and keeps it; a segment that
+/// does not verify is a lie: the coordinator drops its sender.
+async fn verify_and_keep(
+    peer: PeerId,
+    segment: u32,
+    encoded: bytes::Bytes,
+    held: Arc<Held>,
+    events: mpsc::Sender<Event>,
+) {
+    let verified = tokio::task::spawn_blocking(move || {
+        let verified = held.verify(segment, &encoded)?;
+        held.absorb(verified);
+        Ok::<(), String>(())
+    })
+    .await;
+    let event = match verified {
+        Ok(Ok(())) => Event::Verified { peer, segment },
+        Ok(Err(reason)) => Event::Failed { peer, reason },
+        Err(e) => Event::Failed {
+            peer,
+            reason: format!("verifying segment {segment}: {e}"),
+        },
+    };
+    let _ = events.send(event).await;
 }
 
 fn kind(response: &BlobResponse) -> &'static str {

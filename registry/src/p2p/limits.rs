@@ -40,7 +40,7 @@ pub(crate) const STREAMS_SERVED_MAX: usize = 64;
 pub(crate) const SERVE_CACHE_ENTRIES_MAX: usize = 8;
 
 /// How often a fetch asks its candidates which segments they have.
-pub(crate) const HAVE_REFRESH: Duration = Duration::from_millis(20);
+pub(crate) const HAVE_REFRESH: Duration = Duration::from_millis(50);
 /// How often a fetch looks up new providers (nodes announce an artifact
 /// as soon as they have verified one segment of it).
 pub(crate) const PROVIDERS_REFRESH: Duration = Duration::from_millis(250);

@@ -142,7 +142,10 @@ impl Server {
                 {
                     *last ^= 0x55;
                 }
-                BlobResponse::Segment { segment, encoded }
+                BlobResponse::Segment {
+                    segment,
+                    encoded: encoded.into(),
+                }
             }
             None => BlobResponse::Missing { segment },
         }
