@@ -35,6 +35,9 @@ pub(crate) const SOURCES_MAX: usize = 32;
 pub(crate) const YAMUX_STREAMS_MAX: usize = 64;
 /// Inbound segment streams served at once; more are dropped.
 pub(crate) const STREAMS_SERVED_MAX: usize = 64;
+/// Of which one peer may hold (a fetch uses one per source): no peer can
+/// take every slot.
+pub(crate) const STREAMS_SERVED_PER_PEER_MAX: usize = 4;
 /// Blobs kept in memory (with their bao outboards) to serve from, besides
 /// the ones being fetched.
 pub(crate) const SERVE_CACHE_ENTRIES_MAX: usize = 8;
@@ -60,4 +63,5 @@ const _: () = assert!((REASON_BYTES_MAX as u32) < INFO_FRAME_BYTES_MAX);
 // A connection carries a segment stream each way, kad, identify and info.
 const _: () = assert!(YAMUX_STREAMS_MAX >= 8);
 const _: () = assert!(SEGMENTS_IN_FLIGHT_PER_PEER >= 1);
+const _: () = assert!(STREAMS_SERVED_PER_PEER_MAX * 4 <= STREAMS_SERVED_MAX);
 const _: () = assert!(HAVE_REFRESH.as_millis() < PROVIDERS_REFRESH.as_millis());

@@ -3,14 +3,16 @@
 //! segments of blobs still being fetched.
 
 use super::held::{HeldSet, full_bitmap};
-use super::limits::{STREAM_IDLE_TIMEOUT, STREAMS_SERVED_MAX};
+use super::limits::{STREAM_IDLE_TIMEOUT, STREAMS_SERVED_MAX, STREAMS_SERVED_PER_PEER_MAX};
 use super::wire::{self, BlobRequest, BlobResponse, Have};
 use crate::Store;
 use bonus_ids::ArtifactId;
 use futures::StreamExt;
-use libp2p::Stream;
+use libp2p::{PeerId, Stream};
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -24,6 +26,7 @@ pub(crate) struct Server {
     /// Test mode: wait this long before each segment.
     pub(crate) delay: Duration,
     streams: Arc<Semaphore>,
+    streams_by_peer: Mutex<HashMap<PeerId, usize>>,
 }
 
 impl Server {
@@ -34,6 +37,7 @@ impl Server {
             tamper,
             delay,
             streams: Arc::new(Semaphore::new(STREAMS_SERVED_MAX)),
+            streams_by_peer: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,15 +85,46 @@ impl Server {
                     tracing::warn!(%peer, "too many segment streams; dropping one");
                     continue;
                 };
+                if !self.claim_stream(peer) {
+                    tracing::warn!(%peer, "too many segment streams from one peer; dropping one");
+                    continue;
+                }
                 let server = self.clone();
                 tokio::spawn(async move {
                     if let Err(e) = server.serve_stream(stream).await {
                         tracing::debug!(%peer, error = %e, "segment stream ended");
                     }
+                    server.release_stream(peer);
                     drop(permit);
                 });
             }
         });
+    }
+
+    fn claim_stream(&self, peer: PeerId) -> bool {
+        let mut by_peer = self
+            .streams_by_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = by_peer.entry(peer).or_default();
+        if *count >= STREAMS_SERVED_PER_PEER_MAX {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release_stream(&self, peer: PeerId) {
+        let mut by_peer = self
+            .streams_by_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = by_peer.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                by_peer.remove(&peer);
+            }
+        }
     }
 
     /// One peer's stream: requests in, answers out in the same order, one

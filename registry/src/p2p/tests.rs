@@ -246,6 +246,62 @@ async fn hostile_stream_requests_are_answered_or_cut_off() {
     assert_eq!(client.store.read_blob(&artifact_id).expect("held"), data);
 }
 
+/// One peer cannot hold more than its share of the server's streams; a
+/// stream it closes frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_stream() {
+    let server = honest(1, &[]).await;
+    let artifact_id = server
+        .store
+        .put_blob(&blob(SEGMENT_BYTES, 6))
+        .expect("stores");
+    let client = honest(2, &[&server]).await;
+    connected(&client, 1).await;
+    let peer = server.p2p.peer_id();
+    let mut control = client.p2p.control.clone();
+    let request = BlobRequest::Range {
+        artifact_id,
+        segment: 0,
+    };
+    let mut open = Vec::new();
+    for _ in 0..super::limits::STREAMS_SERVED_PER_PEER_MAX {
+        let mut stream = control
+            .open_stream(peer, STREAM_PROTOCOL)
+            .await
+            .expect("opens");
+        wire::write_stream_request(&mut stream, &request)
+            .await
+            .expect("asks");
+        let answer = wire::read_stream_response(&mut stream)
+            .await
+            .expect("served");
+        assert!(matches!(answer, BlobResponse::Segment { .. }));
+        open.push(stream);
+    }
+    let served = |mut control: libp2p_stream::Control| {
+        let request = request.clone();
+        async move {
+            let Ok(mut stream) = control.open_stream(peer, STREAM_PROTOCOL).await else {
+                return false;
+            };
+            if wire::write_stream_request(&mut stream, &request)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            let answer = wire::read_stream_response(&mut stream);
+            matches!(
+                tokio::time::timeout(Duration::from_secs(10), answer).await,
+                Ok(Ok(BlobResponse::Segment { .. }))
+            )
+        }
+    };
+    assert!(!served(control.clone()).await, "one stream too many");
+    open.pop();
+    assert!(wait_until(|| served(control.clone())).await, "a slot freed");
+}
+
 /// A segment that verifies must be exactly the segment: a valid encoding
 /// of another segment, a truncated one or one with bytes appended is
 /// refused before anything is kept.
