@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Artifact distribution: time for an artifact to reach 3 other nodes on
-loopback, against one plain TCP copy of the same bytes to one receiver
-(measured in the same run); and deploy -> runnable on a cold node.
+"""Artifact distribution: time for an artifact to reach 3 and 10 other
+nodes on loopback (all fetching at once), against one plain TCP copy of the
+same bytes to one receiver measured in the same run, printed as ratios; and
+deploy -> runnable on a cold node.
 
-Usage: bench/registry.py [--rounds 3]
-Traffic goes to 127.0.0.1 only. Builds bonus in release itself.
+Usage: bench/registry.py [--rounds 3] [--fetchers 3,10] [--sizes-mib 2,50]
+Traffic goes to 127.0.0.1 only. Builds bonus in release itself (into
+$CARGO_TARGET_DIR if set); BONUS_GUESTS names a directory holding an
+already built hello.wasm (then the examples are not built).
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BONUS = os.path.join(ROOT, "target/release/bonus")
-GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BONUS = os.path.join(TARGET, "release/bonus")
+DATA_ROOT = None  # --data-root: where nodes keep their stores
+GUESTS = os.environ.get("BONUS_GUESTS", os.path.join(ROOT, "target/guests/wasm32-wasip2/release"))
 
 
 def leb128(value):
@@ -44,7 +49,7 @@ def request(method, url, body=None, timeout=120):
 
 class Node:
     def __init__(self, bootstrap=()):
-        self.dir = tempfile.mkdtemp(prefix="bonus-bench-")
+        self.dir = tempfile.mkdtemp(prefix="bonus-bench-", dir=DATA_ROOT)
         cmd = [BONUS, "node", "--json", "-q", "--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--data-dir", self.dir]
         for peer in bootstrap:
             cmd += ["--bootstrap", peer]
@@ -53,6 +58,7 @@ class Node:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
         ready = json.loads(self.proc.stdout.readline())
         self.api, self.p2p = ready["api"], ready["p2p"][0]
+        self.peer_id = self.p2p.rsplit("/p2p/", 1)[-1]
 
     def wait_peers(self, n):
         deadline = time.time() + 20
@@ -69,14 +75,13 @@ class Node:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def spread(size, rounds):
-    """Seconds for an artifact uploaded to one node to reach 3 others."""
+def spread(size, rounds, n_fetchers):
+    """Seconds for an artifact uploaded to one node to reach n others."""
     samples = []
     for r in range(rounds):
         wasm = inflated_component(size, None)
-        import hashlib
         origin = Node()
-        others = [Node([origin.p2p]) for _ in range(3)]
+        others = [Node([origin.p2p]) for _ in range(n_fetchers)]
         try:
             for node in others:
                 node.wait_peers(1)
@@ -84,19 +89,20 @@ def spread(size, rounds):
             artifact = json.loads(blake3_id.stdout)["b3sum"]
             status, body = request("PUT", f"{origin.api}/v1/artifacts/{artifact}", wasm)
             assert status == 201, body
-            results = [None] * 3
+            results = [None] * n_fetchers
             def fetch(i):
                 results[i] = request("POST", f"{others[i].api}/v1/artifacts/{artifact}/fetch")
             started = time.perf_counter()
-            threads = [threading.Thread(target=fetch, args=(i,)) for i in range(3)]
+            threads = [threading.Thread(target=fetch, args=(i,)) for i in range(n_fetchers)]
             for t in threads: t.start()
             for t in threads: t.join()
             elapsed = time.perf_counter() - started
             for status, body in results:
                 assert status == 200, body
             sources = [json.loads(body)["segments_by_peer"] for _, body in results]
+            from_origin = sum(s.get(origin.peer_id, 0) for s in sources)
             samples.append(elapsed)
-            print(f"  {size >> 20} MiB to 3 nodes: {elapsed * 1e3:.0f} ms; segments by source: {[list(s.values()) for s in sources]}", file=sys.stderr)
+            print(f"  {size >> 20} MiB to {n_fetchers} nodes: {elapsed * 1e3:.0f} ms; segments from the origin {from_origin} of {sum(sum(s.values()) for s in sources)}; by source: {[sorted(s.values(), reverse=True) for s in sources]}", file=sys.stderr)
         finally:
             for node in [origin] + others:
                 node.stop()
@@ -142,20 +148,33 @@ def cold_deploy(size, rounds):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--fetchers", default="3,10", help="comma-separated node counts")
+    p.add_argument("--sizes-mib", default="2,50", help="comma-separated artifact sizes")
+    p.add_argument("--data-root", help="directory for the nodes' stores (e.g. /dev/shm, where fsync is free)")
+    p.add_argument("--no-cold", action="store_true", help="skip the cold deploy case")
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     args = p.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"), check=True)
+    global DATA_ROOT
+    DATA_ROOT = args.data_root
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT, check=True)
+    if "BONUS_GUESTS" not in os.environ:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"), check=True)
     rows = []
-    for size in (2 << 20, 50 << 20):
+    for size in [int(m) << 20 for m in args.sizes_mib.split(",")]:
         path = write_temp(inflated_component(size, None))
-        copy_ms = float(subprocess.run([os.path.join(ROOT, "target/release/tcp-copy"), path, "5"], capture_output=True, text=True, check=True).stdout)
-        spread_ms = spread(size, args.rounds) * 1e3
-        rows.append((size, spread_ms, copy_ms))
-    cold_ms = cold_deploy(2 << 20, args.rounds) * 1e3
-    print(f"\n{'artifact':<10}{'to 3 nodes ms':>15}{'1 TCP copy ms':>15}{'ratio':>8}")
-    for size, spread_ms, copy_ms in rows:
-        print(f"{size >> 20:>4} MiB  {spread_ms:>15.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x")
-    print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
+        for n_fetchers in [int(n) for n in args.fetchers.split(",")]:
+            # The anchor, measured right before each case.
+            copy_ms = float(subprocess.run([os.path.join(TARGET, "release/tcp-copy"), path, "5"], capture_output=True, text=True, check=True).stdout)
+            spread_ms = spread(size, args.rounds, n_fetchers) * 1e3
+            rows.append((size, n_fetchers, spread_ms, copy_ms))
+    cold_ms = None if args.no_cold else cold_deploy(2 << 20, args.rounds) * 1e3
+    print(f"\nstores in {DATA_ROOT or tempfile.gettempdir()}")
+    print(f"\n{'artifact':<10}{'to nodes':>9}{'ms':>9}{'1 TCP copy ms':>15}{'ratio':>8}")
+    for size, n_fetchers, spread_ms, copy_ms in rows:
+        print(f"{size >> 20:>4} MiB  {n_fetchers:>9}{spread_ms:>9.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x")
+    if cold_ms is not None:
+        print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
 
 
 if __name__ == "__main__":

@@ -178,11 +178,35 @@ impl Store {
         Ok(BlobWriter {
             store: self,
             file,
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             bytes: 0,
             expected,
             declared_bytes,
         })
+    }
+
+    /// Starts streaming in a blob whose bytes the caller has verified
+    /// against `artifact_id` (the P2P fetch checks every segment against
+    /// the bao root as it arrives): the writer does not hash them again.
+    #[cfg(feature = "p2p")]
+    pub(crate) fn writer_verified(
+        &self,
+        artifact_id: ArtifactId,
+        bytes: u64,
+    ) -> Result<BlobWriter<'_>> {
+        let mut writer = self.writer(Some(artifact_id), Some(bytes))?;
+        writer.hasher = None;
+        Ok(writer)
+    }
+
+    /// Reads a blob for a caller that verifies it itself (the P2P layer
+    /// computes its bao tree, whose root must be the id).
+    #[cfg(feature = "p2p")]
+    pub(crate) fn read_blob_unverified(&self, artifact_id: &ArtifactId) -> Result<Vec<u8>> {
+        let path = self.blob_path(artifact_id);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path, source })?;
+        self.touch(artifact_id)?;
+        Ok(bytes)
     }
 
     /// Stores a whole blob from memory.
@@ -415,7 +439,8 @@ impl Store {
 pub struct BlobWriter<'a> {
     store: &'a Store,
     file: tempfile::NamedTempFile,
-    hasher: blake3::Hasher,
+    /// `None` when the caller verified the bytes (then `expected` is set).
+    hasher: Option<blake3::Hasher>,
     bytes: u64,
     expected: Option<ArtifactId>,
     declared_bytes: Option<u64>,
@@ -435,7 +460,9 @@ impl BlobWriter<'_> {
             path: self.file.path().to_path_buf(),
             source,
         })?;
-        self.hasher.update(chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(chunk);
+        }
         self.bytes = bytes;
         Ok(())
     }
@@ -455,12 +482,19 @@ impl BlobWriter<'_> {
                 expected: declared,
             });
         }
-        let actual = ArtifactId::from_bytes(*self.hasher.finalize().as_bytes());
-        if let Some(expected) = self.expected
-            && expected != actual
-        {
-            return Err(Error::ArtifactMismatch { expected, actual });
-        }
+        let actual = match (&self.hasher, self.expected) {
+            (Some(hasher), expected) => {
+                let actual = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
+                if let Some(expected) = expected
+                    && expected != actual
+                {
+                    return Err(Error::ArtifactMismatch { expected, actual });
+                }
+                actual
+            }
+            (None, Some(verified)) => verified,
+            (None, None) => unreachable!("only writer_verified skips hashing, with an id"),
+        };
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }

@@ -1,20 +1,28 @@
-//! Fetching an artifact by id from whichever peers hold it, verifying each
-//! segment as it arrives.
+//! Fetching an artifact by id from every peer that holds some of it at
+//! once, verifying each segment as it arrives.
+//!
+//! A coordinator ([`Fetch`]) knows each source's have-bitmap and deals
+//! segments to one puller task per source ([`pull`]), rarest first, a few
+//! in flight on each; a puller keeps one stream open to its peer for the
+//! whole fetch. Verified segments are served to other peers at once.
 
-use super::wire::{BlobRequest, BlobResponse};
-use super::{BLOCK_SIZE, P2p, SEGMENT_CHUNKS};
+use super::P2p;
+use super::held::{Held, bit};
+use super::limits::{
+    FETCH_STALL_TIMEOUT, HAVE_REFRESH, PROVIDERS_REFRESH, SEGMENT_TIMEOUT,
+    SEGMENTS_IN_FLIGHT_PER_PEER, SOURCES_MAX,
+};
+use super::wire::{self, BlobRequest, BlobResponse, Have, STREAM_PROTOCOL};
 use crate::Store;
-use bao_tree::io::outboard::PreOrderOutboard;
-use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
 use bonus_ids::ArtifactId;
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::PeerId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-
-/// Segments requested from one source at a time. On loopback the transfer
-/// is CPU-bound (hashing, encryption) and 4 measured 30 % slower than 1
-/// (`bench/registry.py`); raise it for links with real round-trip times.
-const IN_FLIGHT_PER_SOURCE: usize = 1;
 
 /// Why an artifact could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +73,9 @@ pub struct FetchReport {
 
 impl P2p {
     /// Fetches `artifact_id` from peers into `store` (a no-op if held) and
-    /// announces it. Segments are spread over every source; a source that
-    /// fails or lies is dropped and its segments go to the others.
+    /// announces it. Segments are spread over every source, the origin and
+    /// peers still fetching it alike; a source that fails or lies is
+    /// dropped for this fetch and its segments go to the others.
     pub async fn fetch(
         &self,
         artifact_id: ArtifactId,
@@ -78,7 +87,7 @@ impl P2p {
                 ..FetchReport::default()
             });
         }
-        let (mut sources, bytes) = self.find_sources(artifact_id).await?;
+        let (bytes, haves) = self.find_sources(artifact_id).await?;
         let bytes_max = store.config().artifact_bytes_max;
         if bytes > bytes_max {
             return Err(FetchError::TooLarge {
@@ -87,162 +96,452 @@ impl P2p {
                 bytes_max,
             });
         }
-        let tree = BaoTree::new(bytes, BLOCK_SIZE);
-        let n_chunks = bytes.div_ceil(1024).max(1);
-        let mut todo: VecDeque<u64> = (0..n_chunks.div_ceil(SEGMENT_CHUNKS)).collect();
-        let mut data = vec![0u8; bytes as usize];
-        let mut report = FetchReport {
-            bytes,
-            ..FetchReport::default()
+        let held = self
+            .server
+            .held
+            .start_fetch(artifact_id, bytes)
+            .map_err(FetchError::Network)?;
+        let result = Fetch::new(self.clone(), held.clone(), haves).run().await;
+        let result = match result {
+            Ok(report) => held.write_to(store).map(|()| report).map_err(Into::into),
+            Err(e) => Err(e),
         };
-        let mut in_flight = JoinSet::new();
-        let mut in_flight_by_peer: HashMap<PeerId, usize> = HashMap::new();
-        let mut last_failure = String::new();
-        loop {
-            // Keep up to IN_FLIGHT_PER_SOURCE segments in flight at each
-            // source, dealt round-robin so every source gets a share.
-            'deal: while !todo.is_empty() {
-                let mut dealt = false;
-                for &peer in &sources {
-                    let count = in_flight_by_peer.entry(peer).or_default();
-                    if *count >= IN_FLIGHT_PER_SOURCE {
-                        continue;
-                    }
-                    let Some(segment) = todo.pop_front() else {
-                        break 'deal;
-                    };
-                    *count += 1;
-                    dealt = true;
-                    let start_chunk = segment * SEGMENT_CHUNKS;
-                    let end_chunk = (start_chunk + SEGMENT_CHUNKS).min(n_chunks);
-                    let p2p = self.clone();
-                    in_flight.spawn(async move {
-                        let request = BlobRequest::Range {
-                            artifact_id,
-                            start_chunk,
-                            end_chunk,
-                        };
-                        (
-                            peer,
-                            segment,
-                            start_chunk,
-                            end_chunk,
-                            p2p.request(peer, request).await,
-                        )
-                    });
-                }
-                if !dealt {
-                    break;
-                }
-            }
-            let Some(joined) = in_flight.join_next().await else {
-                break;
-            };
-            let (peer, segment, start_chunk, end_chunk, result) =
-                joined.map_err(|e| FetchError::Network(format!("fetch task: {e}")))?;
-            if let Some(count) = in_flight_by_peer.get_mut(&peer) {
-                *count = count.saturating_sub(1);
-            }
-            let verified = match result {
-                Ok(BlobResponse::Range(encoded)) => verify_segment(
-                    artifact_id,
-                    tree,
-                    start_chunk,
-                    end_chunk,
-                    &encoded,
-                    &mut data,
-                ),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(e) => Err(e),
-            };
-            match verified {
-                Ok(()) => match report.segments_by_peer.iter_mut().find(|(p, _)| *p == peer) {
-                    Some((_, count)) => *count += 1,
-                    None => report.segments_by_peer.push((peer, 1)),
-                },
-                Err(reason) => {
-                    tracing::warn!(%peer, %artifact_id, segment, %reason, "dropping source");
-                    sources.retain(|p| *p != peer);
-                    todo.push_back(segment);
-                    report.segments_retried += 1;
-                    last_failure = reason;
-                    if sources.is_empty() {
-                        return Err(FetchError::AllSourcesFailed {
-                            artifact_id,
-                            reason: last_failure,
-                        });
-                    }
-                }
-            }
+        self.server.held.end_fetch(&held);
+        if result.is_ok() {
+            self.provide(artifact_id).await;
         }
-        if !todo.is_empty() {
-            return Err(FetchError::AllSourcesFailed {
-                artifact_id,
-                reason: last_failure,
-            });
-        }
-        data.truncate(bytes as usize);
-        let mut writer = store.writer(Some(artifact_id), Some(bytes))?;
-        writer.write(&data)?;
-        writer.commit()?;
-        self.provide(artifact_id).await;
-        Ok(report)
+        result
     }
 
-    /// Peers that say they hold the artifact, and its size (which the
-    /// bao tree's root later proves).
+    /// Peers that hold some of the artifact, with their have-bitmaps, and
+    /// its size (which the bao tree's root later proves).
     async fn find_sources(
         &self,
         artifact_id: ArtifactId,
-    ) -> Result<(Vec<PeerId>, u64), FetchError> {
-        let mut candidates = self.providers(artifact_id).await;
-        candidates.extend(self.connected_peers().await);
-        candidates.remove(&self.peer_id());
+    ) -> Result<(u64, HashMap<PeerId, Vec<u8>>), FetchError> {
         let mut asks = JoinSet::new();
-        for peer in candidates {
+        for peer in self.candidates(artifact_id).await {
             let p2p = self.clone();
-            asks.spawn(async move {
-                (
-                    peer,
-                    p2p.request(peer, BlobRequest::Info(artifact_id)).await,
-                )
-            });
+            asks.spawn(async move { (peer, p2p.have(peer, artifact_id).await) });
         }
-        let mut by_size: Vec<(u64, Vec<PeerId>)> = Vec::new();
-        while let Some(Ok((peer, answer))) = asks.join_next().await {
-            if let Ok(BlobResponse::Info(Some(size))) = answer {
-                match by_size.iter_mut().find(|(s, _)| *s == size) {
-                    Some((_, peers)) => peers.push(peer),
-                    None => by_size.push((size, vec![peer])),
+        let mut by_size: Vec<(u64, HashMap<PeerId, Vec<u8>>)> = Vec::new();
+        while let Some(Ok((peer, have))) = asks.join_next().await {
+            if let Some(Have { bytes, segments }) = have {
+                match by_size.iter_mut().find(|(size, _)| *size == bytes) {
+                    Some((_, peers)) => drop(peers.insert(peer, segments)),
+                    None => by_size.push((bytes, HashMap::from([(peer, segments)]))),
                 }
             }
         }
         // Peers may disagree on the size; the majority is tried (a wrong
         // size cannot verify against the root, so liars only cost time).
         by_size.sort_by_key(|(_, peers)| std::cmp::Reverse(peers.len()));
-        match by_size.into_iter().next() {
-            Some((size, peers)) => Ok((peers, size)),
-            None => Err(FetchError::NoSource { artifact_id }),
+        by_size
+            .into_iter()
+            .next()
+            .ok_or(FetchError::NoSource { artifact_id })
+    }
+
+    /// Providers and connected peers, but not this node; at most
+    /// `SOURCES_MAX`.
+    async fn candidates(&self, artifact_id: ArtifactId) -> Vec<PeerId> {
+        let mut candidates: HashSet<PeerId> = self.providers(artifact_id).await;
+        candidates.extend(self.connected_peers().await);
+        candidates.remove(&self.peer_id());
+        candidates.into_iter().take(SOURCES_MAX).collect()
+    }
+
+    pub(crate) async fn have(&self, peer: PeerId, artifact_id: ArtifactId) -> Option<Have> {
+        match self.request(peer, BlobRequest::Info(artifact_id)).await {
+            Ok(BlobResponse::Info(have)) => have,
+            _ => None,
         }
     }
 }
 
-/// Decodes one segment's bao encoding, checking every chunk and parent
-/// against the root, and writes its data at its offset.
-fn verify_segment(
+/// What pullers and queries tell the coordinator.
+enum Event {
+    Have(PeerId, Option<Have>),
+    Candidates(Vec<PeerId>),
+    Verified { peer: PeerId, segment: u32 },
+    Missing { peer: PeerId, segment: u32 },
+    Failed { peer: PeerId, reason: String },
+}
+
+/// One fetch's coordinator: owns who-has-what and who-is-asked-what.
+struct Fetch {
+    p2p: P2p,
+    held: Arc<Held>,
     artifact_id: ArtifactId,
-    tree: BaoTree,
-    start_chunk: u64,
-    end_chunk: u64,
-    encoded: &[u8],
-    data: &mut Vec<u8>,
+    /// Known have-bitmaps of the sources, banned ones removed.
+    haves: HashMap<PeerId, Vec<u8>>,
+    candidates: HashSet<PeerId>,
+    banned: HashSet<PeerId>,
+    asking: HashSet<PeerId>,
+    asking_providers: bool,
+    /// Segments asked of each puller and not yet answered.
+    in_flight: HashMap<PeerId, Vec<u32>>,
+    pullers: HashMap<PeerId, mpsc::Sender<u32>>,
+    tasks: JoinSet<()>,
+    events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+    /// Where the scan for a segment starts: random, so that fetchers
+    /// starting together ask the origin for different segments.
+    scan_start: u32,
+    report: FetchReport,
+    last_failure: String,
+    last_progress: Instant,
+}
+
+impl Fetch {
+    fn new(p2p: P2p, held: Arc<Held>, haves: HashMap<PeerId, Vec<u8>>) -> Fetch {
+        let artifact_id = held.artifact_id();
+        let random = std::collections::hash_map::RandomState::new().hash_one(artifact_id);
+        let n_segments = held.n_segments();
+        Fetch {
+            candidates: haves.keys().copied().collect(),
+            artifact_id,
+            haves,
+            banned: HashSet::new(),
+            asking: HashSet::new(),
+            asking_providers: false,
+            in_flight: HashMap::new(),
+            pullers: HashMap::new(),
+            tasks: JoinSet::new(),
+            // Room for every answer that can be outstanding at once.
+            events: mpsc::channel(SOURCES_MAX * (SEGMENTS_IN_FLIGHT_PER_PEER + 2) + 2),
+            scan_start: (random % u64::from(n_segments.max(1))) as u32,
+            report: FetchReport {
+                bytes: held.bytes(),
+                ..FetchReport::default()
+            },
+            last_failure: String::new(),
+            last_progress: Instant::now(),
+            held,
+            p2p,
+        }
+    }
+
+    async fn run(mut self) -> Result<FetchReport, FetchError> {
+        let mut have_tick = tokio::time::interval(HAVE_REFRESH);
+        let mut providers_tick = tokio::time::interval(PROVIDERS_REFRESH);
+        loop {
+            let idle = self.in_flight.values().all(Vec::is_empty);
+            // Idle: every answer asked for has been counted.
+            if idle && self.held.is_complete() {
+                return Ok(self.report);
+            }
+            while self.tasks.try_join_next().is_some() {}
+            self.deal();
+            let idle = self.in_flight.values().all(Vec::is_empty);
+            if idle && self.last_progress.elapsed() > FETCH_STALL_TIMEOUT {
+                return Err(self.failure());
+            }
+            tokio::select! {
+                Some(event) = self.events.1.recv() => self.on_event(event),
+                _ = have_tick.tick() => self.ask_haves(),
+                _ = providers_tick.tick() => self.ask_providers(),
+            }
+        }
+    }
+
+    fn failure(&self) -> FetchError {
+        if self.report.segments_by_peer.is_empty() && self.last_failure.is_empty() {
+            return FetchError::NoSource {
+                artifact_id: self.artifact_id,
+            };
+        }
+        FetchError::AllSourcesFailed {
+            artifact_id: self.artifact_id,
+            reason: format!("stalled; last failure: {}", self.last_failure),
+        }
+    }
+
+    /// Fills every source's pipeline, one segment per source per round so
+    /// that all share the work; each gets the rarest segment it has that
+    /// nobody is asked for.
+    fn deal(&mut self) {
+        let held_now = self.held.have();
+        let n_segments = self.held.n_segments();
+        let mut asked = vec![false; n_segments as usize];
+        for segment in self.in_flight.values().flatten() {
+            asked[*segment as usize] = true;
+        }
+        let mut holders = vec![0u32; n_segments as usize];
+        for have in self.haves.values() {
+            for (segment, count) in holders.iter_mut().enumerate() {
+                *count += u32::from(bit(have, segment as u32));
+            }
+        }
+        let mut peers: Vec<PeerId> = self.haves.keys().copied().collect();
+        peers.sort_by_key(|peer| self.in_flight.get(peer).map_or(0, Vec::len));
+        loop {
+            let mut dealt = false;
+            for peer in &peers {
+                if self.in_flight.get(peer).map_or(0, Vec::len) >= SEGMENTS_IN_FLIGHT_PER_PEER {
+                    continue;
+                }
+                let Some(have) = self.haves.get(peer) else {
+                    continue;
+                };
+                let wanted = (0..n_segments)
+                    .map(|i| (self.scan_start + i) % n_segments)
+                    .filter(|s| !bit(&held_now, *s) && !asked[*s as usize] && bit(have, *s))
+                    .min_by_key(|s| holders[*s as usize]);
+                let Some(segment) = wanted else {
+                    continue;
+                };
+                if self.ask(*peer, segment) {
+                    asked[segment as usize] = true;
+                    dealt = true;
+                }
+            }
+            if !dealt {
+                return;
+            }
+        }
+    }
+
+    /// Hands a segment to the peer's puller, starting it if need be.
+    fn ask(&mut self, peer: PeerId, segment: u32) -> bool {
+        let puller = self.pullers.entry(peer).or_insert_with(|| {
+            let (sender, assigned) = mpsc::channel(SEGMENTS_IN_FLIGHT_PER_PEER);
+            let (p2p, held, events) = (self.p2p.clone(), self.held.clone(), self.events.0.clone());
+            self.tasks
+                .spawn(pull(p2p, peer, self.artifact_id, held, assigned, events));
+            sender
+        });
+        if puller.try_send(segment).is_err() {
+            return false;
+        }
+        self.in_flight.entry(peer).or_default().push(segment);
+        true
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Have(peer, have) => {
+                self.asking.remove(&peer);
+                if let Some(have) = have
+                    && have.bytes == self.held.bytes()
+                    && !self.banned.contains(&peer)
+                {
+                    self.haves.insert(peer, have.segments);
+                }
+            }
+            Event::Candidates(peers) => {
+                self.asking_providers = false;
+                for peer in peers {
+                    if self.candidates.len() < SOURCES_MAX && peer != self.p2p.peer_id() {
+                        self.candidates.insert(peer);
+                    }
+                }
+            }
+            Event::Verified { peer, segment } => {
+                self.answered(peer, segment);
+                self.last_progress = Instant::now();
+                match self
+                    .report
+                    .segments_by_peer
+                    .iter_mut()
+                    .find(|(p, _)| *p == peer)
+                {
+                    Some((_, count)) => *count += 1,
+                    None => self.report.segments_by_peer.push((peer, 1)),
+                }
+                if self
+                    .report
+                    .segments_by_peer
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+                    == 1
+                {
+                    // Others may pull it from us from now on.
+                    let (p2p, artifact_id) = (self.p2p.clone(), self.artifact_id);
+                    tokio::spawn(async move { p2p.provide_partial(artifact_id).await });
+                }
+            }
+            Event::Missing { peer, segment } => {
+                self.answered(peer, segment);
+                if let Some(have) = self.haves.get_mut(&peer)
+                    && let Some(byte) = have.get_mut((segment / 8) as usize)
+                {
+                    *byte &= !(1 << (segment % 8));
+                }
+            }
+            Event::Failed { peer, reason } => {
+                tracing::warn!(%peer, artifact_id = %self.artifact_id, %reason, "dropping source");
+                let lost = self.in_flight.remove(&peer).unwrap_or_default();
+                self.report.segments_retried += lost.len() as u64;
+                self.pullers.remove(&peer);
+                self.haves.remove(&peer);
+                self.candidates.remove(&peer);
+                self.banned.insert(peer);
+                self.last_failure = reason;
+            }
+        }
+    }
+
+    fn answered(&mut self, peer: PeerId, segment: u32) {
+        if let Some(segments) = self.in_flight.get_mut(&peer) {
+            segments.retain(|s| *s != segment);
+        }
+    }
+
+    /// Asks every candidate that is not known to hold everything which
+    /// segments it has now.
+    fn ask_haves(&mut self) {
+        let all = self.held.n_segments();
+        for peer in &self.candidates {
+            let complete = self
+                .haves
+                .get(peer)
+                .is_some_and(|have| (0..all).all(|s| bit(have, s)));
+            if complete || self.banned.contains(peer) || !self.asking.insert(*peer) {
+                continue;
+            }
+            let (p2p, peer, artifact_id) = (self.p2p.clone(), *peer, self.artifact_id);
+            let events = self.events.0.clone();
+            self.tasks.spawn(async move {
+                let have = p2p.have(peer, artifact_id).await;
+                let _ = events.send(Event::Have(peer, have)).await;
+            });
+        }
+    }
+
+    /// Looks up providers: peers that started fetching after us.
+    fn ask_providers(&mut self) {
+        if self.asking_providers {
+            return;
+        }
+        self.asking_providers = true;
+        let (p2p, artifact_id) = (self.p2p.clone(), self.artifact_id);
+        let events = self.events.0.clone();
+        self.tasks.spawn(async move {
+            let mut peers: Vec<PeerId> = p2p.providers(artifact_id).await.into_iter().collect();
+            peers.extend(p2p.connected_peers().await);
+            let _ = events.send(Event::Candidates(peers)).await;
+        });
+    }
+}
+
+/// One source's puller: a stream to the peer for the whole fetch; asks for
+/// the segments the coordinator assigns, several in flight, and verifies
+/// each answer against the root before keeping it. Any failure, a lie
+/// above all, ends it: the coordinator drops the peer.
+async fn pull(
+    p2p: P2p,
+    peer: PeerId,
+    artifact_id: ArtifactId,
+    held: Arc<Held>,
+    assigned: mpsc::Receiver<u32>,
+    events: mpsc::Sender<Event>,
+) {
+    if let Err(reason) = pull_stream(p2p, peer, artifact_id, held, assigned, &events).await {
+        let _ = events.send(Event::Failed { peer, reason }).await;
+    }
+}
+
+async fn pull_stream(
+    p2p: P2p,
+    peer: PeerId,
+    artifact_id: ArtifactId,
+    held: Arc<Held>,
+    mut assigned: mpsc::Receiver<u32>,
+    events: &mpsc::Sender<Event>,
 ) -> Result<(), String> {
-    let ranges = ChunkRanges::from(ChunkNum(start_chunk)..ChunkNum(end_chunk));
-    let outboard = PreOrderOutboard {
-        root: blake3::Hash::from_bytes(*artifact_id.as_bytes()),
-        tree,
-        data: Vec::new(),
+    let mut control = p2p.control.clone();
+    let stream = control
+        .open_stream(peer, STREAM_PROTOCOL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.split();
+    let (sent, mut awaited) = mpsc::channel::<u32>(SEGMENTS_IN_FLIGHT_PER_PEER);
+    let ask = async move {
+        while let Some(segment) = assigned.recv().await {
+            let request = BlobRequest::Range {
+                artifact_id,
+                segment,
+            };
+            wire::write_stream_request(&mut writer, &request)
+                .await
+                .map_err(|e| format!("asking for segment {segment}: {e}"))?;
+            if sent.send(segment).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.close().await;
+        Ok::<(), String>(())
     };
-    bao_tree::io::sync::decode_ranges(encoded, &ranges, &mut *data, outboard)
-        .map_err(|e| format!("segment failed verification: {e}"))
+    let receive = async move {
+        while let Some(segment) = awaited.recv().await {
+            let answer =
+                tokio::time::timeout(SEGMENT_TIMEOUT, wire::read_stream_response(&mut reader))
+                    .await
+                    .map_err(|_| format!("segment {segment} timed out"))?
+                    .map_err(|e| format!("segment {segment}: {e}"))?;
+            let event = match answer {
+                BlobResponse::Segment {
+                    segment: answered,
+                    encoded,
+                } if answered == segment => {
+                    // Verified beside the stream, which goes on being read
+                    // meanwhile (its window stays open). At most
+                    // SEGMENTS_IN_FLIGHT_PER_PEER answers are held.
+                    let (held, events) = (held.clone(), events.clone());
+                    tokio::spawn(verify_and_keep(peer, segment, encoded, held, events));
+                    continue;
+                }
+                BlobResponse::Missing { segment: answered } if answered == segment => {
+                    Event::Missing { peer, segment }
+                }
+                other => {
+                    return Err(format!(
+                        "segment {segment}: unexpected answer {}",
+                        kind(&other)
+                    ));
+                }
+            };
+            if events.send(event).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    };
+    futures::future::try_join(ask, receive).await.map(|_| ())
+}
+
+/// Verifies a segment off the async threads and keeps it; a segment that
+/// does not verify is a lie: the coordinator drops its sender.
+async fn verify_and_keep(
+    peer: PeerId,
+    segment: u32,
+    encoded: bytes::Bytes,
+    held: Arc<Held>,
+    events: mpsc::Sender<Event>,
+) {
+    let verified = tokio::task::spawn_blocking(move || {
+        let verified = held.verify(segment, &encoded)?;
+        held.absorb(verified);
+        Ok::<(), String>(())
+    })
+    .await;
+    let event = match verified {
+        Ok(Ok(())) => Event::Verified { peer, segment },
+        Ok(Err(reason)) => Event::Failed { peer, reason },
+        Err(e) => Event::Failed {
+            peer,
+            reason: format!("verifying segment {segment}: {e}"),
+        },
+    };
+    let _ = events.send(event).await;
+}
+
+fn kind(response: &BlobResponse) -> &'static str {
+    match response {
+        BlobResponse::Info(_) => "info",
+        BlobResponse::Segment { .. } => "another segment",
+        BlobResponse::Missing { .. } => "missing another segment",
+        BlobResponse::Unavailable(_) => "unavailable",
+    }
 }

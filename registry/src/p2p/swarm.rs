@@ -1,9 +1,10 @@
 //! The libp2p swarm: one task owns it; [`P2p`] talks to it over a channel.
 
-use super::wire::{BlobCodec, BlobRequest, BlobResponse, PROTOCOL};
-use super::{BLOCK_SIZE, FetchError};
+use super::FetchError;
+use super::limits::YAMUX_STREAMS_MAX;
+use super::serve::Server;
+use super::wire::{BlobCodec, BlobRequest, BlobResponse, PROTOCOL, STREAM_PROTOCOL};
 use crate::Store;
-use bao_tree::io::outboard::PreOrderMemOutboard;
 use bonus_ids::ArtifactId;
 use futures::StreamExt;
 use libp2p::kad::{self, GetProvidersOk, QueryResult, RecordKey};
@@ -11,7 +12,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, noise, tcp, yamux};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,9 +24,9 @@ pub struct P2pConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// The node key: its public half is the libp2p peer id.
     pub node_key_seed: [u8; 32],
-    /// Byzantine test mode: serve every range with one byte flipped.
+    /// Byzantine test mode: serve every segment with one byte flipped.
     pub serve_tampered: bool,
-    /// Test mode: wait this long before answering each range (a slow peer).
+    /// Test mode: wait this long before answering each segment (a slow peer).
     pub serve_delay: Duration,
 }
 
@@ -35,6 +36,9 @@ pub struct P2p {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
     listen_addrs: Arc<Vec<Multiaddr>>,
+    /// Opens segment streams to peers.
+    pub(crate) control: libp2p_stream::Control,
+    pub(crate) server: Arc<Server>,
 }
 
 pub(crate) enum Command {
@@ -50,12 +54,12 @@ pub(crate) enum Command {
 }
 
 const COMMANDS_MAX: usize = 1024;
-const SERVE_CACHE_ENTRIES_MAX: usize = 8;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     blobs: request_response::Behaviour<BlobCodec>,
+    streams: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
 }
 
@@ -73,7 +77,14 @@ impl P2p {
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
-                yamux::Config::default,
+                || {
+                    // Stream windows start at 256 KiB and grow towards the
+                    // bandwidth-delay product on their own; this bounds
+                    // how many a peer can open.
+                    let mut config = yamux::Config::default();
+                    config.set_max_num_streams(YAMUX_STREAMS_MAX);
+                    config
+                },
             )
             .map_err(|e| failed("transport", &e))?
             .with_behaviour(|key| {
@@ -93,6 +104,7 @@ impl P2p {
                         request_response::Config::default()
                             .with_request_timeout(Duration::from_secs(30)),
                     ),
+                    streams: libp2p_stream::Behaviour::new(),
                     identify: identify::Behaviour::new(identify::Config::new(
                         "/bonus/1".into(),
                         key.public(),
@@ -126,23 +138,32 @@ impl P2p {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
+        let server = Arc::new(Server::new(
+            store,
+            config.serve_tampered,
+            config.serve_delay,
+        ));
+        let mut control = swarm.behaviour().streams.new_control();
+        let incoming = control
+            .accept(STREAM_PROTOCOL)
+            .map_err(|e| failed("segment streams", &e))?;
+        server.clone().spawn_stream_server(incoming);
         let (commands, receiver) = mpsc::channel(COMMANDS_MAX);
         let event_loop = EventLoop {
             swarm,
-            store,
+            server: server.clone(),
             commands: receiver,
             pending_requests: HashMap::new(),
             pending_providers: HashMap::new(),
             served: mpsc::unbounded_channel(),
-            serve_cache: Arc::new(Mutex::new(Vec::new())),
-            serve_tampered: config.serve_tampered,
-            serve_delay: config.serve_delay,
         };
         tokio::spawn(event_loop.run());
         Ok(P2p {
             commands,
             peer_id,
             listen_addrs: Arc::new(vec![listen_addr]),
+            control,
+            server,
         })
     }
 
@@ -162,8 +183,15 @@ impl P2p {
             .collect()
     }
 
-    /// Announces that this node holds `artifact_id`.
+    /// Announces that this node holds `artifact_id`, in whole or in part,
+    /// and readies a stored one to be served (if memory allows).
     pub async fn provide(&self, artifact_id: ArtifactId) {
+        self.server.warm(artifact_id);
+        let _ = self.commands.send(Command::Provide(artifact_id)).await;
+    }
+
+    /// Announces a blob being fetched (its first segments verified).
+    pub(crate) async fn provide_partial(&self, artifact_id: ArtifactId) {
         let _ = self.commands.send(Command::Provide(artifact_id)).await;
     }
 
@@ -223,11 +251,9 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 
 type Served = (ResponseChannel<BlobResponse>, BlobResponse);
 
-type ServeCache = Arc<Mutex<Vec<(ArtifactId, Arc<(Vec<u8>, PreOrderMemOutboard)>)>>>;
-
 struct EventLoop {
     swarm: libp2p::Swarm<Behaviour>,
-    store: Arc<Store>,
+    server: Arc<Server>,
     commands: mpsc::Receiver<Command>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<BlobResponse, String>>>,
     pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>)>,
@@ -236,9 +262,6 @@ struct EventLoop {
         mpsc::UnboundedSender<Served>,
         mpsc::UnboundedReceiver<Served>,
     ),
-    serve_cache: ServeCache,
-    serve_tampered: bool,
-    serve_delay: Duration,
 }
 
 impl EventLoop {
@@ -376,83 +399,17 @@ impl EventLoop {
         }
     }
 
-    /// Answers off the event loop: reading a blob and building its bao
-    /// outboard is disk and CPU work.
+    /// Answers off the event loop: the store's index is disk work.
     fn serve(&mut self, request: BlobRequest, channel: ResponseChannel<BlobResponse>) {
-        tracing::debug!(?request, "serving");
-        let store = self.store.clone();
-        let cache = self.serve_cache.clone();
-        let served = self.served.0.clone();
-        let tamper = self.serve_tampered;
-        let delay = match request {
-            BlobRequest::Range { .. } => self.serve_delay,
-            BlobRequest::Info(_) => Duration::ZERO,
+        let BlobRequest::Info(artifact_id) = request else {
+            let refusal = BlobResponse::Unavailable("segments go on a segment stream".into());
+            let _ = self.served.0.send((channel, refusal));
+            return;
         };
+        let server = self.server.clone();
+        let served = self.served.0.clone();
         tokio::task::spawn_blocking(move || {
-            std::thread::sleep(delay);
-            let response = answer(&store, &cache, request, tamper);
-            let _ = served.send((channel, response));
+            let _ = served.send((channel, server.info(&artifact_id)));
         });
     }
-}
-
-fn answer(store: &Store, cache: &ServeCache, request: BlobRequest, tamper: bool) -> BlobResponse {
-    match request {
-        BlobRequest::Info(id) => match store.blob_info(&id) {
-            Ok(info) => BlobResponse::Info(info.map(|i| i.bytes)),
-            Err(e) => BlobResponse::Unavailable(e.to_string()),
-        },
-        BlobRequest::Range {
-            artifact_id,
-            start_chunk,
-            end_chunk,
-        } => {
-            let entry = match cached_blob(store, cache, &artifact_id) {
-                Ok(entry) => entry,
-                Err(e) => return BlobResponse::Unavailable(e.to_string()),
-            };
-            let (data, outboard) = &*entry;
-            let ranges = bao_tree::ChunkRanges::from(
-                bao_tree::ChunkNum(start_chunk)..bao_tree::ChunkNum(end_chunk),
-            );
-            let mut encoded = Vec::new();
-            if let Err(e) = bao_tree::io::sync::encode_ranges_validated(
-                &data[..],
-                outboard,
-                &ranges,
-                &mut encoded,
-            ) {
-                return BlobResponse::Unavailable(format!("encoding: {e}"));
-            }
-            if tamper && !encoded.is_empty() {
-                let last = encoded.len() - 1;
-                encoded[last] ^= 0x55;
-            }
-            BlobResponse::Range(encoded)
-        }
-    }
-}
-
-fn cached_blob(
-    store: &Store,
-    cache: &ServeCache,
-    artifact_id: &ArtifactId,
-) -> crate::Result<Arc<(Vec<u8>, PreOrderMemOutboard)>> {
-    if let Some((_, entry)) = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|(id, _)| id == artifact_id)
-    {
-        return Ok(entry.clone());
-    }
-    let data = store.read_blob(artifact_id)?;
-    let outboard = PreOrderMemOutboard::create(&data, BLOCK_SIZE);
-    let entry = Arc::new((data, outboard));
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() >= SERVE_CACHE_ENTRIES_MAX {
-        cache.remove(0);
-    }
-    cache.push((*artifact_id, entry.clone()));
-    Ok(entry)
 }

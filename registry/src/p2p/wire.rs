@@ -1,48 +1,85 @@
-//! The blob protocol's messages and their framing: a big-endian `u32`
-//! length, then the message. Requests are tiny; responses carry at most one
-//! segment of bao-encoded data.
+//! The blob protocols' messages and their framing: a big-endian `u32`
+//! length, then the message. Every frame is checked against its limit
+//! before a byte of it is allocated.
+//!
+//! Two protocols carry them:
+//! - [`PROTOCOL`], request-response: [`BlobRequest::Info`] answered by
+//!   [`BlobResponse::Info`], the peer's have-bitmap of verified segments.
+//! - [`STREAM_PROTOCOL`], one long-lived stream per fetching peer: the
+//!   fetcher pipelines [`BlobRequest::Range`] frames, the server answers
+//!   each, in order, with [`BlobResponse::Segment`] (bao-encoded, verified
+//!   by the fetcher against the root) or [`BlobResponse::Missing`].
 
+use super::limits::{
+    INFO_FRAME_BYTES_MAX, REASON_BYTES_MAX, REQUEST_FRAME_BYTES_MAX, SEGMENT_FRAME_BYTES_MAX,
+    SEGMENTS_MAX,
+};
 use bonus_ids::ArtifactId;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use std::io;
 
-/// The protocol name on the wire.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/bonus/blob/1");
-
-const REQUEST_BYTES_MAX: u32 = 1024;
-/// A segment's data plus its parent hashes, with room to spare.
-const RESPONSE_BYTES_MAX: u32 = 4 << 20;
+/// The have-bitmap query, request-response.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/bonus/blob/2");
+/// Segments streamed to a fetcher.
+pub const STREAM_PROTOCOL: StreamProtocol = StreamProtocol::new("/bonus/blob-stream/1");
 
 /// What a peer may ask about a blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlobRequest {
-    /// Do you hold it, and how big is it?
+    /// How big is it, and which segments of it have you verified?
     Info(ArtifactId),
-    /// The bao encoding of chunks `[start, end)` (1 KiB chunks).
+    /// The bao encoding of one segment (on the stream only).
     Range {
         /// The blob.
         artifact_id: ArtifactId,
-        /// First chunk.
-        start_chunk: u64,
-        /// One past the last chunk.
-        end_chunk: u64,
+        /// Which segment: chunks `[segment × SEGMENT_CHUNKS, …)`.
+        segment: u32,
     },
+}
+
+/// Which segments of a blob a peer has verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Have {
+    /// The blob's size (which the bao root later proves).
+    pub bytes: u64,
+    /// Bit `i` (LSB first in byte `i / 8`) is set if segment `i` is held;
+    /// exactly `n_segments(bytes).div_ceil(8)` bytes.
+    pub segments: Vec<u8>,
 }
 
 /// A peer's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlobResponse {
-    /// `Some(size)` if held.
-    Info(Option<u64>),
-    /// Bao-encoded range: chunk data interleaved with the parent hashes
+    /// `Some` if any of it is held.
+    Info(Option<Have>),
+    /// Bao-encoded segment: chunk data interleaved with the parent hashes
     /// needed to verify it against the root.
-    Range(Vec<u8>),
-    /// The peer cannot serve it (unknown, failed to read…).
+    Segment {
+        /// Which segment.
+        segment: u32,
+        /// The encoding.
+        encoded: bytes::Bytes,
+    },
+    /// The peer has not verified this segment (yet).
+    Missing {
+        /// Which segment.
+        segment: u32,
+    },
+    /// The peer cannot serve it (failed to read…), at most
+    /// `REASON_BYTES_MAX` bytes of reason.
     Unavailable(String),
 }
 
-/// Request-response codec for [`BlobRequest`] and [`BlobResponse`].
+/// How many segments a blob of `bytes` has (an empty blob has one).
+pub fn n_segments(bytes: u64) -> u64 {
+    bytes
+        .div_ceil(1024)
+        .max(1)
+        .div_ceil(super::limits::SEGMENT_CHUNKS)
+}
+
+/// Request-response codec for [`BlobRequest::Info`] and [`BlobResponse`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BlobCodec;
 
@@ -55,7 +92,7 @@ impl libp2p::request_response::Codec for BlobCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let frame = read_frame(io, REQUEST_BYTES_MAX).await?;
+        let frame = read_frame(io, REQUEST_FRAME_BYTES_MAX).await?;
         decode_request(&frame).ok_or_else(|| invalid("malformed blob request"))
     }
 
@@ -63,7 +100,7 @@ impl libp2p::request_response::Codec for BlobCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let frame = read_frame(io, RESPONSE_BYTES_MAX).await?;
+        let frame = read_frame(io, INFO_FRAME_BYTES_MAX).await?;
         decode_response(frame).ok_or_else(|| invalid("malformed blob response"))
     }
 
@@ -76,7 +113,8 @@ impl libp2p::request_response::Codec for BlobCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode_request(&request)).await
+        write_frame(io, &encode_request(&request)).await?;
+        io.close().await
     }
 
     async fn write_response<T>(
@@ -88,8 +126,62 @@ impl libp2p::request_response::Codec for BlobCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode_response(&response)).await
+        write_frame(io, &encode_response(&response)).await?;
+        io.close().await
     }
+}
+
+/// Reads one request from a stream; `None` at a clean end of stream.
+pub(crate) async fn read_stream_request<T: AsyncRead + Unpin>(
+    io: &mut T,
+) -> io::Result<Option<BlobRequest>> {
+    let mut len = [0u8; 4];
+    match io.read_exact(&mut len).await {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        other => other?,
+    }
+    let frame = read_body(io, u32::from_be_bytes(len), REQUEST_FRAME_BYTES_MAX).await?;
+    decode_request(&frame)
+        .map(Some)
+        .ok_or_else(|| invalid("malformed blob request"))
+}
+
+/// Reads one segment answer from a stream.
+pub(crate) async fn read_stream_response<T: AsyncRead + Unpin>(
+    io: &mut T,
+) -> io::Result<BlobResponse> {
+    let frame = read_frame(io, SEGMENT_FRAME_BYTES_MAX).await?;
+    decode_response(frame).ok_or_else(|| invalid("malformed blob response"))
+}
+
+/// Writes one request to a stream (without closing it).
+pub(crate) async fn write_stream_request<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    request: &BlobRequest,
+) -> io::Result<()> {
+    write_frame(io, &encode_request(request)).await?;
+    io.flush().await
+}
+
+/// Writes one answer to a stream (without closing it).
+pub(crate) async fn write_stream_response<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    response: &BlobResponse,
+) -> io::Result<()> {
+    match response {
+        // The bulk of the traffic: written as it is, not copied into a frame.
+        BlobResponse::Segment { segment, encoded } => {
+            let len = u32::try_from(encoded.len() + 5).map_err(|_| invalid("frame too large"))?;
+            let mut head = [0u8; 9];
+            head[..4].copy_from_slice(&len.to_be_bytes());
+            head[4] = 1;
+            head[5..].copy_from_slice(&segment.to_be_bytes());
+            io.write_all(&head).await?;
+            io.write_all(encoded).await?;
+        }
+        other => write_frame(io, &encode_response(other)).await?,
+    }
+    io.flush().await
 }
 
 fn invalid(message: &str) -> io::Error {
@@ -99,7 +191,14 @@ fn invalid(message: &str) -> io::Error {
 async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, bytes_max: u32) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len);
+    read_body(io, u32::from_be_bytes(len), bytes_max).await
+}
+
+async fn read_body<T: AsyncRead + Unpin>(
+    io: &mut T,
+    len: u32,
+    bytes_max: u32,
+) -> io::Result<Vec<u8>> {
     if len > bytes_max {
         return Err(invalid("frame exceeds its limit"));
     }
@@ -111,8 +210,7 @@ async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, bytes_max: u32) -> io::Res
 async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io::Result<()> {
     let len = u32::try_from(frame.len()).map_err(|_| invalid("frame too large"))?;
     io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(frame).await?;
-    io.close().await
+    io.write_all(frame).await
 }
 
 fn encode_request(request: &BlobRequest) -> Vec<u8> {
@@ -120,15 +218,8 @@ fn encode_request(request: &BlobRequest) -> Vec<u8> {
         BlobRequest::Info(id) => [&[0u8][..], id.as_bytes()].concat(),
         BlobRequest::Range {
             artifact_id,
-            start_chunk,
-            end_chunk,
-        } => [
-            &[1u8][..],
-            artifact_id.as_bytes(),
-            &start_chunk.to_be_bytes(),
-            &end_chunk.to_be_bytes(),
-        ]
-        .concat(),
+            segment,
+        } => [&[1u8][..], artifact_id.as_bytes(), &segment.to_be_bytes()].concat(),
     }
 }
 
@@ -137,10 +228,9 @@ fn decode_request(frame: &[u8]) -> Option<BlobRequest> {
     let id = ArtifactId::from_bytes(rest.get(..32)?.try_into().ok()?);
     match (tag, rest.len()) {
         (0, 32) => Some(BlobRequest::Info(id)),
-        (1, 48) => Some(BlobRequest::Range {
+        (1, 36) => Some(BlobRequest::Range {
             artifact_id: id,
-            start_chunk: u64::from_be_bytes(rest[32..40].try_into().ok()?),
-            end_chunk: u64::from_be_bytes(rest[40..48].try_into().ok()?),
+            segment: u32::from_be_bytes(rest[32..36].try_into().ok()?),
         }),
         _ => None,
     }
@@ -149,24 +239,45 @@ fn decode_request(frame: &[u8]) -> Option<BlobRequest> {
 fn encode_response(response: &BlobResponse) -> Vec<u8> {
     match response {
         BlobResponse::Info(None) => vec![0, 0],
-        BlobResponse::Info(Some(size)) => [&[0u8, 1][..], &size.to_be_bytes()].concat(),
-        BlobResponse::Range(bytes) => [&[1u8][..], bytes].concat(),
-        BlobResponse::Unavailable(reason) => [&[2u8][..], reason.as_bytes()].concat(),
+        BlobResponse::Info(Some(have)) => {
+            [&[0u8, 1][..], &have.bytes.to_be_bytes(), &have.segments].concat()
+        }
+        BlobResponse::Segment { segment, encoded } => {
+            [&[1u8][..], &segment.to_be_bytes(), encoded].concat()
+        }
+        BlobResponse::Missing { segment } => [&[3u8][..], &segment.to_be_bytes()].concat(),
+        BlobResponse::Unavailable(reason) => {
+            let mut end = reason.len().min(REASON_BYTES_MAX);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            [&[2u8][..], &reason.as_bytes()[..end]].concat()
+        }
     }
 }
 
-fn decode_response(mut frame: Vec<u8>) -> Option<BlobResponse> {
-    if frame.is_empty() {
-        return None;
-    }
-    let tag = frame.remove(0);
-    match (tag, frame.as_slice()) {
+fn decode_response(frame: Vec<u8>) -> Option<BlobResponse> {
+    let (&tag, rest) = frame.split_first()?;
+    match (tag, rest) {
         (0, [0]) => Some(BlobResponse::Info(None)),
-        (0, [1, size @ ..]) => Some(BlobResponse::Info(Some(u64::from_be_bytes(
-            size.try_into().ok()?,
-        )))),
-        (1, _) => Some(BlobResponse::Range(frame)),
-        (2, reason) => Some(BlobResponse::Unavailable(
+        (0, [1, size @ ..]) => {
+            let bytes = u64::from_be_bytes(size.get(..8)?.try_into().ok()?);
+            let segments = size[8..].to_vec();
+            let n = n_segments(bytes);
+            (n <= u64::from(SEGMENTS_MAX) && segments.len() as u64 == n.div_ceil(8))
+                .then_some(BlobResponse::Info(Some(Have { bytes, segments })))
+        }
+        (1, [a, b, c, d, ..]) => {
+            let segment = u32::from_be_bytes([*a, *b, *c, *d]);
+            Some(BlobResponse::Segment {
+                segment,
+                encoded: bytes::Bytes::from(frame).slice(5..),
+            })
+        }
+        (3, [a, b, c, d]) => Some(BlobResponse::Missing {
+            segment: u32::from_be_bytes([*a, *b, *c, *d]),
+        }),
+        (2, reason) if reason.len() <= REASON_BYTES_MAX => Some(BlobResponse::Unavailable(
             String::from_utf8_lossy(reason).into_owned(),
         )),
         _ => None,
@@ -176,6 +287,7 @@ fn decode_response(mut frame: Vec<u8>) -> Option<BlobResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::io::Cursor;
 
     #[test]
     fn messages_round_trip_and_garbage_is_rejected() {
@@ -184,22 +296,90 @@ mod tests {
             BlobRequest::Info(id),
             BlobRequest::Range {
                 artifact_id: id,
-                start_chunk: 3,
-                end_chunk: 9,
+                segment: 9,
             },
         ] {
             assert_eq!(decode_request(&encode_request(&request)), Some(request));
         }
         for response in [
             BlobResponse::Info(None),
-            BlobResponse::Info(Some(42)),
-            BlobResponse::Range(vec![1, 2, 3]),
+            BlobResponse::Info(Some(Have {
+                bytes: 42,
+                segments: vec![1],
+            })),
+            BlobResponse::Info(Some(Have {
+                bytes: 9 << 20,
+                segments: vec![0xff, 1],
+            })),
+            BlobResponse::Segment {
+                segment: 3,
+                encoded: bytes::Bytes::from_static(&[1, 2, 3]),
+            },
+            BlobResponse::Missing { segment: 7 },
             BlobResponse::Unavailable("no".into()),
         ] {
             assert_eq!(decode_response(encode_response(&response)), Some(response));
         }
         assert_eq!(decode_request(&[7; 33]), None);
         assert_eq!(decode_request(&[0; 5]), None);
+        assert_eq!(decode_request(&[1; 40]), None);
         assert_eq!(decode_response(vec![9]), None);
+        assert_eq!(decode_response(vec![1, 0, 0]), None);
+        assert_eq!(decode_response(vec![3, 0, 0, 0, 0, 0]), None);
+    }
+
+    /// Segments go out without being copied into a frame; they read back
+    /// as one.
+    #[test]
+    fn a_streamed_segment_reads_back() {
+        let answer = BlobResponse::Segment {
+            segment: 11,
+            encoded: bytes::Bytes::from(vec![7u8; 3000]),
+        };
+        let mut out = Cursor::new(Vec::new());
+        futures::executor::block_on(write_stream_response(&mut out, &answer)).expect("writes");
+        let mut io = Cursor::new(out.into_inner());
+        let read = futures::executor::block_on(read_stream_response(&mut io)).expect("reads");
+        assert_eq!(read, answer);
+    }
+
+    /// A have-bitmap must have exactly the length its size implies, and a
+    /// size beyond `SEGMENTS_MAX` segments is refused: a peer cannot make
+    /// us track more segments than the limit.
+    #[test]
+    fn a_hostile_have_bitmap_is_refused() {
+        let info = |bytes: u64, segments: Vec<u8>| {
+            encode_response(&BlobResponse::Info(Some(Have { bytes, segments })))
+        };
+        assert_eq!(decode_response(info(9 << 20, vec![0xff])), None, "short");
+        assert_eq!(decode_response(info(1, vec![1, 0])), None, "long");
+        let huge = u64::from(SEGMENTS_MAX + 1) << 20;
+        let bitmap = vec![0xff; n_segments(huge).div_ceil(8) as usize];
+        assert_eq!(decode_response(info(huge, bitmap)), None, "too many");
+        assert_eq!(decode_response(info(u64::MAX, vec![])), None);
+    }
+
+    /// A frame that claims more than its limit is refused from its length
+    /// alone, before anything is allocated or read.
+    #[test]
+    fn an_oversized_frame_is_refused_before_allocation() {
+        let check = |bytes_max: u32, claimed: u32| {
+            let mut io = Cursor::new(claimed.to_be_bytes().to_vec());
+            futures::executor::block_on(read_frame(&mut io, bytes_max))
+        };
+        let error = check(SEGMENT_FRAME_BYTES_MAX, u32::MAX).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let error =
+            check(REQUEST_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX + 1).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        // Within the limit, a short body is an early end, not a hang.
+        let error = check(SEGMENT_FRAME_BYTES_MAX, 10).expect_err("truncated");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        let mut io = Cursor::new(((REQUEST_FRAME_BYTES_MAX + 1).to_be_bytes()).to_vec());
+        let error = futures::executor::block_on(read_stream_request(&mut io)).expect_err("big");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let mut io = Cursor::new(Vec::new());
+        let end = futures::executor::block_on(read_stream_request(&mut io)).expect("clean end");
+        assert_eq!(end, None);
     }
 }
