@@ -1,6 +1,10 @@
 """Shared helpers for the benchmark scripts beside this file: running
 commands and measuring with wrk pinned to the load core."""
-import re, subprocess, sys
+import os, re, shutil, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WASMTIME_VERSION = "48.0.8"
+WASMTIME_DEFAULT = os.path.join(ROOT, "target/wasmtime-cli/bin/wasmtime")
 
 SERVER_CORE, LOAD_CORE = "0", "1"
 
@@ -25,3 +29,18 @@ def wrk(url, seconds, connections):
     if non2xx:
         raise RuntimeError(f"{url}: {non2xx.group(1)} non-2xx responses")
     return rps, latency(50), latency(99)
+
+
+def checked_wasmtime(path):
+    """The wasmtime CLI at `path` (else on PATH) and its version line; exits
+    unless it is the version the runtime embeds, so the anchor is the same
+    wasmtime, not whatever PATH holds."""
+    if not os.path.exists(path):
+        path = shutil.which("wasmtime") or path
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        version = ""
+    if WASMTIME_VERSION not in version:
+        sys.exit(f"{path} is {version!r}, not wasmtime {WASMTIME_VERSION}; run ./scripts/test once to install it")
+    return path, version

@@ -18,9 +18,8 @@ import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
-WASMTIME_VERSION = "48.0.8"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import SERVER_CORE, run, wrk  # noqa: E402
+from benchlib import SERVER_CORE, WASMTIME_DEFAULT, checked_wasmtime, run, wrk  # noqa: E402
 
 
 def free_port():
@@ -87,13 +86,9 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--connections", type=int, default=32)
-    p.add_argument("--wasmtime", default=os.path.join(ROOT, "target/wasmtime-cli/bin/wasmtime"))
+    p.add_argument("--wasmtime", default=WASMTIME_DEFAULT)
     args = p.parse_args()
-    if not os.path.exists(args.wasmtime):
-        args.wasmtime = shutil.which("wasmtime") or args.wasmtime
-    version = subprocess.run([args.wasmtime, "--version"], capture_output=True, text=True).stdout.strip()
-    if WASMTIME_VERSION not in version:
-        sys.exit(f"{args.wasmtime} is {version!r}, not wasmtime {WASMTIME_VERSION}; run ./scripts/test once to install it")
+    args.wasmtime, version = checked_wasmtime(args.wasmtime)
 
     run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "--bin", "bonus", "-p", "bonus-bench", "--bin", "hyper-hello"], cwd=ROOT)
     run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"))

@@ -2,7 +2,9 @@
 """Requests/s per core and latency of `bonus serve` against `wasmtime serve`
 on the same components, with a raw hyper server as the physical limit.
 
-Every server is pinned to one core and the load generator (wrk) to the other;
+The plain wasmtime host (`plain-host`, bench/src/plain.rs) is wasmtime with
+the settings `bonus serve` uses and nothing of Bonus's own: the rate Bonus
+should keep. Every server is pinned to one core and the load generator (wrk) to the other;
 targets are measured in interleaved rounds and the median round is reported,
 as ratios against `wasmtime serve` and raw hyper measured in the same run.
 Traffic goes to 127.0.0.1 only.
@@ -15,7 +17,7 @@ import argparse, os, re, shutil, socket, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
-from benchlib import LOAD_CORE, SERVER_CORE, run, wrk
+from benchlib import LOAD_CORE, SERVER_CORE, WASMTIME_DEFAULT, checked_wasmtime, run, wrk
 
 
 
@@ -45,12 +47,12 @@ def main():
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--fib-n", type=int, default=20)
-    p.add_argument("--wasmtime", default=shutil.which("wasmtime") or "wasmtime")
+    p.add_argument("--wasmtime", default=WASMTIME_DEFAULT)
     args = p.parse_args()
 
     run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT)
     run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"))
-    version = subprocess.run([args.wasmtime, "--version"], capture_output=True, text=True).stdout.strip()
+    args.wasmtime, version = checked_wasmtime(args.wasmtime)
     print(f"anchor: {version}", file=sys.stderr)
 
     env = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
@@ -58,10 +60,12 @@ def main():
     env["BONUS_HOME"] = os.path.join(ROOT, "target/bench-home")
     bonus = os.path.join(ROOT, "target/release/bonus")
     hyper = os.path.join(ROOT, "target/release/hyper-hello")
+    plain = os.path.join(ROOT, "target/release/plain-host")
     fib_path = f"/?n={args.fib_n}"
     targets = {
         "hyper hello": (lambda port: [hyper, f"127.0.0.1:{port}"], "/"),
         "wasmtime serve hello": (lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", f"{GUESTS}/hello.wasm"], "/"),
+        "plain wasmtime host hello": (lambda port: [plain, f"{GUESTS}/hello.wasm", f"127.0.0.1:{port}"], "/"),
         "bonus serve hello": (lambda port: [bonus, "serve", f"{GUESTS}/hello.wasm", "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], "/"),
         "bonus serve hello (no fuel)": (lambda port: [bonus, "serve", f"{GUESTS}/hello.wasm", "--threads", "1", "--no-fuel", "--addr", f"127.0.0.1:{port}", "-q"], "/"),
         "wasmtime serve fib": (lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", f"{GUESTS}/fib.wasm"], fib_path),
@@ -89,12 +93,14 @@ def main():
         return rps, statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
 
     hyper_rps = median("hyper hello")[0]
-    print(f"\n{'target':<30}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'vs hyper':>10}")
+    plain_rps = median("plain wasmtime host hello")[0]
+    print(f"\n{'target':<30}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'vs plain':>10}{'vs hyper':>10}")
     for name in targets:
         rps, p50, p99 = median(name)
         anchor = "wasmtime serve fib" if "fib" in name else "wasmtime serve hello"
         vs_wasmtime = rps / median(anchor)[0]
-        print(f"{name:<30}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{vs_wasmtime:>12.2f}x{rps / hyper_rps:>9.2f}x")
+        vs_plain = f"{rps / plain_rps:>9.2f}x" if "fib" not in name else f"{'':>10}"
+        print(f"{name:<30}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{vs_wasmtime:>12.2f}x{vs_plain}{rps / hyper_rps:>9.2f}x")
     print(f"\n{args.rounds} rounds x {args.seconds}s, wrk -t1 -c{args.connections}, server on core {SERVER_CORE}, "
           f"wrk on core {LOAD_CORE}; medians of rounds; anchor {version}")
 

@@ -307,8 +307,7 @@ impl Function {
                 PendingResponse::Done(Ok(response)) => (Outcome::Ok, Some(response)),
                 PendingResponse::Done(Err(outcome)) => (outcome, None),
                 PendingResponse::Streaming(pending) => {
-                    let remaining =
-                        deadline.saturating_duration_since(Instant::now()) + HOST_GRACE;
+                    let remaining = deadline.saturating_duration_since(Instant::now()) + HOST_GRACE;
                     match tokio::time::timeout(remaining, pending).await {
                         Ok(Ok(response)) => (Outcome::Ok, Some(response)),
                         Ok(Err(outcome)) => (outcome, None),
@@ -387,8 +386,8 @@ impl Function {
                 }
                 response_done = Some(result);
             }
-            let timer = host_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(host_deadline)));
+            let timer =
+                host_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(host_deadline)));
             timer.as_mut().poll(cx).map(|()| Err(Outcome::Deadline))
         })
         .await;

@@ -331,6 +331,47 @@ async fn a_full_instance_pool_answers_busy() {
     assert_eq!(after.outcome, Outcome::Ok);
 }
 
+/// A caller that goes away (a client that disconnects) ends its guest, which
+/// runs on a task of its own: the only instance slot is free again long
+/// before the guest's 60 s deadline.
+#[tokio::test]
+async fn dropping_an_invocation_ends_its_guest() {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        instances_max: 1,
+        fuel: true,
+        compiler: Compiler::Cranelift,
+    })
+    .expect("runtime builds");
+    let function = load(&runtime, "hostile");
+    let long = params(
+        1,
+        Limits {
+            deadline: std::time::Duration::from_secs(60),
+            ..Limits::DEFAULT
+        },
+    );
+    let sleeper = function.invoke(request("GET", "/sleep?ms=60000", ""), &long);
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), sleeper).await;
+    assert!(dropped.is_err(), "the sleeper ended by itself: {dropped:?}");
+    // The aborted task is dropped on one of the runtime's next turns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let after = function
+            .invoke(request("GET", "/ok", ""), &params(2, Limits::DEFAULT))
+            .await;
+        if after.outcome == Outcome::Ok {
+            break;
+        }
+        assert_eq!(after.outcome, Outcome::Busy);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped guest still holds the only instance slot"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Tiered compilation: the first load serves at once on Winch's code,
 /// Cranelift's replaces it in the background and is cached. Fuel is
 /// deterministic on each tier and close between them (both charge the same

@@ -47,7 +47,11 @@ fn main() -> anyhow::Result<()> {
                 assert!(invocation.response.is_some(), "{:?}", invocation.outcome);
             }
         });
-        report(&format!("bonus fuel={}", if fuel { "on" } else { "off" }), iterations, &mut samples_us);
+        report(
+            &format!("bonus fuel={}", if fuel { "on" } else { "off" }),
+            iterations,
+            &mut samples_us,
+        );
     }
     for fuel in [true, false] {
         let host = bonus_bench::plain::PlainHost::new(&wasm, fuel)
@@ -65,14 +69,19 @@ fn main() -> anyhow::Result<()> {
                 assert!(body.is_ok());
             }
         });
-        report(&format!("plain fuel={}", if fuel { "on" } else { "off" }), iterations, &mut samples_us);
+        report(
+            &format!("plain fuel={}", if fuel { "on" } else { "off" }),
+            iterations,
+            &mut samples_us,
+        );
     }
     // Throughput with 16 invocations in flight on the one thread, as under
     // a load generator with 16 connections.
     let tasks = 16;
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let function = runtime.load(&wasm)?;
-    let host = bonus_bench::plain::PlainHost::new(&wasm, true).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let host =
+        bonus_bench::plain::PlainHost::new(&wasm, true).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     for round in 0..3 {
         let started = Instant::now();
         tokio.block_on(async {

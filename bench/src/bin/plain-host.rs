@@ -30,17 +30,19 @@ fn main() -> anyhow::Result<()> {
             let _ = stream.set_nodelay(true);
             let host = host.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let host = host.clone();
-                    async move {
-                        let request = request.map(|body| {
-                            http_body_util::BodyExt::map_err(body, |e: hyper::Error| {
-                                wasmtime_wasi_http::p2::hyper_request_error(e)
-                            })
-                        });
-                        host.handle(request).await
-                    }
-                });
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let host = host.clone();
+                        async move {
+                            let request = request.map(|body| {
+                                http_body_util::BodyExt::map_err(body, |e: hyper::Error| {
+                                    wasmtime_wasi_http::p2::hyper_request_error(e)
+                                })
+                            });
+                            host.handle(request).await
+                        }
+                    },
+                );
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
