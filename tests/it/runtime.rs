@@ -41,6 +41,17 @@ fn winch_runtime() -> Runtime {
     .expect("runtime builds")
 }
 
+/// One instance slot: a second concurrent invocation answers busy.
+fn single_slot_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        instances_max: 1,
+        fuel: true,
+        compiler: Compiler::Cranelift,
+    })
+    .expect("runtime builds")
+}
+
 fn load(runtime: &Runtime, name: &str) -> Function {
     let wasm = std::fs::read(guest(name)).expect("guest built");
     runtime.load(&wasm).expect("guest loads")
@@ -303,13 +314,7 @@ fn a_loaded_component_is_reused_in_memory() {
 /// instead of queueing or failing obscurely.
 #[tokio::test]
 async fn a_full_instance_pool_answers_busy() {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: None,
-        instances_max: 1,
-        fuel: true,
-        compiler: Compiler::Cranelift,
-    })
-    .expect("runtime builds");
+    let runtime = single_slot_runtime();
     let function = load(&runtime, "hostile");
     let sleeper_params = params(1, Limits::DEFAULT);
     let sleeper = function.invoke(request("GET", "/sleep?ms=1000", ""), &sleeper_params);
@@ -336,13 +341,7 @@ async fn a_full_instance_pool_answers_busy() {
 /// before the guest's 60 s deadline.
 #[tokio::test]
 async fn dropping_an_invocation_ends_its_guest() {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: None,
-        instances_max: 1,
-        fuel: true,
-        compiler: Compiler::Cranelift,
-    })
-    .expect("runtime builds");
+    let runtime = single_slot_runtime();
     let function = load(&runtime, "hostile");
     let long = params(
         1,

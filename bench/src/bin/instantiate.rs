@@ -32,9 +32,7 @@ fn main() -> anyhow::Result<()> {
         let mut samples_us = Vec::with_capacity(iterations);
         tokio.block_on(async {
             for idx in 0..iterations {
-                let request = http::Request::get(format!("http://localhost{path}"))
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .expect("valid request");
+                let request = get(&path);
                 let params = InvokeParams {
                     request_id: RequestId::from_u128(idx as u128),
                     random_seed: [0; 32],
@@ -59,9 +57,7 @@ fn main() -> anyhow::Result<()> {
         let mut samples_us = Vec::with_capacity(iterations);
         tokio.block_on(async {
             for _ in 0..iterations {
-                let request = http::Request::get(format!("http://localhost{path}"))
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .expect("valid request");
+                let request = get(&path);
                 let started = Instant::now();
                 let response = host.handle(request).await.expect("the anchor answers");
                 let body = http_body_util::BodyExt::collect(response.into_body()).await;
@@ -90,9 +86,7 @@ fn main() -> anyhow::Result<()> {
                 let (function, path) = (function.clone(), path.clone());
                 handles.push(tokio::spawn(async move {
                     for idx in 0..iterations / tasks {
-                        let request = http::Request::get(format!("http://localhost{path}"))
-                            .body(http_body_util::Empty::<bytes::Bytes>::new())
-                            .expect("valid request");
+                        let request = get(&path);
                         let params = InvokeParams {
                             request_id: RequestId::from_u128((task * iterations + idx) as u128),
                             random_seed: [0; 32],
@@ -116,9 +110,7 @@ fn main() -> anyhow::Result<()> {
                 let (host, path) = (host.clone(), path.clone());
                 handles.push(tokio::spawn(async move {
                     for _ in 0..iterations / tasks {
-                        let request = http::Request::get(format!("http://localhost{path}"))
-                            .body(http_body_util::Empty::<bytes::Bytes>::new())
-                            .expect("valid request");
+                        let request = get(&path);
                         let response = host.handle(request).await.expect("the anchor answers");
                         let body = http_body_util::BodyExt::collect(response.into_body()).await;
                         assert!(body.is_ok());
@@ -136,6 +128,12 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(format!("http://localhost{path}"))
+        .body(http_body_util::Empty::new())
+        .expect("valid request")
 }
 
 fn report(name: &str, iterations: usize, samples_us: &mut [f64]) {
