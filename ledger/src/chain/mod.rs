@@ -234,6 +234,19 @@ impl Chain {
         self.accept(SignedTx::decode(bytes)?)
     }
 
+    /// A batch of transactions gossiped by a peer, each checked like a
+    /// client's (their signatures in one batch), none gossiped again.
+    pub fn submit_batch_from_peer<'b>(
+        &self,
+        frames: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Vec<Result<[u8; 32], SubmitError>> {
+        let decoded: Vec<Result<SignedTx, SubmitError>> = frames
+            .into_iter()
+            .map(|bytes| SignedTx::decode(bytes).map_err(SubmitError::from))
+            .collect();
+        self.accept_many(decoded)
+    }
+
     /// The queue of transactions to gossip (one consumer: the validator).
     fn gossip_queue(&self) -> futures::channel::mpsc::UnboundedReceiver<Vec<u8>> {
         let (sender, receiver) = futures::channel::mpsc::unbounded();
@@ -242,26 +255,64 @@ impl Chain {
     }
 
     fn accept(&self, tx: SignedTx) -> Result<[u8; 32], SubmitError> {
-        let chain_id = {
+        let mut results = self.accept_many(vec![Ok(tx)]);
+        results.pop().expect("accept_many answers each transaction")
+    }
+
+    /// Admits each transaction that passes the cheap checks and then its
+    /// signature; the result of each, in order.
+    fn accept_many(
+        &self,
+        txs: Vec<Result<SignedTx, SubmitError>>,
+    ) -> Vec<Result<[u8; 32], SubmitError>> {
+        let (txs, chain_id) = {
             let inner = self.lock();
-            inner.mempool.check(&tx, &inner.state)?;
-            *inner.state.chain_id()
+            let checked: Vec<Result<SignedTx, SubmitError>> = txs
+                .into_iter()
+                .map(|tx| {
+                    let tx = tx?;
+                    inner.mempool.check(&tx, &inner.state)?;
+                    Ok(tx)
+                })
+                .collect();
+            (checked, *inner.state.chain_id())
         };
         // Verified after the cheap checks and outside the lock: it is the
         // expensive part.
-        if !tx.verify(&chain_id) {
-            return Err(SubmitError::BadSignature(tx.signer));
-        }
-        let id = tx.id();
+        let unchecked: Vec<&SignedTx> = txs.iter().filter_map(|tx| tx.as_ref().ok()).collect();
+        let mut verdicts = SignedTx::verify_all(&unchecked, &chain_id).into_iter();
+        let txs: Vec<Result<SignedTx, SubmitError>> = txs
+            .into_iter()
+            .map(|tx| {
+                let tx = tx?;
+                if verdicts.next() == Some(true) {
+                    Ok(tx)
+                } else {
+                    Err(SubmitError::BadSignature(tx.signer))
+                }
+            })
+            .collect();
         let mut inner = self.lock();
         let inner = &mut *inner;
-        inner.mempool.admit(tx, id, &inner.state, inner.height)?;
-        if inner.verified.len() >= VERIFIED_MAX {
-            inner.verified.clear();
+        let mut admitted = false;
+        let results = txs
+            .into_iter()
+            .map(|tx| {
+                let tx = tx?;
+                let id = tx.id();
+                inner.mempool.admit(tx, id, &inner.state, inner.height)?;
+                if inner.verified.len() >= VERIFIED_MAX {
+                    inner.verified.clear();
+                }
+                inner.verified.insert(id);
+                admitted = true;
+                Ok(id)
+            })
+            .collect();
+        if admitted {
+            self.arrivals.notify_waiters();
         }
-        inner.verified.insert(id);
-        self.arrivals.notify_waiters();
-        Ok(id)
+        results
     }
 
     /// Where a transaction is.
@@ -408,10 +459,18 @@ impl Chain {
             ids.iter().map(|id| !inner.verified.contains(id)).collect()
         };
         let chain_id = *parent_state.chain_id();
+        // Every signature this validator has not seen yet, in one batch.
+        let unseen: Vec<&SignedTx> = block
+            .txs
+            .iter()
+            .zip(&unverified)
+            .filter_map(|(tx, unverified)| unverified.then_some(tx))
+            .collect();
+        let mut verdicts = SignedTx::verify_all(&unseen, &chain_id).into_iter();
         let mut state = parent_state.clone();
         state.begin_block(block.ctx()).map_err(BlockError::Time)?;
         for (index, tx) in block.txs.iter().enumerate() {
-            if unverified[index] && !tx.verify(&chain_id) {
+            if unverified[index] && verdicts.next() != Some(true) {
                 return Err(BlockError::Tx {
                     index,
                     error: TxError::BadSignature { signer: tx.signer },

@@ -344,9 +344,8 @@ where
                 },
                 message = receiver.recv().fuse() => match message {
                     Ok((_, bytes)) => {
-                        for tx in framed(bytes.as_ref()) {
-                            let _ = chain.submit_from_peer(tx);
-                        }
+                        // Refusals are the sender's business, not ours.
+                        let _ = chain.submit_batch_from_peer(framed(bytes.as_ref()));
                     }
                     Err(_) => return,
                 },

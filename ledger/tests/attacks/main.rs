@@ -12,4 +12,5 @@ mod hijacker;
 mod jammer;
 mod replayer;
 mod spammer;
+mod splitter;
 mod world;
