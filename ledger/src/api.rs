@@ -6,7 +6,7 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/v1/ledger/status` | [`Status`] |
+//! | GET | `/v1/ledger/status` | [`Status`]; with `?after=<height>`, answered once a block above it is final (or after [`STATUS_WAIT_MAX`]) |
 //! | GET | `/v1/ledger/accounts/<ed25519:hex>` | [`AccountView`] |
 //! | GET | `/v1/ledger/accounts/<ed25519:hex>/proof` | [`AccountProofView`]: the account under the finalized state root |
 //! | GET | `/v1/ledger/names` and `/v1/ledger/names/<name>` | [`Names`], [`NameView`] |
@@ -26,6 +26,23 @@ use crate::chain::{Chain, TxStatus};
 use crate::{NodeRole, State};
 use bonus_ids::{ManifestId, PublicKey};
 use serde::{Deserialize, Serialize};
+
+/// Longest a `status?after=` request waits for a new block. Well below
+/// the client's call timeout, so a quiet chain never looks like a dead
+/// validator.
+pub const STATUS_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The height a `GET /v1/ledger/status?after=<height>` waits to pass, if
+/// the query asks to wait (`None` for a plain status or anything else).
+pub fn status_wait(method: &str, path: &str, query: Option<&str>) -> Option<u64> {
+    if method != "GET" || path.trim_end_matches('/') != "/v1/ledger/status" {
+        return None;
+    }
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("after="))
+        .and_then(|height| height.parse().ok())
+}
 
 /// Largest request body: one transaction.
 pub const BODY_BYTES_MAX: usize = crate::limits::TX_BYTES_MAX;

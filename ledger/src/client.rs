@@ -193,6 +193,14 @@ impl LedgerClient {
         self.get("/v1/ledger/status").await
     }
 
+    /// The status once a block above `height` is final, or after the
+    /// validator's wait bound ([`crate::api::STATUS_WAIT_MAX`]) with the
+    /// height unchanged: a follower learns of each block as it lands
+    /// instead of polling.
+    pub async fn status_after(&self, height: u64) -> Result<Status, ClientError> {
+        self.get(&format!("/v1/ledger/status?after={height}")).await
+    }
+
     /// The network's chain id (asked once).
     pub async fn chain_id(&self) -> Result<ChainId, ClientError> {
         self.chain_id

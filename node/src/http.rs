@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
@@ -106,23 +106,23 @@ async fn serve_connection<F, Fut>(
     F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
 {
-    // Requests in flight on this connection, and when the last one ended:
-    // hyper has no idle timeout of its own for keep-alive connections.
+    // Requests in flight on this connection, and when the last one ended
+    // (µs since it opened): hyper has no idle timeout of its own for
+    // keep-alive connections. Kept in atomics and looked at on a tick, so a
+    // request costs no task wake-up or timer of its own.
+    let opened = tokio::time::Instant::now();
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let (activity, mut idle_since) = watch::channel(tokio::time::Instant::now());
-    let activity = Arc::new(activity);
+    let idle_since_us = Arc::new(AtomicU64::new(0));
     let service = {
-        let in_flight = in_flight.clone();
-        let activity = activity.clone();
+        let (in_flight, idle_since_us) = (in_flight.clone(), idle_since_us.clone());
         hyper::service::service_fn(move |request| {
-            in_flight.fetch_add(1, Ordering::Relaxed);
+            in_flight.fetch_add(1, Ordering::AcqRel);
             let response = handle(request);
-            let in_flight = in_flight.clone();
-            let activity = activity.clone();
+            let (in_flight, idle_since_us) = (in_flight.clone(), idle_since_us.clone());
             async move {
                 let response = response.await;
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                activity.send_replace(tokio::time::Instant::now());
+                idle_since_us.store(micros_since(opened), Ordering::Release);
+                in_flight.fetch_sub(1, Ordering::AcqRel);
                 Ok::<_, Infallible>(response)
             }
         })
@@ -134,23 +134,31 @@ async fn serve_connection<F, Fut>(
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut stopping = false;
+    // Half the timeout: an idle connection closes within 1.5× of it.
+    let tick = (limits.idle_timeout / 2).max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let idle_deadline = *idle_since.borrow() + limits.idle_timeout;
         tokio::select! {
             _ = connection.as_mut() => return,
             () = stopped(stop.clone()), if !stopping => {
                 stopping = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = idle_since.changed() => {}
-            () = tokio::time::sleep_until(idle_deadline) => {
-                if in_flight.load(Ordering::Relaxed) == 0 {
+            _ = ticks.tick(), if !stopping => {
+                let idle_for = micros_since(opened)
+                    .saturating_sub(idle_since_us.load(Ordering::Acquire));
+                if in_flight.load(Ordering::Acquire) == 0
+                    && Duration::from_micros(idle_for) >= limits.idle_timeout
+                {
                     connection.as_mut().graceful_shutdown();
                     stopping = true;
                 }
-                idle_since.mark_unchanged();
-                activity.send_replace(tokio::time::Instant::now());
             }
         }
     }
+}
+
+fn micros_since(start: tokio::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }

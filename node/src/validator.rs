@@ -116,6 +116,16 @@ async fn answer(
 ) -> http::Response<Full<Bytes>> {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
+    if let Some(after) = bonus_ledger::api::status_wait(&method, &path, request.uri().query()) {
+        // Bounded, and each waiter holds one of the API's capped
+        // connections: a client can hold no more than it could by idling.
+        let mut heights = chain.subscribe();
+        let _ = tokio::time::timeout(
+            bonus_ledger::api::STATUS_WAIT_MAX,
+            heights.wait_for(|height| *height > after),
+        )
+        .await;
+    }
     let body = match Limited::new(request.into_body(), bonus_ledger::api::BODY_BYTES_MAX)
         .collect()
         .await

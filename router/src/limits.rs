@@ -86,7 +86,8 @@ pub struct RouterLimits {
     pub concurrency_per_function: usize,
     /// How often each known worker's health is probed.
     pub probe_interval: Duration,
-    /// How often the ledger is polled for a new height.
+    /// Least time between two route-table refreshes (each follows a new
+    /// finalized block, however fast blocks land).
     pub refresh_interval: Duration,
     /// How often forwarded counts are attested on the ledger.
     pub attest_interval: Duration,
@@ -103,7 +104,7 @@ impl RouterLimits {
         body_bytes_max: 10 << 20,
         concurrency_per_function: 1024,
         probe_interval: Duration::from_millis(250),
-        refresh_interval: Duration::from_millis(200),
+        refresh_interval: Duration::from_millis(50),
         attest_interval: Duration::from_secs(2),
     };
 

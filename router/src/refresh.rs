@@ -1,8 +1,10 @@
-//! The route table from the ledger: poll its status every
-//! `refresh_interval`; at start and whenever the height changes, read
-//! names, nodes and the manifests not seen yet, build a table and swap it
-//! in. A failed read keeps the old table (a router with stale routes
-//! serves; a router with none does not).
+//! The route table from the ledger: wait for each new finalized block
+//! (`status?after=<height>`, a long poll), then read names, nodes and the
+//! manifests not seen yet, build a table and swap it in; at most once per
+//! `refresh_interval`. A name deployed in a block is routable as soon as
+//! the router hears of the block, not at its next poll. A failed read
+//! keeps the old table (a router with stale routes serves; a router with
+//! none does not).
 
 use crate::state::{Shared, WarnLimiter};
 use crate::table;
@@ -21,15 +23,17 @@ struct Seen {
     prices: HashMap<ManifestId, u64>,
 }
 
-/// Polls the ledger forever (aborted at shutdown).
+/// Follows the ledger forever (aborted at shutdown).
 pub(crate) async fn run(shared: Arc<Shared>, ledger: Arc<LedgerClient>) {
-    let mut ticks = tokio::time::interval(shared.limits.refresh_interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = Seen::default();
     let failing = WarnLimiter::default();
     let skipping = WarnLimiter::default();
+    let mut last: Option<tokio::time::Instant> = None;
     loop {
-        ticks.tick().await;
+        if let Some(last) = last {
+            tokio::time::sleep_until(last + shared.limits.refresh_interval).await;
+        }
+        last = Some(tokio::time::Instant::now());
         match refresh(&shared, &ledger, &mut seen).await {
             Ok(skipped) if !skipped.is_empty() => {
                 if let Some(suppressed) = skipping.allow() {
@@ -56,7 +60,10 @@ async fn refresh(
     ledger: &LedgerClient,
     seen: &mut Seen,
 ) -> Result<table::Skipped, ClientError> {
-    let status = ledger.status().await?;
+    let status = match seen.height {
+        Some(height) => ledger.status_after(height).await?,
+        None => ledger.status().await?,
+    };
     shared
         .period_ms
         .store(status.params.period_ms, Ordering::Relaxed);

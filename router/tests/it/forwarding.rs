@@ -62,11 +62,15 @@ async fn oversized_and_slow_bodies_never_reach_a_worker() {
 
 #[tokio::test]
 async fn a_dead_worker_is_retried_on_a_live_one() {
-    let dead = FakeWorker::start(1, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
-    let live = FakeWorker::start(2, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
+    // Seed 2 is the first rendezvous worker of manifest `m`: idle, the
+    // function goes there.
+    let dead = FakeWorker::start(2, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
+    let live = FakeWorker::start(1, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
     let router =
         TestRouter::start(probe_once(), table(&[&dead, &live], ManifestId::of(b"m"))).await;
     router.wait_healthy(2).await;
+    let answer = get(&router.url("/fn/hello/"), None).await;
+    assert_eq!(answer.header("x-bonus-worker"), dead.key.to_string());
     // Healthy by its last probe, but its port is now closed.
     dead.kill().await;
     for _ in 0..20 {
@@ -76,9 +80,8 @@ async fn a_dead_worker_is_retried_on_a_live_one() {
     }
     assert_eq!(live.runs(), 20);
     let status = router.status().await;
-    // Both workers are near and equally loaded: the dead one was chosen
-    // at least once in 20 (each time with probability 1/2) until it was
-    // marked down by the failed connection.
+    // The dead one was chosen first, until the failed connection marked
+    // it down.
     assert!(status.requests_retried >= 1, "{status:?}");
     let dead_status = status
         .workers
@@ -93,8 +96,9 @@ async fn a_dead_worker_is_retried_on_a_live_one() {
 
 #[tokio::test]
 async fn a_worker_that_drops_the_request_is_502_and_not_retried() {
-    let dropping = FakeWorker::start(1, Behaviour::DropRun, EVEN_HEALTH_DELAY).await;
-    let good = FakeWorker::start(2, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
+    // Seed 2 is the first rendezvous worker of `m`: every request goes there.
+    let dropping = FakeWorker::start(2, Behaviour::DropRun, EVEN_HEALTH_DELAY).await;
+    let good = FakeWorker::start(1, Behaviour::Echo, EVEN_HEALTH_DELAY).await;
     let router = TestRouter::start(
         probe_once(),
         table(&[&dropping, &good], ManifestId::of(b"m")),
@@ -122,7 +126,7 @@ async fn a_worker_that_drops_the_request_is_502_and_not_retried() {
             other => panic!("unexpected {other}: {answer:?}"),
         }
     }
-    assert!(failed >= 1, "the dropping worker was chosen at least once");
+    assert_eq!(failed, 20, "the dropping worker is the function's first");
     // Every request the dropping worker saw failed, and none went on to
     // the good worker: the function may have run.
     assert_eq!(dropping.runs(), failed);
