@@ -3,7 +3,9 @@
 `bonus up`'s router → worker (fuel and receipts on), the worker alone (the
 path the router calls), `wasmtime serve` on the same component and a raw
 hyper server. Also the router hop's added latency (p50 at one connection,
-router minus worker alone) and deploy → first response of a 2 MB component
+router minus worker alone) beside the hop of the least reverse proxy
+(`hyper-proxy`: hyper server + pooled hyper client, nothing else) in front
+of the same worker, and deploy → first response of a 2 MB component
 through the router on workers that have never seen it.
 
 The whole network (4 validators, 2 workers, router) is pinned to one core,
@@ -90,13 +92,15 @@ def main():
     args = p.parse_args()
     args.wasmtime, version = checked_wasmtime(args.wasmtime)
 
-    run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "--bin", "bonus", "-p", "bonus-bench", "--bin", "hyper-hello"], cwd=ROOT)
+    run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "--bin", "bonus", "-p", "bonus-bench", "--bin", "hyper-hello", "--bin", "hyper-proxy"], cwd=ROOT)
     run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"))
     bonus = os.path.join(ROOT, "target/release/bonus")
     hyper = os.path.join(ROOT, "target/release/hyper-hello")
+    proxy_bin = os.path.join(ROOT, "target/release/hyper-proxy")
     home = tempfile.mkdtemp(prefix="bonus-bench-net-")
     env = dict(os.environ, BONUS_HOME=home, BONUS_LOG="error", RUST_LOG="error")
     base = free_base()
+    proxy = None
     up = subprocess.Popen(["taskset", "-c", SERVER_CORE, bonus, "up", "--json", "-q", "--port", str(base),
                            "--example", "hello", "--examples", os.path.join(ROOT, "examples")],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -125,10 +129,17 @@ def main():
             "wasmtime serve hello": lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}",
                                                   os.path.join(GUESTS, "hello.wasm")],
         }
-        results = {k: [] for k in ["router → worker", "worker alone", *anchors]}
-        hop = {"router → worker": [], "worker alone": []}
+        proxy_port = free_port()
+        proxy = subprocess.Popen(["taskset", "-c", SERVER_CORE, proxy_bin, f"127.0.0.1:{proxy_port}",
+                                  f"{worker}/v1/run/{manifest}"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        via_proxy = f"http://127.0.0.1:{proxy_port}/"
+        wait_ok(via_proxy)
+        results = {k: [] for k in ["router → worker", "hyper proxy → worker", "worker alone", *anchors]}
+        hop = {"router → worker": [], "hyper proxy → worker": [], "worker alone": []}
         for r in range(args.rounds):
-            for label, url in [("router → worker", f"{router}/fn/hello/"), ("worker alone", direct)]:
+            for label, url in [("router → worker", f"{router}/fn/hello/"),
+                               ("hyper proxy → worker", via_proxy), ("worker alone", direct)]:
                 wrk(url, 2, args.connections)
                 results[label].append(wrk(url, args.seconds, args.connections))
                 hop[label].append(wrk(url, args.seconds, 1)[1])
@@ -147,6 +158,9 @@ def main():
                     proc.wait()
                 print(f"round {r + 1} {label}: {results[label][-1]}", file=sys.stderr)
     finally:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
         up.terminate()
         up.wait()
         shutil.rmtree(home, ignore_errors=True)
@@ -156,9 +170,12 @@ def main():
     print(f"\n{'target':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'vs hyper':>10}")
     for k, (rps, p50, p99) in med.items():
         print(f"{k:<24}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{rps / wasmtime_rps:>12.2f}x{rps / hyper_rps:>9.2f}x")
-    added = statistics.median(hop["router → worker"]) - statistics.median(hop["worker alone"])
+    alone = statistics.median(hop["worker alone"])
+    added = statistics.median(hop["router → worker"]) - alone
+    proxied = statistics.median(hop["hyper proxy → worker"]) - alone
     print(f"\nrouter hop, p50 at 1 connection: {statistics.median(hop['router → worker']) * 1e3:.0f} µs through the router, "
-          f"{statistics.median(hop['worker alone']) * 1e3:.0f} µs to the worker alone: +{added * 1e3:.0f} µs")
+          f"{alone * 1e3:.0f} µs to the worker alone: +{added * 1e3:.0f} µs; "
+          f"a bare hyper proxy's hop in the same run: +{proxied * 1e3:.0f} µs (router {added / proxied:.2f}x it)")
     print(f"deploy → first response through the router, 2 MB component, cold workers: "
           f"median {statistics.median(cold):.0f} ms of {[round(c) for c in cold]} (includes ledger finality)")
     print(f"\n{args.rounds} rounds x {args.seconds}s, wrk -t1 -c{args.connections}; the network and each anchor "

@@ -5,8 +5,6 @@
 //! Usage: `plain-host COMPONENT.wasm [ADDR] [--no-fuel]`
 
 use bonus_bench::plain::PlainHost;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,33 +18,17 @@ fn main() -> anyhow::Result<()> {
         .map_or("127.0.0.1:3200", |a| a.as_str())
         .to_string();
     let host = PlainHost::new(&std::fs::read(wasm)?, fuel).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&addr).await?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
+    let service =
+        hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let host = host.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: http::Request<hyper::body::Incoming>| {
-                        let host = host.clone();
-                        async move {
-                            let request = request.map(|body| {
-                                http_body_util::BodyExt::map_err(body, |e: hyper::Error| {
-                                    wasmtime_wasi_http::p2::hyper_request_error(e)
-                                })
-                            });
-                            host.handle(request).await
-                        }
-                    },
-                );
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    })
+            async move {
+                let request = request.map(|body| {
+                    http_body_util::BodyExt::map_err(body, |e: hyper::Error| {
+                        wasmtime_wasi_http::p2::hyper_request_error(e)
+                    })
+                });
+                host.handle(request).await
+            }
+        });
+    bonus_bench::serve(&addr, service)
 }
