@@ -65,6 +65,13 @@ impl PublicKey {
         &self.0
     }
 
+    /// Whether the key is a point of small order (or no point at all): a
+    /// key anyone can sign for under rules that accept such keys (ZIP-215
+    /// accepts `R` = identity, `s` = 0 for it), so it must never own money.
+    pub fn is_weak(&self) -> bool {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_or(true, |key| key.is_weak())
+    }
+
     /// Checks `signature` over `message` (strict verification: no
     /// malleable signatures, no small-order keys).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {

@@ -226,41 +226,33 @@ impl SignedTx {
     /// when they all do. One batch equation checks every signature; only
     /// if it fails is each checked on its own, to find the bad ones.
     pub fn verify_all(txs: &[&SignedTx], chain: &ChainId) -> Vec<bool> {
-        if txs.len() < 2 {
-            return txs.iter().map(|tx| tx.verify(chain)).collect();
-        }
-        // A key that is not a curve point fails alone; the rest go on.
+        let entries = batch_entries(txs, chain);
         let mut verdicts = vec![false; txs.len()];
-        let entries: Vec<(usize, ed25519::PublicKey, ed25519::Signature, Vec<u8>)> = txs
-            .iter()
-            .enumerate()
-            .filter_map(|(index, tx)| {
-                let key = zip215_key(&tx.signer)?;
-                Some((
-                    index,
-                    key,
-                    zip215_signature(&tx.signature),
-                    tx.payload(chain),
-                ))
-            })
-            .collect();
-        // The weights must be unknown to whoever signed the batch.
-        let batch_holds = !entries.is_empty()
-            && ed25519::PublicKey::verify_batch(
-                &mut rand::rng(),
-                &entries,
-                |_, (_, key, signature, payload)| BatchEntry {
-                    namespace: TX_DOMAIN,
-                    message: payload,
-                    public_key: key,
-                    signature,
-                },
-                &Sequential,
-            );
+        let holds = batch_holds(&entries);
         for (index, key, signature, payload) in &entries {
-            verdicts[*index] = batch_holds || key.verify(TX_DOMAIN, payload, signature);
+            verdicts[*index] = holds || key.verify(TX_DOMAIN, payload, signature);
         }
         verdicts
+    }
+
+    /// The first of `txs` whose signature does not verify for `chain`, if
+    /// any: [`SignedTx::verify_all`] for a caller that refuses the whole
+    /// set at the first bad one (a block), so a bad batch costs one
+    /// equation and the singles up to that one, not every single.
+    pub fn first_invalid(txs: &[&SignedTx], chain: &ChainId) -> Option<usize> {
+        let entries = batch_entries(txs, chain);
+        if entries.len() == txs.len() && batch_holds(&entries) {
+            return None;
+        }
+        let mut entries = entries.iter().peekable();
+        for index in 0..txs.len() {
+            match entries.next_if(|(at, ..)| *at == index) {
+                Some((_, key, signature, payload)) if key.verify(TX_DOMAIN, payload, signature) => {
+                }
+                _ => return Some(index),
+            }
+        }
+        None
     }
 
     /// The canonical encoding (signer, nonce, body, signature).
@@ -293,14 +285,61 @@ impl SignedTx {
     }
 }
 
+/// One signature of a batch: its index among the transactions, the key,
+/// the signature and the signed payload.
+type BatchItem = (usize, ed25519::PublicKey, ed25519::Signature, Vec<u8>);
+
+/// The batch items of `txs`, leaving out those whose key verifies nothing
+/// (their verdict is false whatever the batch says).
+fn batch_entries(txs: &[&SignedTx], chain: &ChainId) -> Vec<BatchItem> {
+    txs.iter()
+        .enumerate()
+        .filter_map(|(index, tx)| {
+            let key = zip215_key(&tx.signer)?;
+            Some((
+                index,
+                key,
+                zip215_signature(&tx.signature),
+                tx.payload(chain),
+            ))
+        })
+        .collect()
+}
+
+/// Whether every item verifies, by one batch equation (a single item by
+/// itself). False for no items.
+fn batch_holds(entries: &[BatchItem]) -> bool {
+    match entries {
+        [] => false,
+        [(_, key, signature, payload)] => key.verify(TX_DOMAIN, payload, signature),
+        // The weights must be unknown to whoever signed the batch.
+        _ => ed25519::PublicKey::verify_batch(
+            &mut rand::rng(),
+            entries,
+            |_, (_, key, signature, payload)| BatchEntry {
+                namespace: TX_DOMAIN,
+                message: payload,
+                public_key: key,
+                signature,
+            },
+            &Sequential,
+        ),
+    }
+}
+
 fn signing_payload(chain: &ChainId, signer: &PublicKey, nonce: u64, body: &TxBody) -> Vec<u8> {
     let digest = blake3::hash(&encode_unsigned(signer, nonce, body));
     [&chain.as_bytes()[..], &digest.as_bytes()[..]].concat()
 }
 
 /// The signer as a ZIP-215 verification key; `None` if its bytes are no
-/// curve point (such a key verifies nothing).
+/// curve point or a point of small order: such a key verifies nothing
+/// (ZIP-215 would accept a signature anyone can make for it, and
+/// `verify_strict`, the rule before, refused it).
 fn zip215_key(signer: &PublicKey) -> Option<ed25519::PublicKey> {
+    if signer.is_weak() {
+        return None;
+    }
     ed25519::PublicKey::decode(signer.as_bytes().to_vec()).ok()
 }
 

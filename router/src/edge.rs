@@ -16,7 +16,7 @@
 //! a few atomic stores, not a task wake-up and a timer re-armed at its
 //! start and at its end (measured: that was a good part of the router's
 //! hop). A head is therefore cut between `header_read_timeout` and 1.5×
-//! it, and an idle connection closed within half a tick of its timeout.
+//! it, and an idle connection closed within one tick of its timeout.
 
 use crate::body::Guarded;
 use crate::forward;

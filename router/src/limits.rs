@@ -14,6 +14,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long connecting to a worker may take (forwarding and probes).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Longest wait between route-table refreshes after failures in a row
+/// (each doubles the wait from `refresh_interval`).
+pub const REFRESH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// More candidates tried after the first when a worker cannot be reached.
 /// Only requests that never reached a worker are retried.
 pub const RETRIES_MAX: usize = 2;

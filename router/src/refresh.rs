@@ -6,6 +6,7 @@
 //! keeps the old table (a router with stale routes serves; a router with
 //! none does not).
 
+use crate::limits::REFRESH_BACKOFF_MAX;
 use crate::state::{Shared, WarnLimiter};
 use crate::table;
 use bonus_ids::ManifestId;
@@ -29,12 +30,26 @@ pub(crate) async fn run(shared: Arc<Shared>, ledger: Arc<LedgerClient>) {
     let failing = WarnLimiter::default();
     let skipping = WarnLimiter::default();
     let mut last: Option<tokio::time::Instant> = None;
+    // Failed refreshes in a row: each doubles the wait, up to
+    // REFRESH_BACKOFF_MAX, so a ledger that refuses connections at once
+    // is not asked 20 times a second.
+    let mut failures = 0u32;
     loop {
         if let Some(last) = last {
-            tokio::time::sleep_until(last + shared.limits.refresh_interval).await;
+            let wait = shared
+                .limits
+                .refresh_interval
+                .saturating_mul(1 << failures.min(16))
+                .min(REFRESH_BACKOFF_MAX.max(shared.limits.refresh_interval));
+            tokio::time::sleep_until(last + wait).await;
         }
         last = Some(tokio::time::Instant::now());
-        match refresh(&shared, &ledger, &mut seen).await {
+        let result = refresh(&shared, &ledger, &mut seen).await;
+        failures = match result {
+            Ok(_) => 0,
+            Err(_) => failures.saturating_add(1),
+        };
+        match result {
             Ok(skipped) if !skipped.is_empty() => {
                 if let Some(suppressed) = skipping.allow() {
                     tracing::warn!(

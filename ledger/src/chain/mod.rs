@@ -459,23 +459,22 @@ impl Chain {
             ids.iter().map(|id| !inner.verified.contains(id)).collect()
         };
         let chain_id = *parent_state.chain_id();
-        // Every signature this validator has not seen yet, in one batch.
-        let unseen: Vec<&SignedTx> = block
-            .txs
-            .iter()
-            .zip(&unverified)
-            .filter_map(|(tx, unverified)| unverified.then_some(tx))
-            .collect();
-        let mut verdicts = SignedTx::verify_all(&unseen, &chain_id).into_iter();
         let mut state = parent_state.clone();
         state.begin_block(block.ctx()).map_err(BlockError::Time)?;
+        // Every signature this validator has not seen yet, in one batch;
+        // the block is refused at the first bad one.
+        let unseen: Vec<usize> = (0..block.txs.len()).filter(|i| unverified[*i]).collect();
+        let unseen_txs: Vec<&SignedTx> = unseen.iter().map(|i| &block.txs[*i]).collect();
+        if let Some(bad) = SignedTx::first_invalid(&unseen_txs, &chain_id) {
+            let index = unseen[bad];
+            return Err(BlockError::Tx {
+                index,
+                error: TxError::BadSignature {
+                    signer: block.txs[index].signer,
+                },
+            });
+        }
         for (index, tx) in block.txs.iter().enumerate() {
-            if unverified[index] && verdicts.next() != Some(true) {
-                return Err(BlockError::Tx {
-                    index,
-                    error: TxError::BadSignature { signer: tx.signer },
-                });
-            }
             state
                 .apply_verified(tx, block.ctx())
                 .map_err(|error| BlockError::Tx { index, error })?;

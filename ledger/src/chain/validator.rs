@@ -40,7 +40,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 /// Consensus namespace prefix; the chain id follows it (see [`namespace`]).
-pub const NAMESPACE: &[u8] = b"bonus-ledger-v2";
+pub const NAMESPACE: &[u8] = b"bonus-ledger-v3";
 
 /// The consensus namespace of network `chain`: votes, certificates and
 /// equivocation evidence from another network never verify here.

@@ -6,7 +6,9 @@
 //! batch's random weights cancel it one time in eight. Under the ZIP-215
 //! rules the ledger uses, single and batch verification give the same
 //! verdict, so the crafted signature is judged the same way however it is
-//! grouped; and a bad signature in a batch is refused alone.
+//! grouped; and a bad signature in a batch is refused alone. ZIP-215
+//! also accepts, for a key of small order, a signature anyone can make:
+//! such keys verify nothing, so money sent to one stays put.
 
 use crate::world::*;
 use bonus_ids::{SecretKey, Signature};
@@ -155,4 +157,57 @@ fn a_bad_signature_in_a_gossip_batch_is_refused_alone() {
         }
     }
     assert_eq!(validator.mempool_len(), honest.len() - 1);
+}
+
+#[test]
+fn a_small_order_key_verifies_nothing() {
+    let honest = key(93);
+    let h = Harness::new("weak", Params::DEV, &[(&honest, 1_000_000)]);
+    let chain = h.chain_id();
+    // The identity point: y = 1.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = bonus_ids::PublicKey::from_bytes(identity).expect("the identity is a curve point");
+    assert!(weak.is_weak());
+    // R = identity, s = 0: valid for every message under bare ZIP-215.
+    let mut forged = [0u8; 64];
+    forged[0] = 1;
+    let forged = Signature::from_bytes(forged);
+    {
+        use commonware_codec::DecodeExt;
+        use commonware_cryptography::Verifier;
+        let bare = commonware_cryptography::ed25519::PublicKey::decode(identity.to_vec())
+            .expect("decodes");
+        let signature =
+            commonware_cryptography::ed25519::Signature::decode(forged.as_bytes().to_vec())
+                .expect("decodes");
+        assert!(bare.verify(b"any namespace", b"any message", &signature));
+    }
+    let theft = SignedTx {
+        signer: weak,
+        nonce: 0,
+        body: TxBody::Transfer {
+            to: honest.public(),
+            amount: 1,
+        },
+        signature: forged,
+    };
+    let fair = h.sign(
+        &honest,
+        TxBody::Transfer {
+            to: key(94).public(),
+            amount: 1,
+        },
+    );
+    assert!(!theft.verify(&chain));
+    assert_eq!(
+        SignedTx::verify_all(&[&theft, &fair], &chain),
+        [false, true]
+    );
+    assert_eq!(
+        SignedTx::verify_all(&[&fair, &theft, &fair], &chain),
+        [true, false, true]
+    );
+    assert_eq!(SignedTx::first_invalid(&[&fair, &theft], &chain), Some(1));
+    assert_eq!(SignedTx::first_invalid(&[&fair, &fair], &chain), None);
 }
