@@ -39,25 +39,21 @@ struct State {
     pipeline: Pipeline,
 }
 
-const LISTEN_BACKLOG: i32 = 1024;
-
 /// A request's header must arrive within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
     pub fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        let mut listeners = Vec::with_capacity(config.threads);
-        let first = reuseport_listener(config.addr).with_context(|| {
-            format!(
-                "cannot listen on {}; is another server using it? pick another with --addr",
-                config.addr
-            )
-        })?;
-        let local_addr = first.local_addr().context("reading the bound address")?;
-        listeners.push(first);
-        for _ in 1..config.threads {
-            listeners.push(reuseport_listener(local_addr).context("binding a worker listener")?);
-        }
+        let listeners = crate::http::reuseport_listeners(config.addr, config.threads.max(1))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}; is another server using it? pick another with --addr",
+                    config.addr
+                )
+            })?;
+        let local_addr = listeners[0]
+            .local_addr()
+            .context("reading the bound address")?;
         let mut node_secret = [0u8; 32];
         getrandom::fill(&mut node_secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
         Ok(Server {
@@ -99,17 +95,6 @@ impl Server {
         }
         Ok(())
     }
-}
-
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
 }
 
 fn serve_thread(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::Result<()> {
