@@ -652,3 +652,30 @@ fn block(chain: &Chain, height: u64) -> Answer {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::status_wait as wait;
+
+    #[test]
+    fn only_a_well_formed_status_query_waits() {
+        let status = "/v1/ledger/status";
+        assert_eq!(wait("GET", status, Some("after=7")), Some(7));
+        assert_eq!(
+            wait("GET", "/v1/ledger/status/", Some("x=1&after=9")),
+            Some(9)
+        );
+        let max = format!("after={}", u64::MAX);
+        assert_eq!(wait("GET", status, Some(&max)), Some(u64::MAX));
+        // Anything else answers at once.
+        assert_eq!(wait("GET", status, None), None);
+        assert_eq!(wait("GET", status, Some("after=")), None);
+        assert_eq!(wait("GET", status, Some("after=-1")), None);
+        assert_eq!(
+            wait("GET", status, Some("after=99999999999999999999999")),
+            None
+        );
+        assert_eq!(wait("GET", "/v1/ledger/names", Some("after=7")), None);
+        assert_eq!(wait("POST", status, Some("after=7")), None);
+    }
+}
