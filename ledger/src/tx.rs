@@ -336,11 +336,38 @@ fn signing_payload(chain: &ChainId, signer: &PublicKey, nonce: u64, body: &TxBod
 /// curve point or a point of small order: such a key verifies nothing
 /// (ZIP-215 would accept a signature anyone can make for it, and
 /// `verify_strict`, the rule before, refused it).
+///
+/// Decoding costs two point decompressions (one for the small-order
+/// check), a sizeable share of a batched verification, and the same
+/// signers come back block after block: answers are kept in a bounded
+/// cache. It is a pure function of the 32 bytes, so a cached answer is
+/// the answer; a flood of fresh keys only empties the cache.
 fn zip215_key(signer: &PublicKey) -> Option<ed25519::PublicKey> {
-    if signer.is_weak() {
-        return None;
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    /// Decoded keys kept, at most (about 100 bytes each).
+    const KEYS_CACHED_MAX: usize = 1 << 16;
+    static KEYS: LazyLock<Mutex<HashMap<[u8; 32], Option<ed25519::PublicKey>>>> =
+        LazyLock::new(Default::default);
+    let bytes = *signer.as_bytes();
+    let cached = KEYS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&bytes)
+        .cloned();
+    if let Some(key) = cached {
+        return key;
     }
-    ed25519::PublicKey::decode(signer.as_bytes().to_vec()).ok()
+    let key = match signer.is_weak() {
+        true => None,
+        false => ed25519::PublicKey::decode(bytes.to_vec()).ok(),
+    };
+    let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    if keys.len() >= KEYS_CACHED_MAX {
+        keys.clear();
+    }
+    keys.insert(bytes, key.clone());
+    key
 }
 
 fn zip215_signature(signature: &Signature) -> ed25519::Signature {

@@ -18,9 +18,10 @@ const DEADLINE: Duration = Duration::from_secs(240);
 
 /// A base port with the 50 ports `bonus up` uses above it free.
 fn free_base() -> u16 {
-    let start = 20_000 + (std::process::id() % 400) as u16 * 97;
-    for attempt in 0..300u16 {
-        let base = 20_000 + (start - 20_000 + attempt * 131) % 40_000;
+    let (low, span) = bonus_tests::fixed_ports(50);
+    let start = std::process::id() % 400 * 97;
+    for attempt in 0..300u32 {
+        let base = (low + (start + attempt * 131) % span) as u16;
         let all_free =
             (0..50u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
@@ -61,6 +62,10 @@ fn bonus_up(home: &Path, base: u16) -> Up {
             "--examples",
         ])
         .arg(root().join("examples"))
+        // `bonus up` builds each example alone, with other features than
+        // the whole examples workspace, so in `target/guests` it would
+        // relink the guests other tests are reading at that moment.
+        .env("CARGO_TARGET_DIR", root().join("target/guests-up"))
         .env("BONUS_HOME", home)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

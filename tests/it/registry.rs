@@ -312,13 +312,11 @@ fn deploy_signs_with_the_developer_key_and_checks_ownership() {
     let secret = std::fs::read_to_string(&key_file).expect("key");
     assert!(!shown.contains(secret.trim()), "the secret was printed");
 
-    assert!(
-        bonus(
-            alice.path(),
-            &["deploy", wasm, "--name", "mine", "--node", &node.api]
-        )
-        .0
+    let (ok, _, stderr) = bonus(
+        alice.path(),
+        &["deploy", wasm, "--name", "mine", "--node", &node.api],
     );
+    assert!(ok, "{stderr}\nnode: {}", node.stderr());
     let first = node.request("GET", "/fn/mine/", b"");
     assert_eq!(first.status, 200);
     let first_id = first

@@ -719,6 +719,23 @@ impl ValidatorProcess {
     }
 }
 
+/// Where tests put servers on fixed ports: `(low, span)`, so that
+/// `low..low + span + room` lies below the kernel's ephemeral range. A port
+/// picked inside that range can be taken, between the check that it is free
+/// and the server's bind, by any outgoing connection of a concurrent test.
+pub fn fixed_ports(room: u16) -> (u32, u32) {
+    const LOW: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    match ephemeral_low.checked_sub(LOW + u32::from(room)) {
+        Some(span) if span >= 5_000 => (LOW, span),
+        // A machine with a low ephemeral range: above it, and hope.
+        _ => (61_000, 4_000 - u32::from(room)),
+    }
+}
+
 /// A base port such that `base..base+n` and `base+100..base+100+n` are all
 /// free on 127.0.0.1 right now (the layout `bonus ledger genesis` uses).
 pub fn free_port_block(n: u16) -> u16 {
@@ -726,8 +743,9 @@ pub fn free_port_block(n: u16) -> u16 {
     static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let start = (std::process::id() % 2_000) * 16 + u32::from(call) * 997;
+    let (low, span) = fixed_ports(200);
     for attempt in 0..200u32 {
-        let base = ((start + attempt * 211) % 40_000 + 20_000) as u16;
+        let base = ((start + attempt * 211) % span + low) as u16;
         let ports = (0..n).flat_map(|i| [base + i, base + 100 + i]);
         let listeners: Vec<_> = ports
             .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)))
