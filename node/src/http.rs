@@ -163,32 +163,6 @@ fn micros_since(start: tokio::time::Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Pending connections the kernel queues per listener.
-const LISTEN_BACKLOG: i32 = 1024;
-
-/// `count` (≥ 1) listeners on one address with `SO_REUSEPORT`, so one
-/// runtime per thread can each accept its share: the first binds `addr`
-/// (port 0 picks one), the rest bind the address it got.
-pub(crate) fn reuseport_listeners(
-    addr: std::net::SocketAddr,
-    count: usize,
-) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let first = reuseport_listener(addr)?;
-    let bound = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..count {
-        listeners.push(reuseport_listener(bound)?);
-    }
-    Ok(listeners)
-}
-
-fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
+/// `count` (≥ 1) listeners on one address with `SO_REUSEPORT`, one per
+/// serving thread (the router's helper: it serves the same way).
+pub(crate) use bonus_router::reuseport_listeners;

@@ -34,7 +34,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 /// Pause after a failed accept (out of file descriptors, say), so the
@@ -49,7 +49,6 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(shared.limits.connections_max));
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let (over_cap, accept_failed) = (WarnLimiter::default(), WarnLimiter::default());
@@ -60,7 +59,7 @@ pub(crate) async fn serve(
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match permits.clone().try_acquire_owned() {
+                Ok((stream, _)) => match shared.connections.clone().try_acquire_owned() {
                     Ok(permit) => {
                         connections.spawn(connection(stream, shared.clone(), closing_rx.clone(), permit));
                     }

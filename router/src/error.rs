@@ -14,6 +14,13 @@ pub enum RouterError {
         #[source]
         source: std::io::Error,
     },
+    /// A serving thread or its runtime could not start.
+    #[error("cannot start a router thread: {source}")]
+    Start {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A limit that cannot work (zero period or capacity).
     #[error("invalid router limits: {reason}")]
     InvalidLimits {

@@ -9,7 +9,7 @@ use crate::body::{Guarded, RouterBody, insert_request_id, text};
 use crate::limits::RETRIES_MAX;
 use crate::route::{self, Target};
 use crate::select::{self, Candidate, WorkerHealth};
-use crate::state::{Shared, error_chain};
+use crate::state::{Shared, WorkerClient, error_chain};
 use crate::table::{NameEntry, SplitRoute, WorkerEntry};
 use crate::{RouteTable, RouterLimits, attest, status};
 use bonus_ids::{PublicKey, RequestId};
@@ -218,6 +218,17 @@ struct Outgoing<'a> {
     request_id: RequestId,
 }
 
+thread_local! {
+    /// This thread's pool of connections to workers (one serving runtime
+    /// per thread; see [`crate::state::worker_client`]).
+    static CLIENT: WorkerClient = crate::state::worker_client();
+}
+
+/// Calls `f` with this thread's worker client.
+fn with_client<T>(f: impl FnOnce(&WorkerClient) -> T) -> T {
+    CLIENT.with(f)
+}
+
 /// A worker's answer header: it refused before running the function.
 pub const NOT_RUN: &str = "x-bonus-not-run";
 
@@ -239,9 +250,7 @@ async fn send<'t>(
             match local {
                 // In process: no connection, so nothing to fail but the call.
                 Some(local) => Ok(local.call(outgoing.split.manifest_id, request).await),
-                None => shared
-                    .client
-                    .request(request)
+                None => with_client(|client| client.request(request))
                     .await
                     .map(|response| response.map(BodyExt::boxed)),
             }

@@ -30,10 +30,11 @@ pub(crate) struct Shared {
     table: RwLock<Arc<RouteTable>>,
     /// Wakes the probe task when new workers appear.
     pub table_changed: tokio::sync::Notify,
-    /// Forwards requests to workers.
-    pub client: WorkerClient,
-    /// Probes workers; separate so a probe never queues behind requests
-    /// and forwarding never reuses a probe's connection.
+    /// Open client connections, across every serving thread.
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// Probes workers; separate from the forwarding pools so a probe never
+    /// queues behind requests and forwarding never reuses a probe's
+    /// connection.
     pub probe_client: WorkerClient,
     request_id_prefix: u64,
     request_counter: AtomicU64,
@@ -65,7 +66,7 @@ impl Shared {
             ledger,
             table: RwLock::new(Arc::new(RouteTable::new())),
             table_changed: tokio::sync::Notify::new(),
-            client: worker_client(),
+            connections: Arc::new(tokio::sync::Semaphore::new(limits.connections_max)),
             probe_client: worker_client(),
             request_id_prefix: seed,
             request_counter: AtomicU64::new(0),
@@ -100,7 +101,11 @@ impl Shared {
     }
 }
 
-fn worker_client() -> WorkerClient {
+/// A new pool. Forwarding uses one per serving thread (see
+/// `forward::with_client`): a pooled connection is driven by the runtime
+/// that opened it, so sharing one pool across threads would wake another
+/// thread for every request.
+pub(crate) fn worker_client() -> WorkerClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
