@@ -22,7 +22,7 @@ mod proof;
 
 pub use proof::AccountProofView;
 
-use crate::chain::{Chain, TxStatus};
+use crate::chain::{Chain, SubmitError, TxStatus};
 use crate::{NodeRole, State};
 use bonus_ids::{ManifestId, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -367,6 +367,20 @@ fn err(status: u16, error: String) -> Answer {
     ok(status, ApiError { error })
 }
 
+/// The answer to `POST /v1/ledger/txs`, from what the chain made of it.
+pub fn submitted(result: Result<[u8; 32], SubmitError>) -> Answer {
+    match result {
+        Ok(id) => ok(
+            202,
+            Submitted {
+                id: hex(&id),
+                status: "pending".into(),
+            },
+        ),
+        Err(e) => err(400, e.to_string()),
+    }
+}
+
 /// Answers one query.
 pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
     let segments: Vec<&str> = path
@@ -445,16 +459,7 @@ pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
             };
             ok(200, status)
         }
-        ("POST", ["txs"]) => match chain.submit(body) {
-            Ok(id) => ok(
-                202,
-                Submitted {
-                    id: hex(&id),
-                    status: "pending".into(),
-                },
-            ),
-            Err(e) => err(400, e.to_string()),
-        },
+        ("POST", ["txs"]) => submitted(chain.submit(body)),
         _ => err(
             404,
             format!("no such ledger endpoint: {method} {path}; see GET /v1/ledger/status"),

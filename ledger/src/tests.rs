@@ -700,6 +700,48 @@ fn the_mempool_refuses_bad_transactions_and_counts_nonces_without_gaps() {
 }
 
 #[test]
+fn submissions_checked_together_get_each_their_own_verdict() {
+    use crate::chain::{Chain, ChainStore, SubmitError};
+    let net = Net::new();
+    let chain =
+        Chain::open(ChainStore::in_memory().expect("db"), net.h.state.clone()).expect("chain");
+    let chain_id = net.h.chain_id();
+    let transfer = |key: &SecretKey, nonce| {
+        SignedTx::sign(
+            key,
+            &chain_id,
+            nonce,
+            TxBody::Transfer {
+                to: net.bob.public(),
+                amount: 1,
+            },
+        )
+        .encode()
+    };
+    // A forgery among honest transactions fails the batch equation; each
+    // is then judged alone, and only the forgery is refused.
+    let mut forged = SignedTx::decode(&transfer(&net.bob, 0)).expect("decodes");
+    forged.nonce = 1;
+    let frames = [
+        transfer(&net.alice, 0),
+        forged.encode(),
+        b"garbage".to_vec(),
+        transfer(&net.alice, 1),
+        transfer(&net.bob, 0),
+    ];
+    let results = chain.submit_many(frames.iter().map(Vec::as_slice));
+    assert_eq!(results.len(), 5);
+    assert!(
+        results[0].is_ok() && results[3].is_ok() && results[4].is_ok(),
+        "{results:?}"
+    );
+    assert!(matches!(results[1], Err(SubmitError::BadSignature(_))));
+    assert!(matches!(results[2], Err(SubmitError::Decode(_))));
+    assert_eq!(chain.mempool_len(), 3);
+    assert_eq!(chain.next_nonce(&net.alice.public()), 2);
+}
+
+#[test]
 fn a_stale_nonce_is_refused_by_the_mempool() {
     use crate::chain::{Block, Chain, ChainStore, SubmitError};
     let net = Net::new();
