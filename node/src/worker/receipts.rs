@@ -1,10 +1,10 @@
 //! Usage receipts and settlement bookkeeping, durable in redb.
 //!
 //! Receipts are group-committed: the request path hands a receipt to a
-//! writer thread and never waits for the disk; the thread commits at most
-//! once per [`GROUP_COMMIT_WINDOW`] (50 ms), whatever has accumulated, in
-//! one fsynced transaction, so a crash loses at most the receipts of one
-//! window (the worker's own earnings, never anyone else's money). In the same transaction the per-(period, manifest)
+//! writer thread and never waits for the disk; the thread commits whatever
+//! has accumulated in one fsynced transaction, so a crash loses at most the
+//! receipts of one commit window (the worker's own earnings, never anyone
+//! else's money). In the same transaction the per-(period, manifest)
 //! totals that settlement claims from are updated, so totals and receipts
 //! never disagree.
 //!
@@ -206,8 +206,6 @@ pub struct Summary {
     pub batches: u64,
     /// Receipts lost because the disk could not keep up.
     pub dropped: u64,
-    /// Receipt transactions committed (one fsync each) since the start.
-    pub commits: u64,
 }
 
 /// The receipt store and its writer thread.
@@ -216,8 +214,6 @@ pub struct Receipts {
     queue: Mutex<Option<mpsc::SyncSender<Receipt>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     dropped: std::sync::atomic::AtomicU64,
-    /// Transactions the writer committed (one fsync each).
-    commits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receipts {
@@ -234,18 +230,15 @@ impl Receipts {
         txn.commit()?;
         let (sender, receiver) = mpsc::sync_channel(QUEUE_MAX);
         let writer_db = db.clone();
-        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let writer_commits = commits.clone();
         let writer = std::thread::Builder::new()
             .name("bonus-receipts".into())
-            .spawn(move || write_loop(&writer_db, &receiver, &writer_commits))
+            .spawn(move || write_loop(&writer_db, &receiver))
             .map_err(|e| ReceiptError::Db(e.to_string()))?;
         Ok(Receipts {
             db,
             queue: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             dropped: Default::default(),
-            commits,
         })
     }
 
@@ -450,7 +443,6 @@ impl Receipts {
             earned: get("earned")?,
             batches: get("batches")?,
             dropped: self.dropped.load(std::sync::atomic::Ordering::Relaxed),
-            commits: self.commits.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 }
@@ -464,46 +456,16 @@ impl Drop for Receipts {
 /// Receipts per commit, at most: bounds one transaction's size.
 const COMMIT_RECEIPTS_MAX: usize = 16_384;
 
-/// At most one commit (one fsync) per window: a crash loses at most the
-/// receipts of one window, and a trickle of requests costs 20 fsyncs a
-/// second, not one per request.
-pub(crate) const GROUP_COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-
-fn write_loop(
-    db: &Database,
-    queue: &mpsc::Receiver<Receipt>,
-    commits: &std::sync::atomic::AtomicU64,
-) {
-    // Group commit: wait for one receipt, then take all that arrive until
-    // the window since the last commit ends (or the group is full), and
-    // commit them in one fsync. When the queue closes, commit what is held.
-    let mut last_commit: Option<std::time::Instant> = None;
+fn write_loop(db: &Database, queue: &mpsc::Receiver<Receipt>) {
+    // Group commit: wait for one receipt, take all that queued meanwhile,
+    // commit them in one fsync. Under load, what arrives during a commit
+    // is the next group.
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
-        let until = last_commit.map(|at| at + GROUP_COMMIT_WINDOW);
-        while group.len() < COMMIT_RECEIPTS_MAX {
-            let received = match until {
-                Some(until) => {
-                    queue.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
-                }
-                None => queue
-                    .try_recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Timeout),
-            };
-            match received {
-                Ok(receipt) => group.push(receipt),
-                Err(_) => break,
-            }
+        group.extend(queue.try_iter().take(COMMIT_RECEIPTS_MAX - 1));
+        if let Err(e) = commit(db, &group) {
+            tracing::error!(error = %e, receipts = group.len(), "cannot commit receipts; they are lost");
         }
-        match commit(db, &group) {
-            Ok(()) => {
-                commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, receipts = group.len(), "cannot commit receipts; they are lost");
-            }
-        }
-        last_commit = Some(std::time::Instant::now());
     }
 }
 
@@ -577,25 +539,6 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-    }
-
-    #[test]
-    fn a_trickle_of_receipts_is_committed_once_per_window() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let receipts = Receipts::open(dir.path()).expect("open");
-        let started = std::time::Instant::now();
-        for n in 0..100 {
-            receipts.record(receipt(n, 5, true));
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        receipts.flush();
-        let elapsed = started.elapsed();
-        let summary = receipts.summary().expect("summary");
-        let commits = summary.commits;
-        // One per request would be 100; one per window is about 10.
-        let windows = (elapsed.as_millis() / GROUP_COMMIT_WINDOW.as_millis()) as u64;
-        assert!(commits <= windows + 2, "{commits} commits in {elapsed:?}");
-        assert_eq!(summary.invocations, 100);
     }
 
     #[test]
