@@ -640,24 +640,29 @@ fn a_validator_re_executes_blocks_and_refuses_forged_or_wrong_ones() {
     assert!(chain.execute(&bad_block, &net.h.state).is_err());
 }
 
+/// A chain on `net`'s genesis with nothing applied, and a transfer of 1
+/// to bob signed by `key` with `nonce`: what the mempool tests submit.
+fn mempool_chain(net: &Net) -> std::sync::Arc<crate::chain::Chain> {
+    use crate::chain::{Chain, ChainStore};
+    Chain::open(ChainStore::in_memory().expect("db"), net.h.state.clone()).expect("chain")
+}
+
+fn transfer_to_bob(net: &Net, key: &SecretKey, nonce: u64) -> SignedTx {
+    let to = net.bob.public();
+    SignedTx::sign(
+        key,
+        &net.h.chain_id(),
+        nonce,
+        TxBody::Transfer { to, amount: 1 },
+    )
+}
+
 #[test]
 fn the_mempool_refuses_bad_transactions_and_counts_nonces_without_gaps() {
-    use crate::chain::{Chain, ChainStore, SubmitError};
+    use crate::chain::SubmitError;
     let net = Net::new();
-    let chain =
-        Chain::open(ChainStore::in_memory().expect("db"), net.h.state.clone()).expect("chain");
-    let chain_id = net.h.chain_id();
-    let transfer = |key: &SecretKey, nonce| {
-        SignedTx::sign(
-            key,
-            &chain_id,
-            nonce,
-            TxBody::Transfer {
-                to: net.bob.public(),
-                amount: 1,
-            },
-        )
-    };
+    let chain = mempool_chain(&net);
+    let transfer = |key: &SecretKey, nonce| transfer_to_bob(&net, key, nonce);
     assert!(matches!(
         chain.submit(b"garbage"),
         Err(SubmitError::Decode(_))
@@ -701,23 +706,10 @@ fn the_mempool_refuses_bad_transactions_and_counts_nonces_without_gaps() {
 
 #[test]
 fn submissions_checked_together_get_each_their_own_verdict() {
-    use crate::chain::{Chain, ChainStore, SubmitError};
+    use crate::chain::SubmitError;
     let net = Net::new();
-    let chain =
-        Chain::open(ChainStore::in_memory().expect("db"), net.h.state.clone()).expect("chain");
-    let chain_id = net.h.chain_id();
-    let transfer = |key: &SecretKey, nonce| {
-        SignedTx::sign(
-            key,
-            &chain_id,
-            nonce,
-            TxBody::Transfer {
-                to: net.bob.public(),
-                amount: 1,
-            },
-        )
-        .encode()
-    };
+    let chain = mempool_chain(&net);
+    let transfer = |key: &SecretKey, nonce| transfer_to_bob(&net, key, nonce).encode();
     // A forgery among honest transactions fails the batch equation; each
     // is then judged alone, and only the forgery is refused.
     let mut forged = SignedTx::decode(&transfer(&net.bob, 0)).expect("decodes");
