@@ -1,6 +1,7 @@
 //! The shared engine: configuration, linker, compile cache and loaded functions.
 
 use crate::cache::{CodeCache, Miss};
+use crate::fncache::FunctionCache;
 use crate::host::InvocationCtx;
 use crate::limits::{EPOCH_TICK, MEMORY_BYTES_MAX, TABLE_ELEMENTS_MAX};
 use crate::{ArtifactId, Error, Result};
@@ -83,6 +84,13 @@ pub struct RuntimeStats {
     pub cache_hits: u64,
     /// Cache entries found corrupt, discarded and rebuilt.
     pub cache_rejected: u64,
+    /// Functions whose Cranelift code is cached, shared by every component
+    /// (see the `fncache` module).
+    pub functions_cached: u64,
+    /// Functions Cranelift found in that cache instead of compiling them.
+    pub function_cache_hits: u64,
+    /// Functions Cranelift looked up there and compiled.
+    pub function_cache_misses: u64,
 }
 
 #[derive(Default)]
@@ -111,6 +119,8 @@ struct RuntimeInner {
     /// Whether Winch's code is replaced by Cranelift's in the background.
     optimize: bool,
     cache: Option<CodeCache>,
+    /// Cranelift's per-function code, shared by every component.
+    functions: Arc<FunctionCache>,
     counters: Counters,
     loaded: Mutex<HashMap<ArtifactId, Weak<LoadedComponent>>>,
     ticker_stop: Arc<AtomicBool>,
@@ -155,9 +165,17 @@ impl Runtime {
     /// Builds the engine (cranelift, pooling allocator, copy-on-write memory
     /// images, fuel, epoch interruption) and starts its epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&config)).map_err(|e| Error::Engine {
-            reason: format!("{e:#}"),
-        })?;
+        let functions = Arc::new(match &config.cache_dir {
+            Some(dir) => FunctionCache::open(dir).map_err(|source| Error::Cache {
+                path: dir.join("functions.log"),
+                source,
+            })?,
+            None => FunctionCache::in_memory(),
+        });
+        let engine =
+            Engine::new(&engine_config(&config, &functions)?).map_err(|e| Error::Engine {
+                reason: format!("{e:#}"),
+            })?;
         let linker = linker(&engine).map_err(|e| Error::Engine {
             reason: format!("{e:#}"),
         })?;
@@ -179,6 +197,7 @@ impl Runtime {
                 baseline,
                 optimize: config.compiler != Compiler::Winch,
                 cache,
+                functions,
                 counters: Counters::default(),
                 loaded: Mutex::new(HashMap::new()),
                 ticker_stop,
@@ -301,11 +320,15 @@ impl Runtime {
     /// What the runtime has done so far.
     pub fn stats(&self) -> RuntimeStats {
         let c = &self.inner.counters;
+        let (function_cache_hits, function_cache_misses) = self.inner.functions.lookups();
         RuntimeStats {
             compiles: c.compiles.load(Ordering::Relaxed),
             baseline_compiles: c.baseline_compiles.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_rejected: c.cache_rejected.load(Ordering::Relaxed),
+            functions_cached: self.inner.functions.len() as u64,
+            function_cache_hits,
+            function_cache_misses,
         }
     }
 
@@ -364,6 +387,7 @@ impl Runtime {
                 reason: format!("{e:#}"),
             })?;
         self.inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        self.inner.functions.flush();
         if let Some(cache) = &self.inner.cache {
             match component.serialize() {
                 Ok(serialized) => {
@@ -394,9 +418,13 @@ fn check_header(wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn engine_config(config: &RuntimeConfig) -> Config {
+fn engine_config(config: &RuntimeConfig, functions: &Arc<FunctionCache>) -> Result<Config> {
     let mut engine = Config::new();
     engine
+        .enable_incremental_compilation(functions.clone())
+        .map_err(|e| Error::Engine {
+            reason: format!("{e:#}"),
+        })?
         .strategy(wasmtime::Strategy::Cranelift)
         .wasm_component_model(true)
         .concurrency_support(false)
@@ -404,7 +432,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .epoch_interruption(true)
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
-    engine
+    Ok(engine)
 }
 
 /// Winch's engine: the same pool and fuel, no epochs (Winch has none; a

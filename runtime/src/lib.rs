@@ -48,6 +48,7 @@
 mod cache;
 mod engine;
 mod error;
+mod fncache;
 mod host;
 mod invoke;
 pub mod limits;

@@ -325,3 +325,73 @@ fn the_js_client_queries_a_real_validator() {
         "the live test ran, not skipped:\n{stdout}"
     );
 }
+
+/// Every JS function carries the same engine (identical code sections,
+/// different data). A node that compiled one JS function with Cranelift
+/// builds a new one's optimized code from the per-function cache, and each
+/// function still answers with its own script and heap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_js_function_reuses_another_ones_code_and_keeps_its_own_data() {
+    use bonus_runtime::{Compiler, InvokeParams, Limits, RequestId, Runtime, RuntimeConfig, Tier};
+    let tiered = |dir: &std::path::Path| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.to_owned()),
+            instances_max: 20,
+            fuel: true,
+            compiler: Compiler::Tiered,
+        })
+        .expect("runtime builds")
+    };
+    let optimized = |runtime: &Runtime, wasm: &[u8]| {
+        let function = runtime.load(wasm).expect("loads");
+        assert_eq!(
+            function.tier(),
+            Tier::Baseline,
+            "not cached whole: Winch first"
+        );
+        assert!(
+            function.wait_optimized(Duration::from_secs(600)),
+            "Cranelift's code never arrived"
+        );
+        function
+    };
+    let answer = |function: bonus_runtime::Function| async move {
+        let request = http::Request::get("http://localhost/")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let params = InvokeParams {
+            request_id: RequestId::from_u128(1),
+            random_seed: [1; 32],
+            limits: Limits::DEFAULT,
+            caps: Default::default(),
+        };
+        let invocation = function.invoke(request, &params).await;
+        let body = invocation.response.expect("a response").into_body();
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = std::fs::read(js_guest("api-js")).expect("api-js built");
+    let hello = std::fs::read(js_guest("hello-js")).expect("hello-js built");
+
+    let first = tiered(dir.path());
+    let api_function = tokio::task::block_in_place(|| optimized(&first, &api));
+    let stats = first.stats();
+    assert!(stats.functions_cached > 1_000, "{stats:?}");
+    drop((api_function, first));
+
+    // A restarted node, a JS function it has never seen.
+    let second = tiered(dir.path());
+    let hello_function = tokio::task::block_in_place(|| optimized(&second, &hello));
+    let stats = second.stats();
+    let looked_up = stats.function_cache_hits + stats.function_cache_misses;
+    assert!(
+        stats.function_cache_hits * 100 >= looked_up * 90,
+        "at least 90 % of hello-js's functions come from api-js's code: {stats:?}"
+    );
+    assert_eq!(answer(hello_function).await, "hello");
+    let api_again = second.load(&api).expect("api-js loads");
+    assert!(
+        answer(api_again).await.contains("POST /echo"),
+        "api-js keeps its own script"
+    );
+}

@@ -3,7 +3,13 @@
 //! each, and steady-state microseconds per invocation on each tier, all in
 //! this one run, with Cranelift as the anchor.
 //!
-//! Usage: `tiers [ITERATIONS] COMPONENT.wasm[=PATH]...`
+//! With `--warm-with OTHER.wasm`, also Cranelift's compile time on a node
+//! that compiled OTHER before (a runtime reopened on the cache directory
+//! OTHER was compiled into, so only Cranelift's per-function cache, not
+//! the whole-component cache, can serve): what a new JS function costs a
+//! node that has compiled any JS function before.
+//!
+//! Usage: `tiers [ITERATIONS] [--warm-with OTHER.wasm] COMPONENT.wasm[=PATH]...`
 //! (PATH is the request path, `/` by default; `fib.wasm=/?n=20`).
 
 use bonus_runtime::{
@@ -20,17 +26,44 @@ fn main() -> anyhow::Result<()> {
         }
         _ => 2_000,
     };
+    let warm_dir = match args.iter().position(|a| a == "--warm-with") {
+        Some(at) if at + 1 < args.len() => {
+            let other = args.remove(at + 1);
+            args.remove(at);
+            let dir = tempfile::tempdir()?;
+            let warming = Runtime::new(RuntimeConfig {
+                cache_dir: Some(dir.path().to_owned()),
+                ..RuntimeConfig::default()
+            })?;
+            let started = Instant::now();
+            warming.load(&std::fs::read(&other)?)?;
+            let took = started.elapsed();
+            let log_bytes = std::fs::metadata(dir.path().join("functions.log"))?.len();
+            println!(
+                "warmed with {other}: {:.1} ms, {} functions cached, log {:.1} MiB",
+                ms(took),
+                warming.stats().functions_cached,
+                log_bytes as f64 / (1 << 20) as f64
+            );
+            Some(dir)
+        }
+        Some(_) => anyhow::bail!("--warm-with needs a component"),
+        None => None,
+    };
     if args.is_empty() {
-        anyhow::bail!("usage: tiers [ITERATIONS] COMPONENT.wasm[=PATH]...");
+        anyhow::bail!(
+            "usage: tiers [ITERATIONS] [--warm-with OTHER.wasm] COMPONENT.wasm[=PATH]..."
+        );
     }
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     println!(
-        "{:<14} {:>11} {:>11} {:>9} {:>12} {:>12} {:>12} {:>9}",
+        "{:<14} {:>11} {:>11} {:>11} {:>9} {:>12} {:>12} {:>12} {:>9}",
         "component",
         "winch ms",
         "crane ms",
+        "warm ms",
         "compile×",
         "cold 1st ms",
         "winch us/op",
@@ -65,11 +98,34 @@ fn main() -> anyhow::Result<()> {
         let optimized = optimizing.load(&wasm)?;
         let cranelift = started.elapsed();
         let cranelift_us = tokio.block_on(median_us(&optimized, path, iterations))?;
+        drop((optimized, optimizing));
+        let warm = match &warm_dir {
+            Some(dir) => {
+                // A copy, so that this component's own functions do not
+                // warm the next one's measurement.
+                let copy = tempfile::tempdir()?;
+                std::fs::copy(
+                    dir.path().join("functions.log"),
+                    copy.path().join("functions.log"),
+                )?;
+                let started = Instant::now();
+                let warmed = Runtime::new(RuntimeConfig {
+                    cache_dir: Some(copy.path().to_owned()),
+                    ..RuntimeConfig::default()
+                })?;
+                let function = warmed.load(&wasm)?;
+                let took = started.elapsed();
+                tokio.block_on(invoke(&function, path, 0))?;
+                format!("{:.1}", ms(took))
+            }
+            None => "-".into(),
+        };
         println!(
-            "{:<14} {:>11.1} {:>11.1} {:>9.1} {:>12.1} {:>12.1} {:>12.1} {:>9.2}",
+            "{:<14} {:>11.1} {:>11.1} {:>11} {:>9.1} {:>12.1} {:>12.1} {:>12.1} {:>9.2}",
             name,
             ms(winch),
             ms(cranelift),
+            warm,
             ms(cranelift) / ms(winch),
             ms(cold_first),
             winch_us,
@@ -78,8 +134,9 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "compile× = Cranelift's compile time / Winch's; speed× = Winch's \
-         throughput relative to Cranelift's (1 = same)."
+        "compile× = Cranelift's compile time / Winch's; warm = Cranelift with \
+         the per-function cache of --warm-with (log load included); speed× = \
+         Winch's throughput relative to Cranelift's (1 = same)."
     );
     Ok(())
 }
