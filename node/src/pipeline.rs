@@ -24,6 +24,8 @@ pub mod headers {
     pub const WORKER: &str = "x-bonus-worker";
     /// On a worker's refusal: nothing ran, the router may retry elsewhere.
     pub const NOT_RUN: &str = bonus_router::NOT_RUN;
+    /// The settlement period the router attests the request in.
+    pub const PERIOD: &str = bonus_router::PERIOD;
     /// `baseline` when Winch's code ran (and metered the fuel), during the
     /// seconds after a cold start before Cranelift's code is ready.
     pub const TIER: &str = "x-bonus-tier";

@@ -78,20 +78,24 @@ impl Pending {
     }
 }
 
-/// Counts one forwarded request, if the router attests at all.
-pub(crate) fn count(shared: &Shared, manifest_id: ManifestId, worker: PublicKey) {
-    if shared.ledger.is_none() {
-        return;
-    }
+/// The settlement period a request forwarded now is attested in; `None`
+/// when the router attests nothing. Sent to the worker (in [`PERIOD`]) so
+/// that its receipt and this count land in the same period even when the
+/// request crosses a period boundary.
+///
+/// [`PERIOD`]: crate::PERIOD
+pub(crate) fn period_now(shared: &Shared) -> Option<u64> {
+    // No ledger, nothing attested.
+    shared.ledger.as_ref()?;
     let period_ms = shared.period_ms.load(std::sync::atomic::Ordering::Relaxed);
-    if period_ms == 0 {
-        // Routes come from the ledger with the period: not reachable unless
-        // a test installs a table by hand while a ledger is set.
-        return;
-    }
-    shared
-        .pending
-        .add((now_ms() / period_ms, manifest_id, worker), 1);
+    // Zero until the first read of the ledger; routes come from the ledger
+    // with the period, so only a test installing a table by hand sees it.
+    (period_ms != 0).then(|| now_ms() / period_ms)
+}
+
+/// Counts one forwarded request in `period` (from [`period_now`]).
+pub(crate) fn count(shared: &Shared, period: u64, manifest_id: ManifestId, worker: PublicKey) {
+    shared.pending.add((period, manifest_id, worker), 1);
 }
 
 /// Splits counts into transactions: one period each, lines sorted, at most

@@ -110,12 +110,16 @@ async fn forward(
         target: &target,
         split,
         request_id,
+        period: attest::period_now(shared),
     };
     let (response, worker, outstanding) = send(shared, &table, &outgoing).await?;
     shared.forwarded.fetch_add(1, Ordering::Relaxed);
     // A worker that says it did not run the request is not vouched for.
-    if worker.attest && !response.headers().contains_key(NOT_RUN) {
-        attest::count(shared, split.manifest_id, worker.key);
+    if let Some(period) = outgoing.period
+        && worker.attest
+        && !response.headers().contains_key(NOT_RUN)
+    {
+        attest::count(shared, period, split.manifest_id, worker.key);
     }
     Ok(finish(response, worker, request_id, (slot, outstanding)))
 }
@@ -216,6 +220,8 @@ struct Outgoing<'a> {
     target: &'a Target,
     split: &'a SplitRoute,
     request_id: RequestId,
+    /// The period this request is attested in, if the router attests.
+    period: Option<u64>,
 }
 
 thread_local! {
@@ -231,6 +237,10 @@ fn with_client<T>(f: impl FnOnce(&WorkerClient) -> T) -> T {
 
 /// A worker's answer header: it refused before running the function.
 pub const NOT_RUN: &str = "x-bonus-not-run";
+
+/// The settlement period the router attests a forwarded request in; the
+/// worker files its receipt under the same period.
+pub const PERIOD: &str = "x-bonus-period";
 
 /// Sends to the chosen worker; on a failed connection (the request never
 /// left), to up to [`RETRIES_MAX`] others. Anything else is final: the
@@ -400,6 +410,11 @@ fn build(
     }
     insert_request_id(headers, outgoing.request_id);
     headers.insert(ROUTER, shared.router_header.clone());
+    // Only the router says which period it attests in.
+    headers.remove(PERIOD);
+    if let Some(period) = outgoing.period {
+        headers.insert(PERIOD, HeaderValue::from(period));
+    }
     Ok(request)
 }
 

@@ -79,7 +79,7 @@ mod table;
 
 pub use body::RouterBody;
 pub use error::RouterError;
-pub use forward::NOT_RUN;
+pub use forward::{NOT_RUN, PERIOD};
 pub use limits::RouterLimits;
 pub use listen::reuseport_listeners;
 pub use status::{HEALTH_PATH, RouterStatus, STATUS_PATH, WorkerStatus};

@@ -413,6 +413,7 @@ where
         Err(response) => return not_run(*response),
     };
     let router = request.headers().get(headers::ROUTER).is_some();
+    let period = receipt_period(worker, router, request.headers());
     let request_id = request
         .headers()
         .get(headers::REQUEST_ID)
@@ -437,7 +438,7 @@ where
         receipts.record(Receipt {
             request_id,
             manifest_id,
-            period: worker.period_now(),
+            period,
             fuel: invocation.usage.fuel,
             routed: router,
             outcome: u8::from(!matches!(invocation.outcome, bonus_runtime::Outcome::Ok)),
@@ -448,6 +449,22 @@ where
         response.headers_mut().insert(headers::MANIFEST_ID, value);
     }
     response
+}
+
+/// The period a receipt is filed under: the one its router attests it in
+/// (so a request crossing a period boundary is claimed where it is
+/// vouched for), if that is within a period of this worker's clock;
+/// otherwise this worker's own.
+fn receipt_period(worker: &Worker, routed: bool, sent: &http::HeaderMap) -> u64 {
+    let own = worker.period_now();
+    let told = sent
+        .get(headers::PERIOD)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match told {
+        Some(period) if routed && period.abs_diff(own) <= 1 => period,
+        _ => own,
+    }
 }
 
 /// Marks a refusal that ran nothing, so a router may try another worker.

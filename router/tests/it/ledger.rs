@@ -1,7 +1,7 @@
 //! Routes read from a ledger and attestations written to it, against a
 //! fake ledger that speaks the query API.
 
-use crate::support::{Behaviour, FakeWorker, get, wait_until};
+use crate::support::{Behaviour, FakeWorker, get, send_with, wait_until};
 use bonus_ids::{ManifestId, PublicKey, SecretKey};
 use bonus_ledger::api::{
     AccountView, ApiError, Finality, ManifestView, NameView, Names, NodeView, Nodes, Status,
@@ -279,14 +279,42 @@ async fn routes_follow_the_ledger_and_forwarded_requests_are_attested() {
         get(&url, None).await.status == 200
     })
     .await;
+    // The worker is told the period each request is attested in, whatever
+    // the client claims, so its receipt lands where the router vouches.
+    let mut told = std::collections::BTreeMap::<u64, u64>::new();
     for _ in 0..4 {
-        assert_eq!(get(&url, None).await.status, 200);
+        let forged = [("x-bonus-period", "5")];
+        let answer = send_with("GET", &url, &forged, Bytes::new()).await;
+        assert_eq!(answer.status, 200);
+        let period = answer.header("x-echo-period").parse().expect("a period");
+        *told.entry(period).or_default() += 1;
     }
+    assert!(
+        !told.contains_key(&5),
+        "a client cannot pick the period: {told:?}"
+    );
     let router_key: PublicKey = router_key.parse().expect("a key");
     wait_until("5 attested", || async {
         attested(&book, manifest, worker.key, router_key) == 5
     })
     .await;
+    {
+        let book = book.lock().expect("the book");
+        let mut by_period = std::collections::BTreeMap::<u64, u64>::new();
+        for tx in &book.submitted {
+            let TxBody::Attest(attestation) = &tx.body else {
+                panic!("only attestations: {tx:?}");
+            };
+            let n: u64 = attestation.counts.iter().map(|(_, _, n)| n).sum();
+            *by_period.entry(attestation.period).or_default() += n;
+        }
+        for (period, n) in &told {
+            assert!(
+                by_period.get(period).is_some_and(|attested| attested >= n),
+                "{n} requests told period {period}, attested {by_period:?}"
+            );
+        }
+    }
     // A new height marks the name unpaid: the router follows.
     {
         let mut book = book.lock().expect("the book");

@@ -127,6 +127,7 @@ async fn answer(
         ("x-echo-request-id", header("x-bonus-request-id")),
         ("x-echo-forwarded-host", header("x-forwarded-host")),
         ("x-echo-router", header("x-bonus-router")),
+        ("x-echo-period", header("x-bonus-period")),
         ("x-bonus-request-id", header("x-bonus-request-id")),
     ];
     let method = request.method().to_string();
@@ -285,9 +286,15 @@ pub async fn get(url: &str, host: Option<&str>) -> Answer {
 }
 
 pub async fn send(method: &str, url: &str, host: Option<&str>, body: Bytes) -> Answer {
+    let host: Vec<(&str, &str)> = host.map(|h| ("host", h)).into_iter().collect();
+    send_with(method, url, &host, body).await
+}
+
+/// [`send`] with extra headers.
+pub async fn send_with(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> Answer {
     let mut request = http::Request::builder().method(method).uri(url);
-    if let Some(host) = host {
-        request = request.header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request.body(Full::new(body)).expect("a request");
     let response = tokio::time::timeout(DEADLINE, client().request(request))
