@@ -54,10 +54,31 @@ pub struct SecretKey(ed25519_dalek::SigningKey);
 
 impl PublicKey {
     /// Wraps raw bytes; fails if they are not a valid curve point.
+    ///
+    /// The check is a point decompression (a field square root, several
+    /// microseconds), and a validator decodes the same few keys in every
+    /// transaction it sees, several times over (submission, gossip, block):
+    /// keys found valid are remembered in a bounded set. Validity is a pure
+    /// function of the 32 bytes, so a remembered answer is the answer; a
+    /// flood of fresh keys only empties the set.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        use std::collections::HashSet;
+        use std::sync::{LazyLock, Mutex};
+        /// Valid keys remembered, at most (32 bytes each, plus the set's).
+        const VALID_KEYS_MAX: usize = 1 << 16;
+        static VALID: LazyLock<Mutex<HashSet<[u8; 32]>>> = LazyLock::new(Default::default);
+        let valid = || VALID.lock().unwrap_or_else(|e| e.into_inner());
+        if valid().contains(&bytes) {
+            return Ok(PublicKey(bytes));
+        }
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map(|_| PublicKey(bytes))
-            .map_err(|_| KeyError::InvalidPublicKey { text: hex(&bytes) })
+            .map_err(|_| KeyError::InvalidPublicKey { text: hex(&bytes) })?;
+        let mut valid = valid();
+        if valid.len() >= VALID_KEYS_MAX {
+            valid.clear();
+        }
+        valid.insert(bytes);
+        Ok(PublicKey(bytes))
     }
 
     /// The raw bytes.
@@ -236,6 +257,25 @@ mod tests {
             !format!("{key:?}").contains(&hex(&[7; 32])),
             "secret printed"
         );
+    }
+
+    #[test]
+    fn remembered_valid_keys_never_let_an_invalid_one_through() {
+        let valid = *SecretKey::from_seed([9; 32]).public().as_bytes();
+        // y = 2 is not the y of any curve point.
+        let mut invalid = [0u8; 32];
+        invalid[0] = 2;
+        assert!(ed25519_dalek::VerifyingKey::from_bytes(&invalid).is_err());
+        for _ in 0..3 {
+            assert_eq!(
+                PublicKey::from_bytes(valid).expect("valid").as_bytes(),
+                &valid
+            );
+            assert!(
+                PublicKey::from_bytes(invalid).is_err(),
+                "refused every time"
+            );
+        }
     }
 
     #[test]

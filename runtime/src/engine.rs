@@ -447,6 +447,14 @@ fn baseline_engine(config: &RuntimeConfig) -> Result<(Engine, Linker<InvocationC
         .consume_fuel(true)
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+    // Baseline code lives for seconds and exists to answer soon: skip the
+    // native-address → wasm-offset tables (a trap's backtrace still names
+    // the functions) and the `.eh_frame` only native unwinders read
+    // (wasmtime walks wasm frames by frame pointer). Measured on hello-js:
+    // Winch's compile ~6 % faster (medians of 6 alternating runs each).
+    baseline
+        .generate_address_map(false)
+        .native_unwind_info(false);
     let engine_error = |e: wasmtime::Error| Error::Engine {
         reason: format!("the baseline (Winch) engine: {e:#}"),
     };

@@ -9,7 +9,10 @@
 //! the whole-component cache, can serve): what a new JS function costs a
 //! node that has compiled any JS function before.
 //!
-//! Usage: `tiers [ITERATIONS] [--warm-with OTHER.wasm] COMPONENT.wasm[=PATH]...`
+//! With `--baseline-only`, only Winch's figures (compile and cold first
+//! response), for quick A/B runs of the baseline tier.
+//!
+//! Usage: `tiers [ITERATIONS] [--baseline-only] [--warm-with OTHER.wasm] COMPONENT.wasm[=PATH]...`
 //! (PATH is the request path, `/` by default; `fib.wasm=/?n=20`).
 
 use bonus_runtime::{
@@ -25,6 +28,13 @@ fn main() -> anyhow::Result<()> {
             n
         }
         _ => 2_000,
+    };
+    let baseline_only = match args.iter().position(|a| a == "--baseline-only") {
+        Some(at) => {
+            args.remove(at);
+            true
+        }
+        None => false,
     };
     let warm_dir = match args.iter().position(|a| a == "--warm-with") {
         Some(at) if at + 1 < args.len() => {
@@ -52,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     };
     if args.is_empty() {
         anyhow::bail!(
-            "usage: tiers [ITERATIONS] [--warm-with OTHER.wasm] COMPONENT.wasm[=PATH]..."
+            "usage: tiers [ITERATIONS] [--baseline-only] [--warm-with OTHER.wasm] COMPONENT.wasm[=PATH]..."
         );
     }
     let tokio = tokio::runtime::Builder::new_current_thread()
@@ -93,6 +103,19 @@ fn main() -> anyhow::Result<()> {
         let cold_first = winch + first;
         let winch_us = tokio.block_on(median_us(&baseline, path, iterations))?;
         drop((baseline, tiered));
+        if baseline_only {
+            println!(
+                "{:<14} {:>11.1} {:>11} {:>11} {:>9} {:>12.1} {:>12.1}",
+                name,
+                ms(winch),
+                "-",
+                "-",
+                "-",
+                ms(cold_first),
+                winch_us
+            );
+            continue;
+        }
         let optimizing = Runtime::new(RuntimeConfig::default())?;
         let started = Instant::now();
         let optimized = optimizing.load(&wasm)?;
