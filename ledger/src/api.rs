@@ -15,6 +15,7 @@
 //! | GET | `/v1/ledger/blocks/<height>` | [`BlockView`] with its certificate |
 //! | GET | `/v1/ledger/txs/<id hex>` | [`TxStatusView`] |
 //! | POST | `/v1/ledger/txs` | [`Submitted`]: an encoded signed transaction |
+//! | POST | `/v1/ledger/txs/batch` | [`SubmittedBatch`]: up to [`BATCH_TXS_MAX`] transactions, each framed by [`crate::tx::push_frame`] |
 //!
 //! Errors are [`ApiError`] with a 4xx/5xx status.
 
@@ -46,6 +47,26 @@ pub fn status_wait(method: &str, path: &str, query: Option<&str>) -> Option<u64>
 
 /// Largest request body: one transaction.
 pub const BODY_BYTES_MAX: usize = crate::limits::TX_BYTES_MAX;
+
+/// Most transactions in one `POST /v1/ledger/txs/batch`: the signatures
+/// of a batch are checked together, so a client with many to send (an
+/// exchange, a benchmark) pays one request and one batched check for
+/// them instead of one each. A batch costs the validator what its
+/// transactions would cost one by one, never more than twice that (one
+/// failed batch equation, then each signature alone).
+pub const BATCH_TXS_MAX: usize = crate::limits::LIST_ITEMS_MAX;
+
+/// Largest `POST /v1/ledger/txs/batch` body: [`BATCH_TXS_MAX`] framed
+/// transactions of a typical size (a transfer is about 130 bytes).
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// The largest body `path` may carry.
+pub fn body_bytes_max(path: &str) -> usize {
+    match path.trim_end_matches('/') {
+        "/v1/ledger/txs/batch" => BATCH_BYTES_MAX,
+        _ => BODY_BYTES_MAX,
+    }
+}
 
 /// u64 amounts as decimal strings (read back from strings or numbers).
 pub mod amount {
@@ -353,6 +374,25 @@ pub struct Submitted {
     pub status: String,
 }
 
+/// `POST /v1/ledger/txs/batch`: what became of each transaction, in the
+/// order sent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedBatch {
+    /// One per transaction.
+    pub results: Vec<BatchResult>,
+}
+
+/// One transaction of a batch: accepted (its id, `pending`) or refused
+/// (why).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// Accepted into the mempool.
+    Accepted(Submitted),
+    /// Refused, as `POST /v1/ledger/txs` would have refused it alone.
+    Refused(ApiError),
+}
+
 /// A status and a JSON body.
 pub type Answer = (u16, serde_json::Value);
 
@@ -378,6 +418,41 @@ pub fn submitted(result: Result<[u8; 32], SubmitError>) -> Answer {
             },
         ),
         Err(e) => err(400, e.to_string()),
+    }
+}
+
+/// The answer to `POST /v1/ledger/txs/batch` (200 even when some were
+/// refused: each result says).
+pub fn submitted_batch(results: Vec<Result<[u8; 32], SubmitError>>) -> Answer {
+    let results = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(id) => BatchResult::Accepted(Submitted {
+                id: hex(&id),
+                status: "pending".into(),
+            }),
+            Err(e) => BatchResult::Refused(ApiError {
+                error: e.to_string(),
+            }),
+        })
+        .collect();
+    ok(200, SubmittedBatch { results })
+}
+
+/// The frames of a batch body, or the 400 that refuses it.
+pub fn batch_frames(body: &[u8]) -> Result<Vec<&[u8]>, Answer> {
+    match crate::tx::split_frames(body, BATCH_TXS_MAX) {
+        Ok(frames) if frames.is_empty() => Err(err(
+            400,
+            "an empty batch: send at least one transaction".into(),
+        )),
+        Ok(frames) => Ok(frames),
+        Err(e) => Err(err(
+            400,
+            format!(
+                "a batch is up to {BATCH_TXS_MAX} transactions, each a 4-byte big-endian length and the encoded transaction: {e}"
+            ),
+        )),
     }
 }
 
@@ -460,6 +535,10 @@ pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
             ok(200, status)
         }
         ("POST", ["txs"]) => submitted(chain.submit(body)),
+        ("POST", ["txs", "batch"]) => match batch_frames(body) {
+            Ok(frames) => submitted_batch(chain.submit_many(frames)),
+            Err(refused) => refused,
+        },
         _ => err(
             404,
             format!("no such ledger endpoint: {method} {path}; see GET /v1/ledger/status"),

@@ -286,6 +286,34 @@ impl LedgerClient {
         Ok(submitted.id)
     }
 
+    /// Submits up to [`crate::api::BATCH_TXS_MAX`] signed transactions in
+    /// one request (their signatures are checked together); what became
+    /// of each, in order: its id, or why it was refused.
+    pub async fn submit_batch(
+        &self,
+        txs: &[SignedTx],
+    ) -> Result<Vec<Result<String, String>>, ClientError> {
+        let mut body = Vec::new();
+        for tx in txs {
+            crate::tx::push_frame(&mut body, &tx.encode());
+        }
+        let batch: crate::api::SubmittedBatch = self
+            .call(
+                http::Method::POST,
+                "/v1/ledger/txs/batch",
+                Bytes::from(body),
+            )
+            .await?;
+        Ok(batch
+            .results
+            .into_iter()
+            .map(|result| match result {
+                crate::api::BatchResult::Accepted(submitted) => Ok(submitted.id),
+                crate::api::BatchResult::Refused(refused) => Err(refused.error),
+            })
+            .collect())
+    }
+
     /// Signs `body` with the next nonce the ledger expects from `key`
     /// (after its pending transactions) and submits it; its id.
     pub async fn sign_and_submit(

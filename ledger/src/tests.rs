@@ -771,3 +771,27 @@ fn a_stale_nonce_is_refused_by_the_mempool() {
         })
     ));
 }
+
+#[test]
+fn frames_split_back_to_what_was_pushed_and_nothing_malformed_passes() {
+    use crate::DecodeError;
+    use crate::limits::TX_BYTES_MAX;
+    use crate::tx::{push_frame, split_frames};
+    let mut message = Vec::new();
+    for tx in [&b"one"[..], b"", b"three"] {
+        push_frame(&mut message, tx);
+    }
+    assert_eq!(
+        split_frames(&message, 3),
+        Ok(vec![&b"one"[..], b"", b"three"])
+    );
+    assert_eq!(split_frames(&message, 2), Err(DecodeError::TooLarge));
+    assert_eq!(
+        split_frames(&message[..message.len() - 1], 3),
+        Err(DecodeError::Truncated)
+    );
+    assert_eq!(split_frames(&message[..2], 3), Err(DecodeError::Truncated));
+    let huge = (TX_BYTES_MAX as u32 + 1).to_be_bytes();
+    assert_eq!(split_frames(&huge, 3), Err(DecodeError::TooLarge));
+    assert_eq!(split_frames(&[], 3), Ok(vec![]));
+}

@@ -548,3 +548,37 @@ fn read_tx(r: &mut Reader<'_>) -> Result<SignedTx, DecodeError> {
         signature,
     })
 }
+
+/// Appends one encoded transaction to a message of several (a gossip
+/// batch, the body of `POST /v1/ledger/txs/batch`): its length as 4
+/// big-endian bytes, then the bytes.
+pub fn push_frame(out: &mut Vec<u8>, tx: &[u8]) {
+    out.extend_from_slice(&(tx.len() as u32).to_be_bytes());
+    out.extend_from_slice(tx);
+}
+
+/// The encoded transactions of a message built by [`push_frame`], at most
+/// `items_max` of them; a truncated frame, a frame above
+/// [`TX_BYTES_MAX`] or one item too many refuses the whole message.
+pub fn split_frames(mut bytes: &[u8], items_max: usize) -> Result<Vec<&[u8]>, DecodeError> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        if frames.len() == items_max {
+            return Err(DecodeError::TooLarge);
+        }
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or(DecodeError::Truncated)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > TX_BYTES_MAX {
+            return Err(DecodeError::TooLarge);
+        }
+        if rest.len() < len {
+            return Err(DecodeError::Truncated);
+        }
+        let (tx, rest) = rest.split_at(len);
+        frames.push(tx);
+        bytes = rest;
+    }
+    Ok(frames)
+}

@@ -128,15 +128,13 @@ async fn answer(
         )
         .await;
     }
-    let body = match Limited::new(request.into_body(), bonus_ledger::api::BODY_BYTES_MAX)
-        .collect()
-        .await
-    {
+    let body_max = bonus_ledger::api::body_bytes_max(&path);
+    let body = match Limited::new(request.into_body(), body_max).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return json(
                 413,
-                serde_json::json!({ "error": format!("a transaction is at most {} bytes", bonus_ledger::api::BODY_BYTES_MAX) }),
+                serde_json::json!({ "error": format!("a request body here is at most {body_max} bytes (one transaction, or a batch at /v1/ledger/txs/batch)") }),
             );
         }
     };
@@ -147,6 +145,26 @@ async fn answer(
                 503,
                 serde_json::json!({ "error": "the validator is stopping; submit to another one" }),
             ),
+        },
+        ("POST", "/v1/ledger/txs/batch") => match bonus_ledger::api::batch_frames(&body) {
+            // Already one batch: checked off the API's runtime, so the
+            // other connections keep being answered meanwhile.
+            Ok(frames) => {
+                let frames: Vec<Bytes> = frames.iter().map(|f| body.slice_ref(f)).collect();
+                let chain = chain.clone();
+                match tokio::task::spawn_blocking(move || {
+                    chain.submit_many(frames.iter().map(|f| &f[..]))
+                })
+                .await
+                {
+                    Ok(results) => bonus_ledger::api::submitted_batch(results),
+                    Err(_) => (
+                        503,
+                        serde_json::json!({ "error": "the validator is stopping; submit to another one" }),
+                    ),
+                }
+            }
+            Err(refused) => refused,
         },
         _ => bonus_ledger::api::handle(chain, &method, &path, &body),
     };

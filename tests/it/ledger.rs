@@ -202,6 +202,61 @@ fn bad_transactions_get_clear_errors() {
     );
     assert_eq!(v.get("/v1/ledger/status")["mempool"].as_u64(), Some(0));
 
+    // A batch: each transaction judged as it would be alone, in order; a
+    // forgery and garbage among them take nothing from the honest one.
+    use bonus_ledger::api::{BatchResult, SubmittedBatch};
+    use bonus_ledger::tx::push_frame;
+    use bonus_ledger::{SignedTx, TxBody};
+    let faucet = bonus_ids::SecretKey::load(&net.join("faucet.key")).expect("faucet key");
+    let chain_id = Genesis::load(&net.join("genesis.json"))
+        .expect("genesis")
+        .chain_id();
+    let to = bonus_ids::SecretKey::from_seed([0x42; 32]).public();
+    let honest = SignedTx::sign(&faucet, &chain_id, 0, TxBody::Transfer { to, amount: 3 });
+    let mut forged = SignedTx::sign(&faucet, &chain_id, 1, TxBody::Transfer { to, amount: 3 });
+    forged.body = TxBody::Transfer { to, amount: 3_000 };
+    let mut body = Vec::new();
+    for frame in [&honest.encode()[..], &forged.encode(), b"garbage"] {
+        push_frame(&mut body, frame);
+    }
+    let response = bonus_tests::http_request(&v.api, "POST", "/v1/ledger/txs/batch", &[], &body);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let batch: SubmittedBatch = serde_json::from_str(&response.text()).expect("a batch answer");
+    let [accepted, bad_signature, garbage] = &batch.results[..] else {
+        panic!("one result per transaction: {batch:?}");
+    };
+    assert!(
+        matches!(accepted, BatchResult::Accepted(s) if s.id == blake3::hash(&honest.encode()).to_hex().as_str()),
+        "{accepted:?}"
+    );
+    assert!(
+        matches!(bad_signature, BatchResult::Refused(e) if e.error.contains("signature")),
+        "{bad_signature:?}"
+    );
+    assert!(matches!(garbage, BatchResult::Refused(_)), "{garbage:?}");
+    assert!(
+        wait_until(DEADLINE, || balance(&v, &to.to_string()) == Some(3)),
+        "the honest transfer of the batch is final, the forged one never"
+    );
+    // A truncated frame, one item too many, a body too large: refused
+    // whole with what a batch must be.
+    let mut truncated = body.clone();
+    truncated.truncate(body.len() - 3);
+    let mut too_many = Vec::new();
+    for _ in 0..=bonus_ledger::api::BATCH_TXS_MAX {
+        push_frame(&mut too_many, b"x");
+    }
+    for refused in [truncated, too_many, Vec::new()] {
+        let response =
+            bonus_tests::http_request(&v.api, "POST", "/v1/ledger/txs/batch", &[], &refused);
+        assert_eq!(response.status, 400, "{}", response.text());
+        assert!(response.text().contains("batch"), "{}", response.text());
+    }
+    let huge = vec![0u8; bonus_ledger::api::BATCH_BYTES_MAX + 1];
+    let response = bonus_tests::http_request(&v.api, "POST", "/v1/ledger/txs/batch", &[], &huge);
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert_eq!(v.get("/v1/ledger/status")["mempool"].as_u64(), Some(0));
+
     // Overdraft: the CLI says the transfer was dropped.
     let (ok, _, stderr) = bonus(
         &home,

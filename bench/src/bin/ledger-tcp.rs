@@ -9,7 +9,10 @@
 //!   second until the last is final on validator 0. Anchor: the same
 //!   transactions applied by the state machine alone on one core.
 //!
-//! Usage: `ledger-tcp BONUS_BINARY [SAMPLES] [TXS]`
+//!   With BATCH > 1, each request carries BATCH transactions
+//!   (`POST /v1/ledger/txs/batch`) instead of one.
+//!
+//! Usage: `ledger-tcp BONUS_BINARY [SAMPLES] [TXS] [CONNECTIONS_PER_VALIDATOR] [BATCH]`
 
 use anyhow::{Context as _, bail};
 use bonus_ids::SecretKey;
@@ -29,20 +32,26 @@ impl Validators {
     fn cpu_seconds(&self) -> f64 {
         self.0
             .iter()
-            .filter_map(|child| std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok())
-            .map(|stat| {
-                // Fields after the parenthesized command name; utime and
-                // stime are the 14th and 15th fields, in clock ticks.
-                let rest = stat.rsplit(')').next().unwrap_or_default();
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let ticks: f64 = fields
-                    .get(11..13)
-                    .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-                    .unwrap_or(0.0);
-                ticks / 100.0
-            })
+            .map(|child| cpu_seconds(&child.id().to_string()))
             .sum()
     }
+}
+
+/// CPU seconds (user + system) process `pid` ("self" for this one) used
+/// so far; 0 if it is gone.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesized command name; utime and stime are
+    // the 14th and 15th fields, in clock ticks.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
 }
 
 impl Drop for Validators {
@@ -106,10 +115,9 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let bonus =
-        PathBuf::from(args.next().context(
-            "usage: ledger-tcp BONUS_BINARY [SAMPLES] [TXS] [CONNECTIONS_PER_VALIDATOR]",
-        )?);
+    let bonus = PathBuf::from(args.next().context(
+        "usage: ledger-tcp BONUS_BINARY [SAMPLES] [TXS] [CONNECTIONS_PER_VALIDATOR] [BATCH]",
+    )?);
     let samples: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(200);
     let txs: u64 = args
         .next()
@@ -119,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
     // Each connection submits one transaction at a time, so too few of
     // them measure the client's round trips rather than the validators.
     let per_conn: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(2);
+    let batch: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1);
 
     let dir = std::env::temp_dir().join(format!("bonus-ledger-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -272,6 +281,10 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let anchor = state_machine_rate(&senders, &to, txs);
     let cpu_before = validators.cpu_seconds();
+    let client_before = cpu_seconds("self");
+    let height_before = conns[0].call("GET", "/v1/ledger/status", vec![]).await?["height"]
+        .as_u64()
+        .unwrap_or(0);
     let t = Instant::now();
     let mut tasks = Vec::new();
     let chunks = hosts.len() * per_conn;
@@ -280,8 +293,22 @@ async fn main() -> anyhow::Result<()> {
         let chunk = chunk.to_vec();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(&host).await?;
-            for tx in chunk {
-                conn.call("POST", "/v1/ledger/txs", tx).await?;
+            if batch <= 1 {
+                for tx in chunk {
+                    conn.call("POST", "/v1/ledger/txs", tx).await?;
+                }
+                return anyhow::Ok(());
+            }
+            for txs in chunk.chunks(batch) {
+                let mut body = Vec::new();
+                for tx in txs {
+                    bonus_ledger::tx::push_frame(&mut body, tx);
+                }
+                let answer = conn.call("POST", "/v1/ledger/txs/batch", body).await?;
+                let results = answer["results"].as_array().context("no results")?;
+                if let Some(refused) = results.iter().find(|r| r.get("error").is_some()) {
+                    bail!("a transaction of the batch was refused: {refused}");
+                }
             }
             anyhow::Ok(())
         }));
@@ -302,16 +329,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = t.elapsed();
     let cpu = validators.cpu_seconds() - cpu_before;
+    let client = cpu_seconds("self") - client_before;
+    let blocks = conns[0].call("GET", "/v1/ledger/status", vec![]).await?["height"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(height_before);
     let rate = txs as f64 / elapsed.as_secs_f64();
     let per_validator_us = cpu / 4.0 / txs as f64 * 1e6;
     println!(
         "validator CPU per finalized transfer: {per_validator_us:.0} µs each (4 validators, {cpu:.2} CPU-s in all, \
-         incl. block production while idle); with a core per validator that is {:.0} tx/s",
-        1e6 / per_validator_us
+         incl. block production while idle); with a core per validator that is {:.0} tx/s; \
+         the client used {:.0} µs per transfer ({client:.2} CPU-s) of the same cores",
+        1e6 / per_validator_us,
+        client / txs as f64 * 1e6
     );
     println!(
         "loopback throughput, 4 validators: {txs} signed transfers final in {:.2} s = {:.0} tx/s \
-         (submitted over {chunks} connections in {:.2} s; state machine alone on one core: {:.0} tx/s; ratio {:.2})",
+         in {blocks} blocks (submitted over {chunks} connections, {batch} per request, in {:.2} s; state machine alone on one core: {:.0} tx/s; ratio {:.2})",
         elapsed.as_secs_f64(),
         rate,
         submitted.as_secs_f64(),

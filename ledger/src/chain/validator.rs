@@ -331,10 +331,10 @@ where
                 tx = outbound.next() => match tx {
                     Some(first) => {
                         let mut batch = Vec::new();
-                        push_framed(&mut batch, &first);
+                        crate::tx::push_frame(&mut batch, &first);
                         while batch.len() < GOSSIP_BATCH_BYTES {
                             match outbound.try_recv() {
-                                Ok(tx) => push_framed(&mut batch, &tx),
+                                Ok(tx) => crate::tx::push_frame(&mut batch, &tx),
                                 _ => break,
                             }
                         }
@@ -344,8 +344,11 @@ where
                 },
                 message = receiver.recv().fuse() => match message {
                     Ok((_, bytes)) => {
-                        // Refusals are the sender's business, not ours.
-                        let _ = chain.submit_batch_from_peer(framed(bytes.as_ref()));
+                        // Refusals are the sender's business, not ours; a
+                        // malformed batch is dropped whole.
+                        if let Ok(frames) = crate::tx::split_frames(bytes.as_ref(), usize::MAX) {
+                            let _ = chain.submit_batch_from_peer(frames);
+                        }
                     }
                     Err(_) => return,
                 },
@@ -383,25 +386,6 @@ fn archive_config<C>(
 
 /// Gossip batches stop growing past this.
 const GOSSIP_BATCH_BYTES: usize = 256 * 1024;
-
-fn push_framed(out: &mut Vec<u8>, tx: &[u8]) {
-    out.extend_from_slice(&(tx.len() as u32).to_be_bytes());
-    out.extend_from_slice(tx);
-}
-
-/// Splits a gossip batch; stops at the first malformed frame.
-fn framed(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let (len, rest) = bytes.split_first_chunk::<4>()?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if rest.len() < len {
-            return None;
-        }
-        let (tx, rest) = rest.split_at(len);
-        bytes = rest;
-        Some(tx)
-    })
-}
 
 /// Largest p2p message the validator's channels must admit.
 pub fn max_message_size() -> u32 {

@@ -453,6 +453,12 @@ impl Drop for Receipts {
     }
 }
 
+/// The group-commit window the settlement loop promises: a crash loses
+/// what was answered during one commit and the group queued behind it.
+/// Commits are one fsync each, so the disk sets the window; a slower one
+/// is logged.
+const COMMIT_WINDOW_MAX: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Receipts per commit, at most: bounds one transaction's size.
 const COMMIT_RECEIPTS_MAX: usize = 16_384;
 
@@ -463,8 +469,20 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Receipt>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         group.extend(queue.try_iter().take(COMMIT_RECEIPTS_MAX - 1));
+        let started = std::time::Instant::now();
         if let Err(e) = commit(db, &group) {
             tracing::error!(error = %e, receipts = group.len(), "cannot commit receipts; they are lost");
+        }
+        // What a crash may lose grows with this: say when the disk breaks
+        // the window the settlement loop promises.
+        let took = started.elapsed();
+        if took > COMMIT_WINDOW_MAX {
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                receipts = group.len(),
+                "a receipts commit took longer than the {} ms window; a crash now loses more of this worker's earnings (is the disk overloaded?)",
+                COMMIT_WINDOW_MAX.as_millis()
+            );
         }
     }
 }
