@@ -103,17 +103,26 @@ fn serve_api(listener: std::net::TcpListener, chain: Arc<Chain>) {
         // Never stopped: the validator stops with its process.
         let (_keep, stop): (_, Stop) = tokio::sync::watch::channel(false);
         let submissions = Arc::new(Submissions::default());
+        let batches = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT_MAX));
         crate::http::serve(listener, HttpLimits::DEFAULT, stop, move |request| {
-            let (chain, submissions) = (chain.clone(), submissions.clone());
-            async move { answer(&chain, &submissions, request).await }
+            let (chain, submissions, batches) =
+                (chain.clone(), submissions.clone(), batches.clone());
+            async move { answer(&chain, &submissions, &batches, request).await }
         })
         .await;
     });
 }
 
+/// Batch submissions read and checked at once, at most. A batch body is
+/// up to 1 MiB against 64 KiB for anything else: without this, the API's
+/// 4 096 connections could make a validator hold 4 GiB of bodies. Others
+/// wait with their body unread.
+const BATCHES_IN_FLIGHT_MAX: usize = 4;
+
 async fn answer(
     chain: &Arc<Chain>,
     submissions: &Arc<Submissions>,
+    batches: &tokio::sync::Semaphore,
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Full<Bytes>> {
     let method = request.method().to_string();
@@ -129,6 +138,10 @@ async fn answer(
         .await;
     }
     let body_max = bonus_ledger::api::body_bytes_max(&path);
+    let _batch_turn = match body_max > bonus_ledger::api::BODY_BYTES_MAX {
+        true => batches.acquire().await.ok(),
+        false => None,
+    };
     let body = match Limited::new(request.into_body(), body_max).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
