@@ -1,7 +1,7 @@
 // A validator's ledger query API, the calls `bonus ledger status`,
 // `bonus balance`, `bonus names` and `bonus transfer` make (see
 // `ledger/src/api.rs`): `GET /v1/ledger/{status,accounts,names,nodes,
-// batches,blocks,txs}` and `POST /v1/ledger/txs`.
+// batches,blocks,txs}`, `POST /v1/ledger/txs` and `POST /v1/ledger/txs/batch`.
 //
 // Numbers: the API sends amounts (balances, stakes, fees, prices, nonces,
 // batch sequences) as decimal strings, read here as `bigint`s; answers are
@@ -263,6 +263,28 @@ export class LedgerClient {
       body: bytes as Uint8Array<ArrayBuffer>,
     });
     return answer as { id: string; status: "pending" };
+  }
+
+  /**
+   * Submits up to 1 024 encoded signed transactions in one request (the
+   * validator checks their signatures together). What became of each, in
+   * order: its id, or why it was refused; a malformed batch throws.
+   */
+  async submitRawBatch(txs: Uint8Array[]): Promise<({ id: string; status: "pending" } | { error: string })[]> {
+    const body = new Uint8Array(txs.reduce((n, tx) => n + 4 + tx.length, 0));
+    const view = new DataView(body.buffer);
+    let at = 0;
+    for (const tx of txs) {
+      view.setUint32(at, tx.length); // big-endian
+      body.set(tx, at + 4);
+      at += 4 + tx.length;
+    }
+    const answer = await this.json<{ results: ({ id: string; status: "pending" } | { error: string })[] }>("/txs/batch", {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body,
+    });
+    return (answer as { results: ({ id: string; status: "pending" } | { error: string })[] }).results;
   }
 }
 

@@ -84,6 +84,15 @@ test("submitRaw posts the bytes; a refusal is a LedgerError with status 400", as
   assert.deepEqual(await client.submitRaw(new Uint8Array([4])), { id: "ab".repeat(32), status: "pending" });
 });
 
+test("submitRawBatch frames each transaction (4-byte big-endian length) and answers one result each", async () => {
+  routes["POST /v1/ledger/txs/batch"] = [200, `{"results":[{"id":"${"ab".repeat(32)}","status":"pending"},{"error":"bad signature"}]}`];
+  const results = await client.submitRawBatch([new Uint8Array([7, 8]), new Uint8Array([9])]);
+  assert.deepEqual([...requests.at(-1).body], [0, 0, 0, 2, 7, 8, 0, 0, 0, 1, 9]);
+  assert.deepEqual(results, [{ id: "ab".repeat(32), status: "pending" }, { error: "bad signature" }]);
+  routes["POST /v1/ledger/txs/batch"] = [400, '{"error":"a batch is up to 1024 transactions"}'];
+  await assert.rejects(client.submitRawBatch([]), (e) => e.status === 400 && /up to 1024/.test(e.message));
+});
+
 test("waitForTx: pending then finalized returns the height; unknown and timeouts throw", async () => {
   const id = "cd".repeat(32);
   let polls = 0;
