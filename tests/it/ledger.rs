@@ -238,6 +238,44 @@ fn bad_transactions_get_clear_errors() {
         wait_until(DEADLINE, || balance(&v, &to.to_string()) == Some(3)),
         "the honest transfer of the batch is final, the forged one never"
     );
+    // Batches sent at once (more than the API reads at a time): each is
+    // answered, every transaction in them accepted and final.
+    let senders: Vec<_> = (0..8u64)
+        .map(|thread| {
+            let mut body = Vec::new();
+            for n in 0..8 {
+                let nonce = 1 + thread * 8 + n;
+                let tx = SignedTx::sign(
+                    &faucet,
+                    &chain_id,
+                    nonce,
+                    TxBody::Transfer { to, amount: 1 },
+                );
+                push_frame(&mut body, &tx.encode());
+            }
+            let api = v.api.clone();
+            std::thread::spawn(move || {
+                bonus_tests::http_request(&api, "POST", "/v1/ledger/txs/batch", &[], &body)
+            })
+        })
+        .collect();
+    for sender in senders {
+        let response = sender.join().expect("batch thread");
+        assert_eq!(response.status, 200, "{}", response.text());
+        let batch: SubmittedBatch = serde_json::from_str(&response.text()).expect("a batch answer");
+        assert!(
+            batch
+                .results
+                .iter()
+                .all(|r| matches!(r, BatchResult::Accepted(_))),
+            "{batch:?}"
+        );
+    }
+    assert!(
+        wait_until(DEADLINE, || balance(&v, &to.to_string()) == Some(3 + 64)),
+        "all 64 transfers of the concurrent batches are final"
+    );
+
     // A truncated frame, one item too many, a body too large: refused
     // whole with what a batch must be.
     let mut truncated = body.clone();
