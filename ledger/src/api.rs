@@ -60,11 +60,18 @@ pub const BATCH_TXS_MAX: usize = crate::limits::LIST_ITEMS_MAX;
 /// transactions of a typical size (a transfer is about 130 bytes).
 pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
+/// Whether `path` is the batch endpoint (`/v1/ledger/txs/batch`, with or
+/// without a trailing slash, as [`handle`] routes it).
+pub fn is_batch(path: &str) -> bool {
+    path.trim_end_matches('/') == "/v1/ledger/txs/batch"
+}
+
 /// The largest body `path` may carry.
 pub fn body_bytes_max(path: &str) -> usize {
-    match path.trim_end_matches('/') {
-        "/v1/ledger/txs/batch" => BATCH_BYTES_MAX,
-        _ => BODY_BYTES_MAX,
+    if is_batch(path) {
+        BATCH_BYTES_MAX
+    } else {
+        BODY_BYTES_MAX
     }
 }
 
@@ -374,6 +381,16 @@ pub struct Submitted {
     pub status: String,
 }
 
+impl Submitted {
+    /// Accepted into the mempool as `id`.
+    pub fn pending(id: &[u8; 32]) -> Submitted {
+        Submitted {
+            id: hex(id),
+            status: "pending".into(),
+        }
+    }
+}
+
 /// `POST /v1/ledger/txs/batch`: what became of each transaction, in the
 /// order sent.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -410,13 +427,7 @@ fn err(status: u16, error: String) -> Answer {
 /// The answer to `POST /v1/ledger/txs`, from what the chain made of it.
 pub fn submitted(result: Result<[u8; 32], SubmitError>) -> Answer {
     match result {
-        Ok(id) => ok(
-            202,
-            Submitted {
-                id: hex(&id),
-                status: "pending".into(),
-            },
-        ),
+        Ok(id) => ok(202, Submitted::pending(&id)),
         Err(e) => err(400, e.to_string()),
     }
 }
@@ -427,10 +438,7 @@ pub fn submitted_batch(results: Vec<Result<[u8; 32], SubmitError>>) -> Answer {
     let results = results
         .into_iter()
         .map(|result| match result {
-            Ok(id) => BatchResult::Accepted(Submitted {
-                id: hex(&id),
-                status: "pending".into(),
-            }),
+            Ok(id) => BatchResult::Accepted(Submitted::pending(&id)),
             Err(e) => BatchResult::Refused(ApiError {
                 error: e.to_string(),
             }),

@@ -137,8 +137,9 @@ async fn answer(
         )
         .await;
     }
+    let is_batch = bonus_ledger::api::is_batch(&path);
     let body_max = bonus_ledger::api::body_bytes_max(&path);
-    let _batch_turn = match body_max > bonus_ledger::api::BODY_BYTES_MAX {
+    let _batch_turn = match is_batch {
         true => batches.acquire().await.ok(),
         false => None,
     };
@@ -159,7 +160,7 @@ async fn answer(
                 serde_json::json!({ "error": "the validator is stopping; submit to another one" }),
             ),
         },
-        ("POST", "/v1/ledger/txs/batch") => match bonus_ledger::api::batch_frames(&body) {
+        ("POST", _) if is_batch => match bonus_ledger::api::batch_frames(&body) {
             // Already one batch: checked off the API's runtime, so the
             // other connections keep being answered meanwhile.
             Ok(frames) => {

@@ -337,6 +337,7 @@ impl Fetch {
                 }
             }
             Event::Verified { peer, segment } => {
+                tracing::debug!(%peer, segment, "segment verified");
                 self.answered(peer, segment);
                 self.last_progress = Instant::now();
                 match self
