@@ -454,7 +454,10 @@ fn baseline_engine(config: &RuntimeConfig) -> Result<(Engine, Linker<InvocationC
     // Winch's compile ~6 % faster (medians of 6 alternating runs each).
     baseline
         .generate_address_map(false)
-        .native_unwind_info(false);
+        .native_unwind_info(false)
+        // Winch compiles the functions; Cranelift still compiles the
+        // component's trampolines, which need no optimizing either.
+        .cranelift_opt_level(wasmtime::OptLevel::None);
     let engine_error = |e: wasmtime::Error| Error::Engine {
         reason: format!("the baseline (Winch) engine: {e:#}"),
     };
