@@ -14,7 +14,7 @@ pub mod tcp;
 mod validator;
 
 pub use block::{Block, Digest};
-pub use store::{ChainStore, Committed, StoreError};
+pub use store::{ChainStore, Committed, FOLD_ROWS, StoreError};
 pub use validator::{
     Byzantine, Channels, Handles, NAMESPACE, Scheme, Timeouts, ValidatorConfig, consensus_key,
     consensus_public, max_message_size, namespace, start,

@@ -3,24 +3,44 @@
 //! the last applied height, written in one transaction per block.
 //!
 //! The state is kept as rows (`state_rows`, keyed by row key; see
-//! `State::rows`): a block writes only the rows it changed, so a commit
-//! costs what the block touched. The state root is stored beside the
-//! height; reopening reloads every row, recomputes the root and refuses a
-//! store whose rows do not match it.
+//! `State::rows`) plus a log of the rows each block changed since
+//! (`state_log`, keyed by height). A block appends its change set to the
+//! log as one value, so a commit costs what the block touched whatever the
+//! size of the state: written into the row table directly, each of a
+//! block's ~1 000 random keys would dirty its own page of a large table.
+//! Once the log holds [`FOLD_ROWS`] rows it is folded into the row table in
+//! one sorted pass, where many rows share each page. The state root is
+//! stored beside the height; reopening reloads every row, replays the log,
+//! recomputes the root and refuses a store whose rows do not match it.
 
 use super::block::Block;
 use crate::State;
+use crate::codec::{Reader, Writer};
+use crate::state::RowChange;
 use commonware_codec::{Encode as _, Read as _};
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const STATE_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_rows");
+const STATE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("state_log");
 
-/// The layout this code writes: the state as rows.
-const FORMAT: u8 = 2;
+/// The layout this code writes: the state as rows and a log of change sets.
+const FORMAT: u8 = 3;
+/// The layout before the log (rows only): an empty log, so it opens as is.
+const FORMAT_ROWS_ONLY: u8 = 2;
+
+/// Rows the log may hold before it is folded into the row table (about
+/// 520 blocks of 1 000 transfers, ~55 MB of log). Larger folds share more
+/// pages per row: a fold into a table of 1 M rows dirties each of its
+/// ~20 000 leaf pages about once, not once per row. But reopening replays
+/// more, and the folding block's commit is longer (`block-apply`: 0.97 s at
+/// 1 M accounts, against 0.39 s when folding every 131 072 rows, whose
+/// amortized commit was 1.4x slower).
+pub const FOLD_ROWS: u64 = 1 << 19;
 
 /// Why the chain store failed. Any of these stops the validator: it must
 /// never vote on a state it cannot persist.
@@ -59,6 +79,10 @@ pub struct Committed {
     /// Whether every row was rewritten (the store did not hold the state
     /// the block's changes apply to, e.g. the first commit).
     pub full: bool,
+    /// Rows this commit folded from the log into the row table (0 unless
+    /// the log reached [`FOLD_ROWS`]; counted after merging, so a row
+    /// changed by several logged blocks counts once).
+    pub folded: u64,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -80,6 +104,7 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct ChainStore {
     db: std::sync::Arc<redb::Database>,
+    fold_rows: u64,
 }
 
 impl ChainStore {
@@ -102,6 +127,7 @@ impl ChainStore {
         tx.open_table(BLOCKS).map_err(db_err)?;
         tx.open_table(CERTS).map_err(db_err)?;
         tx.open_table(STATE_ROWS).map_err(db_err)?;
+        tx.open_table(STATE_LOG).map_err(db_err)?;
         {
             let mut meta = tx.open_table(META).map_err(db_err)?;
             if meta.get("state").map_err(db_err)?.is_some() {
@@ -112,7 +138,7 @@ impl ChainStore {
                 .map_err(db_err)?
                 .map(|v| v.value().to_vec());
             match format.as_deref() {
-                None => {
+                None | Some([FORMAT_ROWS_ONLY]) => {
                     meta.insert("format", [FORMAT].as_slice()).map_err(db_err)?;
                 }
                 Some([FORMAT]) => {}
@@ -120,11 +146,22 @@ impl ChainStore {
             }
         }
         tx.commit().map_err(db_err)?;
-        Ok(ChainStore { db: db.into() })
+        Ok(ChainStore {
+            db: db.into(),
+            fold_rows: FOLD_ROWS,
+        })
+    }
+
+    /// Folds the log into the row table once it holds `rows` rows instead
+    /// of [`FOLD_ROWS`] (1: every block writes its rows into the table).
+    pub fn with_fold_rows(mut self, rows: u64) -> ChainStore {
+        self.fold_rows = rows.max(1);
+        self
     }
 
     /// The last applied block and state, if any block was ever applied.
-    /// Loads every row (O(state)) and checks they give the stored root.
+    /// Loads every row (O(state)), replays the log over them and checks
+    /// they give the stored root.
     pub fn applied(&self) -> Result<Option<Applied>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let meta = tx.open_table(META).map_err(db_err)?;
@@ -144,12 +181,30 @@ impl ChainStore {
             .value()
             .try_into()
             .map_err(|_| StoreError::Corrupt("state root"))?;
+        let log = tx.open_table(STATE_LOG).map_err(db_err)?;
+        let mut logged = std::collections::BTreeMap::new();
+        for entry in log.iter().map_err(db_err)? {
+            let (_, changes) = entry.map_err(db_err)?;
+            read_changes(changes.value(), &mut logged)?;
+        }
         let table = tx.open_table(STATE_ROWS).map_err(db_err)?;
         let mut rows = Vec::new();
+        let mut logged = logged.into_iter().peekable();
         for row in table.iter().map_err(db_err)? {
             let (key, value) = row.map_err(db_err)?;
-            rows.push((key.value().to_vec(), value.value().to_vec()));
+            let key = key.value();
+            // Both are in key order: the log's rows before this one are
+            // new, and its row for this key (if any) replaces it.
+            while let Some((new, value)) = logged.next_if(|(k, _)| k.as_slice() < key) {
+                rows.extend(value.map(|value| (new, value)));
+            }
+            match logged.next_if(|(k, _)| k.as_slice() == key) {
+                Some((key, Some(value))) => rows.push((key, value)),
+                Some((_, None)) => {}
+                None => rows.push((key.to_vec(), value.value().to_vec())),
+            }
         }
+        rows.extend(logged.filter_map(|(key, value)| Some((key, value?))));
         let state = State::from_rows(rows).map_err(|_| StoreError::Corrupt("state rows"))?;
         if state.root() != root {
             return Err(StoreError::StateRootMismatch { height });
@@ -199,23 +254,27 @@ impl ChainStore {
             let root = state.root();
             match state.changes() {
                 Some(changes) if stored_root.as_deref() == Some(&changes.base_root[..]) => {
-                    let mut rows = tx.open_table(STATE_ROWS).map_err(db_err)?;
-                    for row in &changes.rows {
-                        match &row.value {
-                            Some(value) => {
-                                rows.insert(row.key.as_slice(), value.as_slice())
-                                    .map_err(db_err)?;
-                                committed.bytes += (row.key.len() + value.len()) as u64;
-                            }
-                            None => {
-                                rows.remove(row.key.as_slice()).map_err(db_err)?;
-                                committed.bytes += row.key.len() as u64;
-                            }
-                        }
-                        committed.rows += 1;
+                    let encoded = write_changes(&changes.rows);
+                    let mut log = tx.open_table(STATE_LOG).map_err(db_err)?;
+                    log.insert(block.height, encoded.as_slice())
+                        .map_err(db_err)?;
+                    committed.bytes += encoded.len() as u64;
+                    committed.rows = changes.rows.len() as u64;
+                    let log_rows = read_u64(&meta, "log_rows")? + committed.rows;
+                    if log_rows >= self.fold_rows {
+                        let folded = fold(&tx, &mut log)?;
+                        committed.folded = folded.rows;
+                        committed.bytes += folded.bytes;
+                        meta.insert("log_rows", 0u64.to_be_bytes().as_slice())
+                            .map_err(db_err)?;
+                    } else {
+                        meta.insert("log_rows", log_rows.to_be_bytes().as_slice())
+                            .map_err(db_err)?;
                     }
                 }
                 _ => {
+                    tx.delete_table(STATE_LOG).map_err(db_err)?;
+                    tx.open_table(STATE_LOG).map_err(db_err)?;
                     tx.delete_table(STATE_ROWS).map_err(db_err)?;
                     let mut rows = tx.open_table(STATE_ROWS).map_err(db_err)?;
                     for (key, value) in state.rows() {
@@ -224,6 +283,8 @@ impl ChainStore {
                         committed.bytes += (key.len() + value.len()) as u64;
                         committed.rows += 1;
                     }
+                    meta.insert("log_rows", 0u64.to_be_bytes().as_slice())
+                        .map_err(db_err)?;
                     committed.full = true;
                 }
             }
@@ -261,6 +322,102 @@ impl ChainStore {
             .map_err(db_err)?
             .map(|v| v.value().to_vec()))
     }
+}
+
+/// A `u64` in the meta table (0 when absent).
+fn read_u64(meta: &redb::Table<'_, &str, &[u8]>, name: &str) -> Result<u64, StoreError> {
+    match meta.get(name).map_err(db_err)? {
+        None => Ok(0),
+        Some(value) => Ok(u64::from_be_bytes(
+            value
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("meta counter"))?,
+        )),
+    }
+}
+
+/// One block's change set as a log value: a row count, then per row its
+/// key and either its new value or nothing (deleted).
+fn write_changes(rows: &[RowChange]) -> Vec<u8> {
+    let bytes: usize = rows
+        .iter()
+        .map(|row| row.key.len() + row.value.as_ref().map_or(0, Vec::len) + 8)
+        .sum();
+    let mut w = Writer::with_capacity(bytes + 8);
+    w.len(rows.len());
+    for row in rows {
+        w.blob(&row.key);
+        match &row.value {
+            Some(value) => {
+                w.u8(1);
+                w.blob(value);
+            }
+            None => w.u8(0),
+        }
+    }
+    w.0
+}
+
+/// Reads a log value into `into`, a later change of a key replacing an
+/// earlier one.
+fn read_changes(
+    bytes: &[u8],
+    into: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Result<(), StoreError> {
+    let corrupt = |_| StoreError::Corrupt("state log");
+    let mut r = Reader(bytes);
+    for _ in 0..r.count(usize::MAX, 2).map_err(corrupt)? {
+        let key = r.blob(usize::MAX).map_err(corrupt)?;
+        let value = match r.u8().map_err(corrupt)? {
+            0 => None,
+            1 => Some(r.blob(usize::MAX).map_err(corrupt)?),
+            _ => return Err(StoreError::Corrupt("state log")),
+        };
+        into.insert(key, value);
+    }
+    r.finish().map_err(corrupt)
+}
+
+/// What a fold wrote into the row table.
+struct Folded {
+    /// Rows written or deleted.
+    rows: u64,
+    /// Their keys and values.
+    bytes: u64,
+}
+
+/// Moves every logged change into the row table, in key order, and empties
+/// the log.
+fn fold(
+    tx: &redb::WriteTransaction,
+    log: &mut redb::Table<'_, u64, &[u8]>,
+) -> Result<Folded, StoreError> {
+    let mut merged = BTreeMap::new();
+    for entry in log.iter().map_err(db_err)? {
+        let (_, changes) = entry.map_err(db_err)?;
+        read_changes(changes.value(), &mut merged)?;
+    }
+    let mut rows = tx.open_table(STATE_ROWS).map_err(db_err)?;
+    let mut bytes = 0;
+    for (key, value) in &merged {
+        bytes += key.len() as u64;
+        match value {
+            Some(value) => {
+                rows.insert(key.as_slice(), value.as_slice())
+                    .map_err(db_err)?;
+                bytes += value.len() as u64;
+            }
+            None => {
+                rows.remove(key.as_slice()).map_err(db_err)?;
+            }
+        }
+    }
+    log.retain(|_, _| false).map_err(db_err)?;
+    Ok(Folded {
+        rows: merged.len() as u64,
+        bytes,
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ mod settle;
 mod table;
 mod tree;
 
+pub(crate) use rows::RowChange;
+
 pub use rows::verify_account;
 pub use tree::StateProof;
 
