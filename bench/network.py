@@ -8,6 +8,14 @@ router minus worker alone) beside the hop of the least reverse proxy
 of the same worker, and deploy → first response of a 2 MB component
 through the router on workers that have never seen it.
 
+Then the edge topology: one more node joins the network running a router
+and a worker in one process (`bonus node --role router --role worker`, its
+keys funded from the dev account), so the router calls its own worker in
+process, with no HTTP hop; `bonus up`'s two workers answer health probes
+20 ms late (`--probe-delay-ms`), i.e. they stand farther away, so the edge
+router keeps hello on its own worker. Measured like the rest: hello
+through the edge router, and its hop against its worker's own HTTP API.
+
 The whole network (4 validators, 2 workers, router) is pinned to one core,
 as is each anchor; wrk runs on the other. Targets are measured in rounds and
 the median round is reported. Traffic goes to 127.0.0.1 only.
@@ -83,6 +91,47 @@ def inflated(src, dst, size):
     open(dst, "wb").write(data + b"\x00" + fixed + payload + os.urandom(fill))
 
 
+def start_edge(bonus, env, ready, home, base, manifest):
+    """A node running a router and a worker in one process, joined to the
+    network: its two keys made and funded for their stakes, then started
+    pinned beside the network. Returns (process, router URL, its worker's
+    direct URL for hello)."""
+    ledger = ready["ledger"][0]
+    params = json.load(urllib.request.urlopen(f"{ledger}/v1/ledger/status"))["params"]
+    data = os.path.join(home, "edge")
+    os.makedirs(os.path.join(data, "worker"))
+    keys = {}
+    for name, path, stake in [("edge-router", "router.key", params["router_stake_min"]),
+                              ("edge-worker", "worker/node.key", params["worker_stake_min"])]:
+        made = subprocess.run([bonus, "keys", "new", "--name", name, "--json"], env=env, check=True,
+                              capture_output=True, text=True).stdout
+        shutil.copy(os.path.join(home, "keys", f"{name}.key"), os.path.join(data, path))
+        need = int(stake) + 100 * int(params["tx_fee"])
+        keys[name] = json.loads(made)["public_key"]
+        run([bonus, "transfer", keys[name], str(need), "-q", "--ledger", ledger],
+            env=env, stdout=subprocess.DEVNULL)
+    listen = free_port()
+    api = f"127.0.0.1:{base + 35}"
+    edge = subprocess.Popen(["taskset", "-c", SERVER_CORE, bonus, "node", "--role", "router", "--role", "worker",
+                             "--data-dir", data, "--listen", f"127.0.0.1:{listen}", "--api", api,
+                             "--p2p", f"/ip4/127.0.0.1/tcp/{base + 45}"]
+                            + [a for url in ready["ledger"] for a in ("--ledger", url)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    router = f"http://127.0.0.1:{listen}"
+    direct = f"http://{api}/v1/run/{manifest}/"
+    wait_ok(f"{router}/fn/hello/")
+    wait_ok(direct)
+    # Its own worker, not a far one, answers through it.
+    deadline = time.time() + 60
+    while True:
+        with urllib.request.urlopen(f"{router}/fn/hello/", timeout=5) as r:
+            if r.headers.get("x-bonus-worker", "") == keys["edge-worker"]:
+                return edge, router, direct
+        if time.time() > deadline:
+            raise RuntimeError("the edge router does not send hello to its own worker")
+        time.sleep(0.2)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -100,9 +149,10 @@ def main():
     home = tempfile.mkdtemp(prefix="bonus-bench-net-")
     env = dict(os.environ, BONUS_HOME=home, BONUS_LOG="error", RUST_LOG="error")
     base = free_base()
-    proxy = None
+    proxy = edge = None
     up = subprocess.Popen(["taskset", "-c", SERVER_CORE, bonus, "up", "--json", "-q", "--port", str(base),
-                           "--example", "hello", "--examples", os.path.join(ROOT, "examples")],
+                           "--example", "hello", "--examples", os.path.join(ROOT, "examples"),
+                           "--probe-delay-ms", "20,20"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         ready = json.loads(up.stdout.readline())
@@ -135,11 +185,14 @@ def main():
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         via_proxy = f"http://127.0.0.1:{proxy_port}/"
         wait_ok(via_proxy)
-        results = {k: [] for k in ["router → worker", "hyper proxy → worker", "worker alone", *anchors]}
-        hop = {"router → worker": [], "hyper proxy → worker": [], "worker alone": []}
+        edge, edge_router, edge_direct = start_edge(bonus, env, ready, home, base, manifest)
+        targets = [("router → worker", f"{router}/fn/hello/"), ("hyper proxy → worker", via_proxy),
+                   ("worker alone", direct), ("edge router, own worker", f"{edge_router}/fn/hello/"),
+                   ("edge worker alone", edge_direct)]
+        results = {k: [] for k in [label for label, _ in targets] + list(anchors)}
+        hop = {label: [] for label, _ in targets}
         for r in range(args.rounds):
-            for label, url in [("router → worker", f"{router}/fn/hello/"),
-                               ("hyper proxy → worker", via_proxy), ("worker alone", direct)]:
+            for label, url in targets:
                 wrk(url, 2, args.connections)
                 results[label].append(wrk(url, args.seconds, args.connections))
                 hop[label].append(wrk(url, args.seconds, 1)[1])
@@ -158,9 +211,10 @@ def main():
                     proc.wait()
                 print(f"round {r + 1} {label}: {results[label][-1]}", file=sys.stderr)
     finally:
-        if proxy is not None:
-            proxy.kill()
-            proxy.wait()
+        for proc in [proxy, edge]:
+            if proc is not None:
+                proc.terminate()
+                proc.wait()
         up.terminate()
         up.wait()
         shutil.rmtree(home, ignore_errors=True)
@@ -176,6 +230,11 @@ def main():
     print(f"\nrouter hop, p50 at 1 connection: {statistics.median(hop['router → worker']) * 1e3:.0f} µs through the router, "
           f"{alone * 1e3:.0f} µs to the worker alone: +{added * 1e3:.0f} µs; "
           f"a bare hyper proxy's hop in the same run: +{proxied * 1e3:.0f} µs (router {added / proxied:.2f}x it)")
+    edge_alone = statistics.median(hop["edge worker alone"])
+    edge_added = statistics.median(hop["edge router, own worker"]) - edge_alone
+    print(f"edge router hop (its own worker, in process), p50 at 1 connection: "
+          f"{statistics.median(hop['edge router, own worker']) * 1e3:.0f} µs through the edge router, "
+          f"{edge_alone * 1e3:.0f} µs to that worker's HTTP API alone: {edge_added * 1e3:+.0f} µs")
     print(f"deploy → first response through the router, 2 MB component, cold workers: "
           f"median {statistics.median(cold):.0f} ms of {[round(c) for c in cold]} (includes ledger finality)")
     print(f"\n{args.rounds} rounds x {args.seconds}s, wrk -t1 -c{args.connections}; the network and each anchor "

@@ -92,11 +92,24 @@ impl RequestId {
     pub fn as_u128(&self) -> u128 {
         self.0
     }
+
+    /// Its 32 lower-case hex digits, as [`Display`](fmt::Display) prints
+    /// them, without allocating (it goes into a header on every response).
+    pub fn hex_digits(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, digit) in out.iter_mut().enumerate() {
+            let nibble = (self.0 >> (4 * (31 - i))) & 0xf;
+            *digit = DIGITS[nibble as usize];
+        }
+        out
+    }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        let digits = self.hex_digits();
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -109,6 +122,20 @@ impl fmt::Debug for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_prints_as_32_hex_digits() {
+        for id in [
+            0,
+            1,
+            0xdead_beef,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+        ] {
+            let id = RequestId::from_u128(id);
+            assert_eq!(id.to_string(), format!("{:032x}", id.as_u128()));
+        }
+    }
 
     #[test]
     fn artifact_id_round_trips_and_matches_b3sum() {

@@ -121,7 +121,7 @@ pub fn respond(invocation: &mut Invocation, limits: &Limits) -> http::Response<F
     if invocation.usage.tier == bonus_runtime::Tier::Baseline {
         fields.insert(headers::TIER, http::HeaderValue::from_static("baseline"));
     }
-    if let Ok(id) = http::HeaderValue::from_str(&invocation.request_id.to_string()) {
+    if let Ok(id) = http::HeaderValue::from_bytes(&invocation.request_id.hex_digits()) {
         fields.insert(headers::REQUEST_ID, id);
     }
     response

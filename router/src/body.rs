@@ -76,7 +76,7 @@ pub(crate) fn text(
 /// Sets `x-bonus-request-id`.
 pub(crate) fn insert_request_id(headers: &mut http::HeaderMap, request_id: RequestId) {
     // 32 hex digits are always a valid header value.
-    if let Ok(value) = http::HeaderValue::from_str(&request_id.to_string()) {
+    if let Ok(value) = http::HeaderValue::from_bytes(&request_id.hex_digits()) {
         headers.insert(crate::forward::REQUEST_ID, value);
     }
 }

@@ -448,9 +448,7 @@ fn finish<G: Send + Sync + Unpin + 'static>(
     let (mut parts, body) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 2);
     copy_end_to_end(&parts.headers, &mut headers);
-    if let Ok(value) = HeaderValue::from_str(&worker.key.to_string()) {
-        headers.insert(WORKER, value);
-    }
+    headers.insert(WORKER, worker.key_header.clone());
     if !headers.contains_key(REQUEST_ID) {
         insert_request_id(&mut headers, request_id);
     }

@@ -65,6 +65,9 @@ pub(crate) struct NameEntry {
 #[derive(Clone, Debug)]
 pub(crate) struct WorkerEntry {
     pub key: PublicKey,
+    /// `key` as the `x-bonus-worker` header every response carries, made
+    /// once (formatting a key per request showed in profiles).
+    pub key_header: http::HeaderValue,
     /// `http://host:port`, no trailing slash.
     pub base: String,
     pub price_per_million_fuel: u64,
@@ -123,8 +126,11 @@ impl RouteTable {
             worker: key,
             url: base_url.to_string(),
         })?;
+        let key_header =
+            http::HeaderValue::from_str(&key.to_string()).expect("a key's text is printable ASCII");
         let entry = WorkerEntry {
             key,
+            key_header,
             base,
             price_per_million_fuel,
             attest: true,
