@@ -188,23 +188,12 @@ impl ChainStore {
             read_changes(changes.value(), &mut logged)?;
         }
         let table = tx.open_table(STATE_ROWS).map_err(db_err)?;
-        let mut rows = Vec::new();
-        let mut logged = logged.into_iter().peekable();
+        let mut stored = Vec::new();
         for row in table.iter().map_err(db_err)? {
             let (key, value) = row.map_err(db_err)?;
-            let key = key.value();
-            // Both are in key order: the log's rows before this one are
-            // new, and its row for this key (if any) replaces it.
-            while let Some((new, value)) = logged.next_if(|(k, _)| k.as_slice() < key) {
-                rows.extend(value.map(|value| (new, value)));
-            }
-            match logged.next_if(|(k, _)| k.as_slice() == key) {
-                Some((key, Some(value))) => rows.push((key, value)),
-                Some((_, None)) => {}
-                None => rows.push((key.to_vec(), value.value().to_vec())),
-            }
+            stored.push((key.value().to_vec(), value.value().to_vec()));
         }
-        rows.extend(logged.filter_map(|(key, value)| Some((key, value?))));
+        let rows = replay(stored, logged);
         let state = State::from_rows(rows).map_err(|_| StoreError::Corrupt("state rows"))?;
         if state.root() != root {
             return Err(StoreError::StateRootMismatch { height });
@@ -322,6 +311,30 @@ impl ChainStore {
             .map_err(db_err)?
             .map(|v| v.value().to_vec()))
     }
+}
+
+/// The rows after the log: `stored` (in key order, as the row table
+/// holds them) with each logged change applied, a logged `None` deleting.
+fn replay(
+    stored: Vec<(Vec<u8>, Vec<u8>)>,
+    logged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rows = Vec::with_capacity(stored.len() + logged.len());
+    let mut logged = logged.into_iter().peekable();
+    for (key, value) in stored {
+        // Both are in key order: the log's rows before this one are new,
+        // and its row for this key (if any) replaces it.
+        while let Some((new, value)) = logged.next_if(|(k, _)| *k < key) {
+            rows.extend(value.map(|value| (new, value)));
+        }
+        match logged.next_if(|(k, _)| *k == key) {
+            Some((key, Some(value))) => rows.push((key, value)),
+            Some((_, None)) => {}
+            None => rows.push((key, value)),
+        }
+    }
+    rows.extend(logged.filter_map(|(key, value)| Some((key, value?))));
+    rows
 }
 
 /// A `u64` in the meta table (0 when absent).

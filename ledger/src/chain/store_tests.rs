@@ -3,7 +3,7 @@
 //! against the stored root, and an old whole-state database is refused
 //! with the way out.
 
-use super::{ChainStore, META, STATE_LOG, STATE_ROWS, StoreError};
+use super::{ChainStore, META, STATE_LOG, STATE_ROWS, StoreError, fold, replay};
 use crate::chain::Block;
 use crate::sim::Harness;
 use crate::{Params, TxBody};
@@ -238,4 +238,87 @@ fn an_old_whole_state_database_is_refused_with_the_way_out() {
             .to_string()
             .contains("delete the ledger data directory")
     );
+}
+
+fn row(key: &str, value: &str) -> (Vec<u8>, Vec<u8>) {
+    (key.as_bytes().to_vec(), value.as_bytes().to_vec())
+}
+
+fn change(key: &str, value: Option<&str>) -> (Vec<u8>, Option<Vec<u8>>) {
+    (
+        key.as_bytes().to_vec(),
+        value.map(|v| v.as_bytes().to_vec()),
+    )
+}
+
+#[test]
+fn replaying_the_log_updates_inserts_and_deletes_in_key_order() {
+    let stored = vec![row("b", "1"), row("d", "2"), row("f", "3"), row("h", "4")];
+    let logged = [
+        change("a", Some("new first")),
+        change("b", None),
+        change("c", Some("new between")),
+        change("d", Some("2'")),
+        change("g", None), // deleted after being logged as new: absent
+        change("z", Some("new last")),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        replay(stored, logged),
+        vec![
+            row("a", "new first"),
+            row("c", "new between"),
+            row("d", "2'"),
+            row("f", "3"),
+            row("h", "4"),
+            row("z", "new last"),
+        ]
+    );
+}
+
+#[test]
+fn a_fold_applies_tombstones_and_empties_the_log() {
+    let store = ChainStore::in_memory().expect("db");
+    let tx = store.db.begin_write().expect("write");
+    {
+        let mut rows = tx.open_table(STATE_ROWS).expect("rows");
+        for (key, value) in [row("a", "1"), row("b", "2")] {
+            rows.insert(key.as_slice(), value.as_slice())
+                .expect("insert");
+        }
+        drop(rows);
+        let mut log = tx.open_table(STATE_LOG).expect("log");
+        let first = super::write_changes(&[crate::state::RowChange {
+            key: b"a".to_vec(),
+            value: None,
+        }]);
+        let second = super::write_changes(&[
+            crate::state::RowChange {
+                key: b"b".to_vec(),
+                value: Some(b"2'".to_vec()),
+            },
+            crate::state::RowChange {
+                key: b"c".to_vec(),
+                value: Some(b"3".to_vec()),
+            },
+        ]);
+        log.insert(7, first.as_slice()).expect("log");
+        log.insert(8, second.as_slice()).expect("log");
+        let folded = fold(&tx, &mut log).expect("folds");
+        assert_eq!(folded.rows, 3);
+        assert_eq!(log.iter().expect("iter").count(), 0);
+    }
+    tx.commit().expect("commit");
+    let tx = redb::ReadableDatabase::begin_read(&*store.db).expect("read");
+    let rows = tx.open_table(STATE_ROWS).expect("rows");
+    let all: Vec<(Vec<u8>, Vec<u8>)> = rows
+        .iter()
+        .expect("iter")
+        .map(|r| {
+            let (k, v) = r.expect("row");
+            (k.value().to_vec(), v.value().to_vec())
+        })
+        .collect();
+    assert_eq!(all, vec![row("b", "2'"), row("c", "3")]);
 }
