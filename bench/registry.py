@@ -5,6 +5,7 @@ same bytes to one receiver measured in the same run, printed as ratios; and
 deploy -> runnable on a cold node.
 
 Usage: bench/registry.py [--rounds 3] [--fetchers 3,10] [--sizes-mib 2,50]
+                         [--compare-libp2p] [--data-root DIR] [--no-cold]
 Traffic goes to 127.0.0.1 only. Builds bonus in release itself (into
 $CARGO_TARGET_DIR if set); BONUS_GUESTS names a directory holding an
 already built hello.wasm (then the examples are not built).
@@ -48,9 +49,11 @@ def request(method, url, body=None, timeout=120):
 
 
 class Node:
-    def __init__(self, bootstrap=()):
+    def __init__(self, bootstrap=(), direct=True):
         self.dir = tempfile.mkdtemp(prefix="bonus-bench-", dir=DATA_ROOT)
         cmd = [BONUS, "node", "--json", "-q", "--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--data-dir", self.dir]
+        if not direct:
+            cmd.append("--no-direct-segments")
         for peer in bootstrap:
             cmd += ["--bootstrap", peer]
         env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
@@ -69,19 +72,36 @@ class Node:
             time.sleep(0.05)
         raise RuntimeError("peers did not connect")
 
+    def cpu_ticks(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def wait_idle(self):
+        """Until the node has used at most one clock tick of CPU in each of
+        two 100 ms windows: an upload's compile and serve-cache load are
+        done, and do not share the cores with the transfer timed next."""
+        deadline = time.time() + 30
+        quiet, last = 0, self.cpu_ticks()
+        while quiet < 2 and time.time() < deadline:
+            time.sleep(0.1)
+            now = self.cpu_ticks()
+            quiet = quiet + 1 if now - last <= 1 else 0
+            last = now
+
     def stop(self):
         self.proc.kill()
         self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def spread(size, rounds, n_fetchers):
-    """Seconds for an artifact uploaded to one node to reach n others."""
+def spread(size, rounds, n_fetchers, direct=True):
+    """Seconds for an artifact uploaded to one node to reach n others
+    (segments over libp2p streams only, if not direct)."""
     samples = []
     for r in range(rounds):
         wasm = inflated_component(size, None)
-        origin = Node()
-        others = [Node([origin.p2p]) for _ in range(n_fetchers)]
+        origin = Node(direct=direct)
+        others = [Node([origin.p2p], direct=direct) for _ in range(n_fetchers)]
         try:
             for node in others:
                 node.wait_peers(1)
@@ -89,6 +109,7 @@ def spread(size, rounds, n_fetchers):
             artifact = json.loads(blake3_id.stdout)["b3sum"]
             status, body = request("PUT", f"{origin.api}/v1/artifacts/{artifact}", wasm)
             assert status == 201, body
+            origin.wait_idle()
             results = [None] * n_fetchers
             def fetch(i):
                 results[i] = request("POST", f"{others[i].api}/v1/artifacts/{artifact}/fetch")
@@ -100,9 +121,10 @@ def spread(size, rounds, n_fetchers):
             for status, body in results:
                 assert status == 200, body
             sources = [json.loads(body)["segments_by_peer"] for _, body in results]
+            direct = sum(json.loads(body).get("direct_streams", 0) for _, body in results)
             from_origin = sum(s.get(origin.peer_id, 0) for s in sources)
             samples.append(elapsed)
-            print(f"  {size >> 20} MiB to {n_fetchers} nodes: {elapsed * 1e3:.0f} ms; segments from the origin {from_origin} of {sum(sum(s.values()) for s in sources)}; by source: {[sorted(s.values(), reverse=True) for s in sources]}", file=sys.stderr)
+            print(f"  {size >> 20} MiB to {n_fetchers} nodes{'' if direct else ' (libp2p only)'}: {elapsed * 1e3:.0f} ms; segments from the origin {from_origin} of {sum(sum(s.values()) for s in sources)}; direct streams {direct}; by source: {[sorted(s.values(), reverse=True) for s in sources]}", file=sys.stderr)
         finally:
             for node in [origin] + others:
                 node.stop()
@@ -153,6 +175,8 @@ def main():
     p.add_argument("--data-root", help="directory for the nodes' stores (e.g. /dev/shm, where fsync is free)")
     p.add_argument("--no-cold", action="store_true", help="skip the cold deploy case")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--compare-libp2p", action="store_true",
+                   help="also measure each case with segments over libp2p streams only (nodes started with --no-direct-segments)")
     args = p.parse_args()
     global DATA_ROOT
     DATA_ROOT = args.data_root
@@ -167,12 +191,14 @@ def main():
             # The anchor, measured right before each case.
             copy_ms = float(subprocess.run([os.path.join(TARGET, "release/tcp-copy"), path, "5"], capture_output=True, text=True, check=True).stdout)
             spread_ms = spread(size, args.rounds, n_fetchers) * 1e3
-            rows.append((size, n_fetchers, spread_ms, copy_ms))
+            libp2p_ms = spread(size, args.rounds, n_fetchers, direct=False) * 1e3 if args.compare_libp2p else None
+            rows.append((size, n_fetchers, spread_ms, copy_ms, libp2p_ms))
     cold_ms = None if args.no_cold else cold_deploy(2 << 20, args.rounds) * 1e3
     print(f"\nstores in {DATA_ROOT or tempfile.gettempdir()}")
-    print(f"\n{'artifact':<10}{'to nodes':>9}{'ms':>9}{'1 TCP copy ms':>15}{'ratio':>8}")
-    for size, n_fetchers, spread_ms, copy_ms in rows:
-        print(f"{size >> 20:>4} MiB  {n_fetchers:>9}{spread_ms:>9.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x")
+    print(f"\n{'artifact':<10}{'to nodes':>9}{'ms':>9}{'1 TCP copy ms':>15}{'ratio':>8}{'libp2p only ms':>16}{'ratio':>8}")
+    for size, n_fetchers, spread_ms, copy_ms, libp2p_ms in rows:
+        libp2p = f"{libp2p_ms:>16.0f}{libp2p_ms / copy_ms:>7.1f}x" if libp2p_ms else ""
+        print(f"{size >> 20:>4} MiB  {n_fetchers:>9}{spread_ms:>9.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x{libp2p}")
     if cold_ms is not None:
         print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
 

@@ -73,6 +73,9 @@ pub struct WorkerSection {
     pub serve_tampered: bool,
     /// Test mode: a slow peer.
     pub serve_delay_ms: u64,
+    /// Serve artifact segments on a second, plain TCP port too (bulk
+    /// without libp2p's encryption; every segment is verified anyway).
+    pub direct_segments: bool,
 }
 
 impl Default for WorkerSection {
@@ -92,6 +95,7 @@ impl Default for WorkerSection {
             probe_delay_ms: 0,
             serve_tampered: false,
             serve_delay_ms: 0,
+            direct_segments: true,
         }
     }
 }
@@ -227,6 +231,7 @@ pub fn run(
                 artifact_bytes_max: w.max_artifact_bytes,
                 serve_tampered: w.serve_tampered,
                 serve_delay: Duration::from_millis(w.serve_delay_ms),
+                direct_segments: w.direct_segments,
                 ledger: ledger.clone(),
                 price_per_million_fuel: w.price,
                 region: w.region.clone(),

@@ -89,6 +89,12 @@ pub struct NodeArgs {
     /// Test mode: a slow peer, waiting this long before each range it serves.
     #[arg(long, hide = true, default_value_t = 0)]
     serve_delay_ms: u64,
+    /// Worker: serve artifact segments over libp2p only, with no second
+    /// TCP port (the OS picks it, on the --p2p address's IP): for a
+    /// firewall that opens only the --p2p port. Fetching still uses the
+    /// direct ports other nodes offer.
+    #[arg(long)]
+    no_direct_segments: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -172,6 +178,7 @@ fn from_flags(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             probe_delay_ms: args.probe_delay_ms,
             serve_tampered: args.serve_tampered,
             serve_delay_ms: args.serve_delay_ms,
+            direct_segments: !args.no_direct_segments,
         },
         router: bonus_node::config::RouterSection {
             listen: args.listen,

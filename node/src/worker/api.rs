@@ -234,6 +234,7 @@ async fn fetch_artifact(node: &Arc<Worker>, id: &str) -> Response {
                     .map(|(peer, n)| (peer.to_string(), serde_json::json!(n)))
                     .collect::<serde_json::Map<_, _>>(),
                 "segments_retried": report.segments_retried,
+                "direct_streams": report.direct_streams,
             }),
         ),
         Err(bonus_registry::p2p::FetchError::NoSource { .. }) => {

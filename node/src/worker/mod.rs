@@ -45,6 +45,8 @@ pub struct WorkerConfig {
     pub serve_tampered: bool,
     /// Test mode: wait this long before serving each range.
     pub serve_delay: Duration,
+    /// Serve segments on a plain TCP port too.
+    pub direct_segments: bool,
     /// The ledger: names, manifests, registration and settlement.
     pub ledger: Option<Arc<LedgerClient>>,
     /// What the worker charges per million fuel.
@@ -165,6 +167,7 @@ pub async fn run(
             node_key_seed: key.seed(),
             serve_tampered: config.serve_tampered,
             serve_delay: config.serve_delay,
+            direct_segments: config.direct_segments,
         },
         store.clone(),
     )

@@ -9,20 +9,22 @@
 use super::P2p;
 use super::held::{Held, bit};
 use super::limits::{
-    FETCH_STALL_TIMEOUT, HAVE_REFRESH, PROVIDERS_REFRESH, SEGMENT_TIMEOUT,
+    DIRECT_HELLO_TIMEOUT, FETCH_STALL_TIMEOUT, HAVE_REFRESH, PROVIDERS_REFRESH, SEGMENT_TIMEOUT,
     SEGMENTS_IN_FLIGHT_PER_PEER, SOURCES_MAX,
 };
-use super::wire::{self, BlobRequest, BlobResponse, Have, STREAM_PROTOCOL};
+use super::wire::{self, BlobRequest, BlobResponse, Direct, Have, STREAM_PROTOCOL, StreamAnswer};
 use crate::Store;
 use bonus_ids::ArtifactId;
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::compat::TokioAsyncReadCompatExt;
 
 /// Why an artifact could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,9 @@ pub struct FetchReport {
     pub segments_by_peer: Vec<(PeerId, u64)>,
     /// Segments that failed verification or transfer and were refetched.
     pub segments_retried: u64,
+    /// Sources pulled from over a direct TCP stream (the others over
+    /// libp2p).
+    pub direct_streams: u64,
 }
 
 impl P2p {
@@ -118,18 +123,18 @@ impl P2p {
     async fn find_sources(
         &self,
         artifact_id: ArtifactId,
-    ) -> Result<(u64, HashMap<PeerId, Vec<u8>>), FetchError> {
+    ) -> Result<(u64, HashMap<PeerId, Have>), FetchError> {
         let mut asks = JoinSet::new();
         for peer in self.candidates(artifact_id).await {
             let p2p = self.clone();
             asks.spawn(async move { (peer, p2p.have(peer, artifact_id).await) });
         }
-        let mut by_size: Vec<(u64, HashMap<PeerId, Vec<u8>>)> = Vec::new();
+        let mut by_size: Vec<(u64, HashMap<PeerId, Have>)> = Vec::new();
         while let Some(Ok((peer, have))) = asks.join_next().await {
-            if let Some(Have { bytes, segments }) = have {
-                match by_size.iter_mut().find(|(size, _)| *size == bytes) {
-                    Some((_, peers)) => drop(peers.insert(peer, segments)),
-                    None => by_size.push((bytes, HashMap::from([(peer, segments)]))),
+            if let Some(have) = have {
+                match by_size.iter_mut().find(|(size, _)| *size == have.bytes) {
+                    Some((_, peers)) => drop(peers.insert(peer, have)),
+                    None => by_size.push((have.bytes, HashMap::from([(peer, have)]))),
                 }
             }
         }
@@ -163,6 +168,7 @@ impl P2p {
 enum Event {
     Have(PeerId, Option<Have>),
     Candidates(Vec<PeerId>),
+    Opened { direct: bool },
     Verified { peer: PeerId, segment: u32 },
     Missing { peer: PeerId, segment: u32 },
     Failed { peer: PeerId, reason: String },
@@ -175,6 +181,8 @@ struct Fetch {
     artifact_id: ArtifactId,
     /// Known have-bitmaps of the sources, banned ones removed.
     haves: HashMap<PeerId, Vec<u8>>,
+    /// The sources' direct ports and our tickets for them.
+    directs: HashMap<PeerId, Direct>,
     candidates: HashSet<PeerId>,
     banned: HashSet<PeerId>,
     asking: HashSet<PeerId>,
@@ -193,14 +201,23 @@ struct Fetch {
 }
 
 impl Fetch {
-    fn new(p2p: P2p, held: Arc<Held>, haves: HashMap<PeerId, Vec<u8>>) -> Fetch {
+    fn new(p2p: P2p, held: Arc<Held>, sources: HashMap<PeerId, Have>) -> Fetch {
         let artifact_id = held.artifact_id();
         let random = std::collections::hash_map::RandomState::new().hash_one(artifact_id);
         let n_segments = held.n_segments();
+        let directs = sources
+            .iter()
+            .filter_map(|(peer, have)| Some((*peer, have.direct?)))
+            .collect();
+        let haves = sources
+            .into_iter()
+            .map(|(peer, have)| (peer, have.segments))
+            .collect::<HashMap<_, _>>();
         Fetch {
             candidates: haves.keys().copied().collect(),
             artifact_id,
             haves,
+            directs,
             banned: HashSet::new(),
             asking: HashSet::new(),
             asking_providers: false,
@@ -306,8 +323,12 @@ impl Fetch {
         let puller = self.pullers.entry(peer).or_insert_with(|| {
             let (sender, assigned) = mpsc::channel(SEGMENTS_IN_FLIGHT_PER_PEER);
             let (p2p, held, events) = (self.p2p.clone(), self.held.clone(), self.events.0.clone());
+            let source = Source {
+                peer,
+                direct: self.directs.get(&peer).copied(),
+            };
             self.tasks
-                .spawn(pull(p2p, peer, self.artifact_id, held, assigned, events));
+                .spawn(pull(p2p, source, self.artifact_id, held, assigned, events));
             sender
         });
         if puller.try_send(segment).is_err() {
@@ -325,6 +346,9 @@ impl Fetch {
                     && have.bytes == self.held.bytes()
                     && !self.banned.contains(&peer)
                 {
+                    if let Some(direct) = have.direct {
+                        self.directs.insert(peer, direct);
+                    }
                     self.haves.insert(peer, have.segments);
                 }
             }
@@ -336,6 +360,7 @@ impl Fetch {
                     }
                 }
             }
+            Event::Opened { direct } => self.report.direct_streams += u64::from(direct),
             Event::Verified { peer, segment } => {
                 tracing::debug!(%peer, segment, "segment verified");
                 self.answered(peer, segment);
@@ -426,36 +451,89 @@ impl Fetch {
     }
 }
 
-/// One source's puller: a stream to the peer for the whole fetch; asks for
-/// the segments the coordinator assigns, several in flight, and verifies
-/// each answer against the root before keeping it. Any failure, a lie
-/// above all, ends it: the coordinator drops the peer.
+/// A source, and how to reach it directly if it says so.
+#[derive(Clone, Copy)]
+struct Source {
+    peer: PeerId,
+    direct: Option<Direct>,
+}
+
+/// One source's puller: a stream to the peer for the whole fetch, direct
+/// if the peer offers it and it connects, libp2p otherwise; asks for the
+/// segments the coordinator assigns, several in flight, and verifies each
+/// answer against the root before keeping it. Any failure, a lie above
+/// all, ends it: the coordinator drops the peer.
 async fn pull(
     p2p: P2p,
-    peer: PeerId,
+    source: Source,
     artifact_id: ArtifactId,
     held: Arc<Held>,
     assigned: mpsc::Receiver<u32>,
     events: mpsc::Sender<Event>,
 ) {
-    if let Err(reason) = pull_stream(p2p, peer, artifact_id, held, assigned, &events).await {
+    let peer = source.peer;
+    let pulled = match open_direct(&p2p, source).await {
+        Some(stream) => {
+            let _ = events.send(Event::Opened { direct: true }).await;
+            pull_over(stream, peer, artifact_id, held, assigned, &events).await
+        }
+        None => {
+            let mut control = p2p.control.clone();
+            match control.open_stream(peer, STREAM_PROTOCOL).await {
+                Ok(stream) => {
+                    let _ = events.send(Event::Opened { direct: false }).await;
+                    pull_over(stream, peer, artifact_id, held, assigned, &events).await
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    if let Err(reason) = pulled {
         let _ = events.send(Event::Failed { peer, reason }).await;
     }
 }
 
-async fn pull_stream(
-    p2p: P2p,
+/// A direct stream to the source, at the IP it is connected from (never
+/// an address it names), with our hello accepted; `None` if it offers
+/// none, or it does not connect and accept in time.
+async fn open_direct(
+    p2p: &P2p,
+    source: Source,
+) -> Option<tokio_util::compat::Compat<tokio::net::TcpStream>> {
+    let direct = source.direct?;
+    let ip = p2p.peer_ip(source.peer).await?;
+    let addr = SocketAddr::new(ip, direct.port);
+    let connect = async {
+        let socket = tokio::net::TcpStream::connect(addr).await?;
+        socket.set_nodelay(true)?;
+        let mut stream = socket.compat();
+        wire::write_hello(&mut stream, &p2p.peer_id(), &direct.ticket).await?;
+        // A server at its limits closes instead: then libp2p, rather than
+        // a failed source.
+        wire::read_hello_accepted(&mut stream).await?;
+        Ok::<_, std::io::Error>(stream)
+    };
+    match tokio::time::timeout(DIRECT_HELLO_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %source.peer, %addr, error = %e, "no direct stream; using libp2p");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %source.peer, %addr, "direct stream timed out; using libp2p");
+            None
+        }
+    }
+}
+
+async fn pull_over<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     peer: PeerId,
     artifact_id: ArtifactId,
     held: Arc<Held>,
     mut assigned: mpsc::Receiver<u32>,
     events: &mpsc::Sender<Event>,
 ) -> Result<(), String> {
-    let mut control = p2p.control.clone();
-    let stream = control
-        .open_stream(peer, STREAM_PROTOCOL)
-        .await
-        .map_err(|e| e.to_string())?;
     let (mut reader, mut writer) = stream.split();
     let (sent, mut awaited) = mpsc::channel::<u32>(SEGMENTS_IN_FLIGHT_PER_PEER);
     let ask = async move {
@@ -474,29 +552,34 @@ async fn pull_stream(
         let _ = writer.close().await;
         Ok::<(), String>(())
     };
+    // Frame buffers come back from verification to be read into again.
+    let (spare, mut spares) = mpsc::unbounded_channel::<Vec<u8>>();
     let receive = async move {
         while let Some(segment) = awaited.recv().await {
-            let answer =
-                tokio::time::timeout(SEGMENT_TIMEOUT, wire::read_stream_response(&mut reader))
-                    .await
-                    .map_err(|_| format!("segment {segment} timed out"))?
-                    .map_err(|e| format!("segment {segment}: {e}"))?;
+            let mut buffer = spares.try_recv().unwrap_or_default();
+            let read = wire::read_stream_answer(&mut reader, &mut buffer);
+            let answer = tokio::time::timeout(SEGMENT_TIMEOUT, read)
+                .await
+                .map_err(|_| format!("segment {segment} timed out"))?
+                .map_err(|e| format!("segment {segment}: {e}"))?;
             let event = match answer {
-                BlobResponse::Segment {
-                    segment: answered,
-                    encoded,
-                } if answered == segment => {
+                StreamAnswer::Segment(answered) if answered == segment => {
                     // Verified beside the stream, which goes on being read
                     // meanwhile (its window stays open). At most
                     // SEGMENTS_IN_FLIGHT_PER_PEER answers are held.
-                    let (held, events) = (held.clone(), events.clone());
-                    tokio::spawn(verify_and_keep(peer, segment, encoded, held, events));
+                    let (held, events, spare) = (held.clone(), events.clone(), spare.clone());
+                    tokio::spawn(verify_and_keep(peer, segment, buffer, held, events, spare));
                     continue;
                 }
-                BlobResponse::Missing { segment: answered } if answered == segment => {
+                StreamAnswer::Other(BlobResponse::Missing { segment: answered })
+                    if answered == segment =>
+                {
                     Event::Missing { peer, segment }
                 }
-                other => {
+                StreamAnswer::Segment(_) => {
+                    return Err(format!("segment {segment}: another segment came"));
+                }
+                StreamAnswer::Other(other) => {
                     return Err(format!(
                         "segment {segment}: unexpected answer {}",
                         kind(&other)
@@ -517,13 +600,15 @@ async fn pull_stream(
 async fn verify_and_keep(
     peer: PeerId,
     segment: u32,
-    encoded: bytes::Bytes,
+    frame: Vec<u8>,
     held: Arc<Held>,
     events: mpsc::Sender<Event>,
+    spare: mpsc::UnboundedSender<Vec<u8>>,
 ) {
     let verified = tokio::task::spawn_blocking(move || {
-        let verified = held.verify(segment, &encoded)?;
-        held.absorb(verified);
+        let verified = held.verify(segment, &frame[wire::SEGMENT_HEAD..]);
+        let _ = spare.send(frame);
+        held.absorb(verified?);
         Ok::<(), String>(())
     })
     .await;

@@ -34,10 +34,13 @@ struct HeldState {
     n_have: u32,
 }
 
-/// A segment that verified against the root, ready to be absorbed.
+/// A segment that verified against the root, ready to be absorbed: its
+/// chunk groups as the decoder produced them (not copied into one buffer
+/// first: `absorb` copies them once, into the blob).
 pub(crate) struct VerifiedSegment {
     segment: u32,
-    data: Vec<u8>,
+    /// Offset in the segment, and data.
+    leaves: Vec<(usize, bytes::Bytes)>,
     parents: Vec<Parent>,
 }
 
@@ -115,25 +118,35 @@ impl Held {
     }
 
     /// The bao encoding of a held segment; `None` if not held.
+    #[cfg(test)]
     pub(crate) fn encode(&self, segment: u32) -> Option<Vec<u8>> {
+        let mut encoded = Vec::new();
+        self.encode_into(segment, &mut encoded).then_some(encoded)
+    }
+
+    /// Replaces `encoded` with the bao encoding of a held segment (reusing
+    /// its allocation: a stream serves many); false if not held.
+    pub(crate) fn encode_into(&self, segment: u32, encoded: &mut Vec<u8>) -> bool {
+        encoded.clear();
         let state = self.read();
         if !bit(&state.have, segment) {
-            return None;
+            return false;
         }
-        let mut encoded = Vec::with_capacity(SEGMENT_BYTES as usize + 8192);
+        encoded.reserve(SEGMENT_BYTES as usize + 8192);
         // Held data was verified (against the root, as it arrived or as it
         // was loaded): no need to hash it again to send it.
         match bao_tree::io::sync::encode_ranges(
             &state.data[..],
             &state.outboard,
             &segment_ranges(segment),
-            &mut encoded,
+            &mut *encoded,
         ) {
-            Ok(()) => Some(encoded),
+            Ok(()) => true,
             Err(e) => {
                 debug_assert!(false, "a held segment must encode: {e}");
                 tracing::error!(artifact_id = %self.artifact_id, segment, error = %e, "cannot encode a held segment");
-                None
+                encoded.clear();
+                false
             }
         }
     }
@@ -146,7 +159,7 @@ impl Held {
         }
         let start = u64::from(segment) * SEGMENT_BYTES;
         let len = (self.bytes() - start).min(SEGMENT_BYTES) as usize;
-        let mut data = vec![0u8; len];
+        let mut leaves = Vec::with_capacity(len.div_ceil(BLOCK_SIZE.bytes()));
         let mut parents = Vec::new();
         let mut filled = 0usize;
         let ranges = segment_ranges(segment);
@@ -163,8 +176,8 @@ impl Held {
                         .and_then(|at| usize::try_from(at).ok())
                         .filter(|at| at + leaf.data.len() <= len)
                         .ok_or_else(|| format!("segment {segment}: data outside the segment"))?;
-                    data[at..at + leaf.data.len()].copy_from_slice(&leaf.data);
                     filled += leaf.data.len();
+                    leaves.push((at, leaf.data));
                 }
             }
         }
@@ -173,7 +186,7 @@ impl Held {
         }
         Ok(VerifiedSegment {
             segment,
-            data,
+            leaves,
             parents,
         })
     }
@@ -185,7 +198,9 @@ impl Held {
             return false;
         }
         let start = (u64::from(verified.segment) * SEGMENT_BYTES) as usize;
-        state.data[start..start + verified.data.len()].copy_from_slice(&verified.data);
+        for (at, leaf) in &verified.leaves {
+            state.data[start + at..start + at + leaf.len()].copy_from_slice(leaf);
+        }
         for parent in &verified.parents {
             // In-memory outboard: saving cannot fail.
             let _ = state.outboard.save(parent.node, &parent.pair);

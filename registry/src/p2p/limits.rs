@@ -16,8 +16,11 @@ pub(crate) const SEGMENTS_MAX: u32 = 1 << 16;
 pub(crate) const REQUEST_FRAME_BYTES_MAX: u32 = 64;
 /// An `Unavailable` reason.
 pub(crate) const REASON_BYTES_MAX: usize = 256;
-/// An info answer: tags, size and the have-bitmap.
-pub(crate) const INFO_FRAME_BYTES_MAX: u32 = 16 + SEGMENTS_MAX / 8;
+/// An info answer: tags, size, the have-bitmap and a direct ticket.
+pub(crate) const INFO_FRAME_BYTES_MAX: u32 = 16 + SEGMENTS_MAX / 8 + 64;
+/// A direct stream's hello: a peer id (38 bytes for an ed25519 key) and a
+/// 32-byte ticket, with room for longer peer ids.
+pub(crate) const HELLO_FRAME_BYTES_MAX: u32 = 128;
 /// A segment answer: its data, at most 127 parent pairs (63 inside the
 /// segment, at most 64 above it), tag and number, with room to spare.
 pub(crate) const SEGMENT_FRAME_BYTES_MAX: u32 = SEGMENT_BYTES as u32 + (64 << 10);
@@ -38,6 +41,11 @@ pub(crate) const STREAMS_SERVED_MAX: usize = 64;
 /// Of which one peer may hold (a fetch uses one per source): no peer can
 /// take every slot.
 pub(crate) const STREAMS_SERVED_PER_PEER_MAX: usize = 4;
+/// Direct connections that have not yet shown a valid hello; more are
+/// closed at once.
+pub(crate) const DIRECT_HANDSHAKES_MAX: usize = 64;
+/// A direct connection that sends no complete hello within this is closed.
+pub(crate) const DIRECT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Blobs kept in memory (with their bao outboards) to serve from, besides
 /// the ones being fetched.
 pub(crate) const SERVE_CACHE_ENTRIES_MAX: usize = 8;
@@ -60,6 +68,9 @@ const _: () = assert!(SEGMENT_BYTES as u32 + 5 + 127 * 64 <= SEGMENT_FRAME_BYTES
 const _: () = assert!(REQUEST_FRAME_BYTES_MAX >= 1 + 32 + 4);
 const _: () = assert!(SEGMENTS_MAX.is_multiple_of(8));
 const _: () = assert!((REASON_BYTES_MAX as u32) < INFO_FRAME_BYTES_MAX);
+const _: () =
+    assert!(16 + SEGMENTS_MAX / 8 + super::wire::DIRECT_BYTES as u32 <= INFO_FRAME_BYTES_MAX);
+const _: () = assert!(HELLO_FRAME_BYTES_MAX >= 64 + 32);
 // A connection carries a segment stream each way, kad, identify and info.
 const _: () = assert!(YAMUX_STREAMS_MAX >= 8);
 const _: () = assert!(SEGMENTS_IN_FLIGHT_PER_PEER >= 1);

@@ -2,7 +2,7 @@
 
 use super::FetchError;
 use super::limits::YAMUX_STREAMS_MAX;
-use super::serve::Server;
+use super::serve::{DirectKey, Server};
 use super::wire::{BlobCodec, BlobRequest, BlobResponse, PROTOCOL, STREAM_PROTOCOL};
 use crate::Store;
 use bonus_ids::ArtifactId;
@@ -12,6 +12,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, noise, tcp, yamux};
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +29,10 @@ pub struct P2pConfig {
     pub serve_tampered: bool,
     /// Test mode: wait this long before answering each segment (a slow peer).
     pub serve_delay: Duration,
+    /// Also serve segments over plain TCP, on the listen address's IP and
+    /// a port the OS picks (announced in Info answers). Fetchers use it
+    /// when they can connect, a libp2p stream otherwise.
+    pub direct_segments: bool,
 }
 
 /// A handle on the running swarm. Cheap to clone.
@@ -45,6 +50,7 @@ pub(crate) enum Command {
     Provide(ArtifactId),
     Providers(ArtifactId, oneshot::Sender<HashSet<PeerId>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    PeerIp(PeerId, oneshot::Sender<Option<IpAddr>>),
     Dial(Multiaddr),
     Request(
         PeerId,
@@ -138,11 +144,35 @@ impl P2p {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
+        let mut direct = None;
+        if config.direct_segments {
+            let ip = ip_of(&listen_addr).ok_or_else(|| {
+                FetchError::Network(format!(
+                    "direct segments need an IP listen address, not {listen_addr}"
+                ))
+            })?;
+            let listener = tokio::net::TcpListener::bind((ip, 0))
+                .await
+                .map_err(|e| failed("direct segment port", &e))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| failed("direct segment port", &e))?
+                .port();
+            direct = Some((listener, DirectKey::new(port, &config.node_key_seed)));
+        }
+        let (listener, direct) = match direct {
+            Some((listener, key)) => (Some(listener), Some(key)),
+            None => (None, None),
+        };
         let server = Arc::new(Server::new(
             store,
             config.serve_tampered,
             config.serve_delay,
+            direct,
         ));
+        if let Some(listener) = listener {
+            server.clone().spawn_direct_server(listener);
+        }
         let mut control = swarm.behaviour().streams.new_control();
         let incoming = control
             .accept(STREAM_PROTOCOL)
@@ -155,6 +185,7 @@ impl P2p {
             commands: receiver,
             pending_requests: HashMap::new(),
             pending_providers: HashMap::new(),
+            peer_ips: HashMap::new(),
             served: mpsc::unbounded_channel(),
         };
         tokio::spawn(event_loop.run());
@@ -228,6 +259,18 @@ impl P2p {
         rx.await.unwrap_or_default()
     }
 
+    /// The IP address `peer` is connected from, if it is connected.
+    pub(crate) async fn peer_ip(&self, peer: PeerId) -> Option<IpAddr> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::PeerIp(peer, tx)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// The port segments are served on over plain TCP, if they are.
+    pub fn direct_port(&self) -> Option<u16> {
+        self.server.direct.as_ref().map(|direct| direct.port)
+    }
+
     pub(crate) async fn request(
         &self,
         peer: PeerId,
@@ -240,6 +283,14 @@ impl P2p {
             .map_err(|_| "the swarm stopped".to_string())?;
         rx.await.map_err(|_| "the swarm stopped".to_string())?
     }
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -257,6 +308,9 @@ struct EventLoop {
     commands: mpsc::Receiver<Command>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<BlobResponse, String>>>,
     pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>)>,
+    /// Where each connected peer connects from: the only IP a direct
+    /// segment stream to it may go to (a peer cannot point us elsewhere).
+    peer_ips: HashMap<PeerId, IpAddr>,
     /// Answers computed off the loop, to be sent from it.
     served: (
         mpsc::UnboundedSender<Served>,
@@ -299,6 +353,9 @@ impl EventLoop {
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::PeerIp(peer, reply) => {
+                let _ = reply.send(self.peer_ips.get(&peer).copied());
             }
             Command::Dial(addr) => {
                 let Some(peer) = peer_of(&addr) else {
@@ -350,11 +407,21 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(%peer_id, "connected");
+                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                    self.peer_ips.insert(peer_id, ip);
+                }
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.peer_ips.remove(&peer_id);
             }
             _ => {}
         }
@@ -375,10 +442,10 @@ impl EventLoop {
 
     fn on_blob_event(&mut self, event: request_response::Event<BlobRequest, BlobResponse>) {
         match event {
-            request_response::Event::Message { message, .. } => match message {
+            request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.serve(request, channel),
+                } => self.serve(peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -400,7 +467,12 @@ impl EventLoop {
     }
 
     /// Answers off the event loop: the store's index is disk work.
-    fn serve(&mut self, request: BlobRequest, channel: ResponseChannel<BlobResponse>) {
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        request: BlobRequest,
+        channel: ResponseChannel<BlobResponse>,
+    ) {
         let BlobRequest::Info(artifact_id) = request else {
             let refusal = BlobResponse::Unavailable("segments go on a segment stream".into());
             let _ = self.served.0.send((channel, refusal));
@@ -409,7 +481,7 @@ impl EventLoop {
         let server = self.server.clone();
         let served = self.served.0.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = served.send((channel, server.info(&artifact_id)));
+            let _ = served.send((channel, server.info(&artifact_id, &peer)));
         });
     }
 }

@@ -7,7 +7,7 @@ use super::wire::{self, BlobRequest, BlobResponse, STREAM_PROTOCOL};
 use super::{FetchError, P2p, P2pConfig, PeerId};
 use crate::{Store, StoreConfig};
 use bonus_ids::ArtifactId;
-use futures::AsyncWriteExt;
+use futures::{AsyncReadExt, AsyncWriteExt};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,16 @@ struct Node {
 }
 
 async fn node(seed: u8, bootstrap: &[&Node], serve_tampered: bool, serve_delay: Duration) -> Node {
+    node_with(seed, bootstrap, serve_tampered, serve_delay, true).await
+}
+
+async fn node_with(
+    seed: u8,
+    bootstrap: &[&Node],
+    serve_tampered: bool,
+    serve_delay: Duration,
+    direct_segments: bool,
+) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).expect("store"));
     let config = P2pConfig {
@@ -27,6 +37,7 @@ async fn node(seed: u8, bootstrap: &[&Node], serve_tampered: bool, serve_delay: 
         node_key_seed: [seed; 32],
         serve_tampered,
         serve_delay,
+        direct_segments,
     };
     let p2p = P2p::start(config, store.clone()).await.expect("starts");
     Node {
@@ -57,6 +68,15 @@ async fn connected(node: &Node, n: usize) {
         wait_until(|| async { node.p2p.connected_peers().await.len() >= n }).await,
         "peers did not connect"
     );
+}
+
+/// A plain TCP connection to a direct segment port on loopback.
+async fn connect(port: u16) -> tokio_util::compat::Compat<tokio::net::TcpStream> {
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects")
+        .compat()
 }
 
 fn blob(bytes: u64, seed: u8) -> Vec<u8> {
@@ -111,6 +131,111 @@ async fn a_partial_holder_serves_its_verified_segments() {
     assert!(from(&report, partial.p2p.peer_id()) >= 1, "{report:?}");
     assert!(from(&report, origin.p2p.peer_id()) >= 1, "{report:?}");
     assert_eq!(report.segments_retried, 0, "{report:?}");
+    assert_eq!(report.direct_streams, 2, "both over plain TCP: {report:?}");
+}
+
+/// A node that serves no direct port is pulled from over libp2p, beside
+/// one that does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_without_a_direct_port_is_pulled_over_libp2p() {
+    let origin = node_with(1, &[], false, Duration::ZERO, false).await;
+    assert_eq!(origin.p2p.direct_port(), None);
+    let data = blob(3 * SEGMENT_BYTES, 7);
+    let artifact_id = origin.store.put_blob(&data).expect("stores");
+    let fetcher = honest(2, &[&origin]).await;
+    connected(&fetcher, 1).await;
+    let report = fetcher
+        .p2p
+        .fetch(artifact_id, &fetcher.store)
+        .await
+        .expect("fetches");
+    assert_eq!(fetcher.store.read_blob(&artifact_id).expect("held"), data);
+    assert_eq!(from(&report, origin.p2p.peer_id()), 3, "{report:?}");
+    assert_eq!(report.direct_streams, 0, "{report:?}");
+}
+
+/// The direct port serves only a peer that shows the ticket an
+/// authenticated Info answer gave it: a made-up ticket, another peer's
+/// ticket under our id, garbage and silence are all cut off without a
+/// byte served, and a hello-less connection does not hold its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_port_serves_only_ticket_holders() {
+    let server = honest(1, &[]).await;
+    let artifact_id = server
+        .store
+        .put_blob(&blob(SEGMENT_BYTES, 8))
+        .expect("stores");
+    let client = honest(2, &[&server]).await;
+    let other = honest(3, &[&server]).await;
+    connected(&client, 1).await;
+    connected(&other, 1).await;
+    let port = server.p2p.direct_port().expect("a direct port");
+    let direct = |have: Option<wire::Have>| have.expect("held").direct.expect("offered");
+    let ticket = direct(client.p2p.have(server.p2p.peer_id(), artifact_id).await);
+    let others = direct(other.p2p.have(server.p2p.peer_id(), artifact_id).await);
+    assert_eq!(ticket.port, port);
+    assert_ne!(ticket.ticket, others.ticket, "a ticket is per peer");
+    let request = BlobRequest::Range {
+        artifact_id,
+        segment: 0,
+    };
+    // Asks for a segment after `hello`; whether it was served.
+    let served = |peer: PeerId, ticket: [u8; 32]| {
+        let request = request.clone();
+        async move {
+            let mut stream = connect(port).await;
+            // A server at its limits closes at once: not served.
+            if wire::write_hello(&mut stream, &peer, &ticket)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            let accepted = wire::read_hello_accepted(&mut stream);
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(10), accepted).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
+            let _ = wire::write_stream_request(&mut stream, &request).await;
+            let answer = wire::read_stream_response(&mut stream);
+            matches!(
+                tokio::time::timeout(Duration::from_secs(10), answer).await,
+                Ok(Ok(BlobResponse::Segment { .. }))
+            )
+        }
+    };
+    assert!(served(client.p2p.peer_id(), ticket.ticket).await);
+    assert!(!served(client.p2p.peer_id(), [0; 32]).await, "made up");
+    assert!(
+        !served(client.p2p.peer_id(), others.ticket).await,
+        "another peer's ticket"
+    );
+    assert!(
+        !served(other.p2p.peer_id(), ticket.ticket).await,
+        "a ticket under another id"
+    );
+    // Garbage instead of a hello: closed.
+    let mut stream = connect(port).await;
+    stream.write_all(&[0xff; 64]).await.expect("writes");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Silence: closed after the hello timeout, and while they wait, more
+    // than DIRECT_HANDSHAKES_MAX silent connections do not lock out a
+    // ticket holder for longer than that timeout.
+    let mut silent = Vec::new();
+    for _ in 0..super::limits::DIRECT_HANDSHAKES_MAX + 4 {
+        silent.push(connect(port).await);
+    }
+    assert!(
+        wait_until(|| served(client.p2p.peer_id(), ticket.ticket)).await,
+        "served again once the silent ones time out"
+    );
+    let mut first = silent.swap_remove(0);
+    let read = tokio::time::timeout(Duration::from_secs(20), first.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
 }
 
 /// Three nodes fetching at once from one slow origin: they pull from each
