@@ -8,9 +8,14 @@
 //! log as one value, so a commit costs what the block touched whatever the
 //! size of the state: written into the row table directly, each of a
 //! block's ~1 000 random keys would dirty its own page of a large table.
-//! Once the log holds [`FOLD_ROWS`] rows it is folded into the row table in
-//! one sorted pass, where many rows share each page. The state root is
-//! stored beside the height; reopening reloads every row, replays the log,
+//! Once the log holds [`FOLD_ROWS`] rows it is frozen and folded into the
+//! row table in key order, where many rows share each page. Reading the
+//! frozen log back and folding it both take one step per commit (a
+//! [`FOLD_LOAD_STEPS`]th of the log, then one of [`FOLD_SLICES`] key
+//! ranges), so no commit stalls the validator for the whole fold; logging
+//! goes on meanwhile.
+//! The state root is stored beside the height; reopening reloads every row,
+//! replays the whole log (a row already folded gets the same value again),
 //! recomputes the root and refuses a store whose rows do not match it.
 
 use super::block::Block;
@@ -20,7 +25,9 @@ use crate::state::RowChange;
 use commonware_codec::{Encode as _, Read as _};
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
@@ -37,10 +44,23 @@ const FORMAT_ROWS_ONLY: u8 = 2;
 /// 520 blocks of 1 000 transfers, ~55 MB of log). Larger folds share more
 /// pages per row: a fold into a table of 1 M rows dirties each of its
 /// ~20 000 leaf pages about once, not once per row. But reopening replays
-/// more, and the folding block's commit is longer (`block-apply`: 0.97 s at
-/// 1 M accounts, against 0.39 s when folding every 131 072 rows, whose
-/// amortized commit was 1.4x slower).
+/// more (`block-apply`: folding every 131 072 rows made the amortized
+/// commit 1.4x slower).
 pub const FOLD_ROWS: u64 = 1 << 19;
+
+/// Commits a frozen log is folded over, one key range each: a whole fold
+/// in one commit took ~1 s at 1 M accounts (`block-apply`), a stall no
+/// validator should take in one go. Far fewer than the ~520 blocks that
+/// fill the next [`FOLD_ROWS`], so a fold ends long before the next one.
+pub const FOLD_SLICES: usize = 128;
+
+/// Rows below which a frozen log is folded in one commit.
+const FOLD_SLICE_MIN: usize = 4_096;
+
+/// Commits a frozen log is read back over (into memory, merged by key)
+/// before its fold starts: reading all of it in one commit took ~0.5 s at
+/// 1 M accounts.
+pub const FOLD_LOAD_STEPS: u64 = 32;
 
 /// Why the chain store failed. Any of these stops the validator: it must
 /// never vote on a state it cannot persist.
@@ -79,10 +99,13 @@ pub struct Committed {
     /// Whether every row was rewritten (the store did not hold the state
     /// the block's changes apply to, e.g. the first commit).
     pub full: bool,
-    /// Rows this commit folded from the log into the row table (0 unless
-    /// the log reached [`FOLD_ROWS`]; counted after merging, so a row
-    /// changed by several logged blocks counts once).
+    /// Rows this commit folded from a frozen log into the row table (0
+    /// unless a fold is under way; counted after merging, so a row changed
+    /// by several logged blocks counts once).
     pub folded: u64,
+    /// Whether this commit folded the last rows of a frozen log (and
+    /// deleted its entries).
+    pub fold_finished: bool,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -103,8 +126,23 @@ pub struct Applied {
 /// the database, so a simulated restart reopens what was written.
 #[derive(Clone)]
 pub struct ChainStore {
-    db: std::sync::Arc<redb::Database>,
+    db: Arc<redb::Database>,
     fold_rows: u64,
+    /// Logged rows one commit reads back into a frozen log.
+    fold_load_rows: u64,
+    fold_slice_min: usize,
+    /// The frozen log being folded, merged in key order: read from the log
+    /// once, when the fold starts (again after a restart), not once per
+    /// slice. Where the fold has reached is in the database.
+    frozen: Arc<Mutex<Option<Frozen>>>,
+}
+
+/// A frozen log: its entries up to `upto` as far as read back
+/// (`read_through`), later changes of a key replacing earlier ones.
+struct Frozen {
+    upto: u64,
+    read_through: Option<u64>,
+    rows: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl ChainStore {
@@ -149,6 +187,9 @@ impl ChainStore {
         Ok(ChainStore {
             db: db.into(),
             fold_rows: FOLD_ROWS,
+            fold_load_rows: fold_load_rows(FOLD_ROWS),
+            fold_slice_min: FOLD_SLICE_MIN,
+            frozen: Arc::default(),
         })
     }
 
@@ -156,6 +197,7 @@ impl ChainStore {
     /// of [`FOLD_ROWS`] (1: every block writes its rows into the table).
     pub fn with_fold_rows(mut self, rows: u64) -> ChainStore {
         self.fold_rows = rows.max(1);
+        self.fold_load_rows = fold_load_rows(self.fold_rows);
         self
     }
 
@@ -250,18 +292,17 @@ impl ChainStore {
                     committed.bytes += encoded.len() as u64;
                     committed.rows = changes.rows.len() as u64;
                     let log_rows = read_u64(&meta, "log_rows")? + committed.rows;
-                    if log_rows >= self.fold_rows {
-                        let folded = fold(&tx, &mut log)?;
-                        committed.folded = folded.rows;
-                        committed.bytes += folded.bytes;
-                        meta.insert("log_rows", 0u64.to_be_bytes().as_slice())
-                            .map_err(db_err)?;
-                    } else {
-                        meta.insert("log_rows", log_rows.to_be_bytes().as_slice())
-                            .map_err(db_err)?;
-                    }
+                    meta.insert("log_rows", log_rows.to_be_bytes().as_slice())
+                        .map_err(db_err)?;
+                    let folded = self.fold_step(&tx, &mut meta, &mut log, block.height)?;
+                    committed.folded = folded.rows;
+                    committed.bytes += folded.bytes;
+                    committed.fold_finished = folded.finished;
                 }
                 _ => {
+                    *self.lock_frozen() = None;
+                    meta.remove("fold_upto").map_err(db_err)?;
+                    meta.remove("fold_after").map_err(db_err)?;
                     tx.delete_table(STATE_LOG).map_err(db_err)?;
                     tx.open_table(STATE_LOG).map_err(db_err)?;
                     tx.delete_table(STATE_ROWS).map_err(db_err)?;
@@ -283,6 +324,116 @@ impl ChainStore {
         }
         tx.commit().map_err(db_err)?;
         Ok(committed)
+    }
+
+    /// Freezes the log once it holds `fold_rows` rows (none frozen yet),
+    /// then reads the next part of the frozen log into memory until all of
+    /// it is, and then folds its next key range into the row table; the
+    /// last range deletes the frozen entries. Everything it
+    /// writes is in the commit's transaction, where the fold has reached
+    /// included.
+    fn fold_step(
+        &self,
+        tx: &redb::WriteTransaction,
+        meta: &mut redb::Table<'_, &str, &[u8]>,
+        log: &mut redb::Table<'_, u64, &[u8]>,
+        height: u64,
+    ) -> Result<Folded, StoreError> {
+        let mut log_rows = read_u64(meta, "log_rows")?;
+        let mut upto = read_opt_u64(meta, "fold_upto")?;
+        if upto.is_none() && log_rows >= self.fold_rows {
+            upto = Some(height);
+            meta.insert("fold_upto", height.to_be_bytes().as_slice())
+                .map_err(db_err)?;
+            meta.remove("fold_after").map_err(db_err)?;
+            // The frozen rows leave the count: it measures the next log.
+            log_rows = 0;
+            meta.insert("log_rows", 0u64.to_be_bytes().as_slice())
+                .map_err(db_err)?;
+        }
+        let Some(upto) = upto else {
+            return Ok(Folded::default());
+        };
+        // The next log filled up first (blocks far larger than usual):
+        // the rest of this fold goes now, so frozen logs never pile up.
+        let hurry = log_rows >= self.fold_rows;
+        let mut frozen = self.lock_frozen();
+        let frozen = match &mut *frozen {
+            Some(held) if held.upto == upto => held,
+            slot => slot.insert(Frozen {
+                upto,
+                read_through: None,
+                rows: BTreeMap::new(),
+            }),
+        };
+        if frozen.read_through != Some(upto) {
+            frozen.read(log, if hurry { u64::MAX } else { self.fold_load_rows })?;
+            if frozen.read_through != Some(upto) {
+                return Ok(Folded::default());
+            }
+        }
+        let after = meta
+            .get("fold_after")
+            .map_err(db_err)?
+            .map(|v| v.value().to_vec());
+        let from = match &after {
+            Some(key) => Bound::Excluded(key.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let limit = if hurry {
+            usize::MAX
+        } else {
+            frozen
+                .rows
+                .len()
+                .div_ceil(FOLD_SLICES)
+                .max(self.fold_slice_min)
+        };
+        let mut rows = tx.open_table(STATE_ROWS).map_err(db_err)?;
+        let mut folded = Folded::default();
+        let mut last = None;
+        for (key, value) in frozen
+            .rows
+            .range::<[u8], _>((from, Bound::Unbounded))
+            .take(limit)
+        {
+            folded.rows += 1;
+            folded.bytes += key.len() as u64;
+            match value {
+                Some(value) => {
+                    rows.insert(key.as_slice(), value.as_slice())
+                        .map_err(db_err)?;
+                    folded.bytes += value.len() as u64;
+                }
+                None => {
+                    rows.remove(key.as_slice()).map_err(db_err)?;
+                }
+            }
+            last = Some(key);
+        }
+        let more = last.is_some_and(|key| {
+            frozen
+                .rows
+                .range::<[u8], _>((Bound::Excluded(key.as_slice()), Bound::Unbounded))
+                .next()
+                .is_some()
+        });
+        match last {
+            Some(key) if more => {
+                meta.insert("fold_after", key.as_slice()).map_err(db_err)?;
+            }
+            _ => {
+                log.retain_in(..=upto, |_, _| false).map_err(db_err)?;
+                meta.remove("fold_upto").map_err(db_err)?;
+                meta.remove("fold_after").map_err(db_err)?;
+                folded.finished = true;
+            }
+        }
+        Ok(folded)
+    }
+
+    fn lock_frozen(&self) -> std::sync::MutexGuard<'_, Option<Frozen>> {
+        self.frozen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A finalized block by height.
@@ -337,16 +488,32 @@ fn replay(
     rows
 }
 
+/// Logged rows one commit reads back: a [`FOLD_LOAD_STEPS`]th of a full
+/// log, and a small log (fewer than [`FOLD_SLICE_MIN`]) all at once.
+fn fold_load_rows(fold_rows: u64) -> u64 {
+    fold_rows
+        .div_ceil(FOLD_LOAD_STEPS)
+        .max(FOLD_SLICE_MIN as u64)
+}
+
 /// A `u64` in the meta table (0 when absent).
 fn read_u64(meta: &redb::Table<'_, &str, &[u8]>, name: &str) -> Result<u64, StoreError> {
+    Ok(read_opt_u64(meta, name)?.unwrap_or(0))
+}
+
+/// A `u64` in the meta table, if present.
+fn read_opt_u64(
+    meta: &redb::Table<'_, &str, &[u8]>,
+    name: &str,
+) -> Result<Option<u64>, StoreError> {
     match meta.get(name).map_err(db_err)? {
-        None => Ok(0),
-        Some(value) => Ok(u64::from_be_bytes(
+        None => Ok(None),
+        Some(value) => Ok(Some(u64::from_be_bytes(
             value
                 .value()
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("meta counter"))?,
-        )),
+        ))),
     }
 }
 
@@ -373,14 +540,15 @@ fn write_changes(rows: &[RowChange]) -> Vec<u8> {
 }
 
 /// Reads a log value into `into`, a later change of a key replacing an
-/// earlier one.
+/// earlier one; returns how many rows it held.
 fn read_changes(
     bytes: &[u8],
     into: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let corrupt = |_| StoreError::Corrupt("state log");
     let mut r = Reader(bytes);
-    for _ in 0..r.count(usize::MAX, 2).map_err(corrupt)? {
+    let n = r.count(usize::MAX, 2).map_err(corrupt)?;
+    for _ in 0..n {
         let key = r.blob(usize::MAX).map_err(corrupt)?;
         let value = match r.u8().map_err(corrupt)? {
             0 => None,
@@ -389,48 +557,46 @@ fn read_changes(
         };
         into.insert(key, value);
     }
-    r.finish().map_err(corrupt)
+    r.finish().map_err(corrupt)?;
+    Ok(n as u64)
 }
 
-/// What a fold wrote into the row table.
+/// What one fold step wrote into the row table.
+#[derive(Default)]
 struct Folded {
     /// Rows written or deleted.
     rows: u64,
     /// Their keys and values.
     bytes: u64,
+    /// Whether it was the fold's last step.
+    finished: bool,
 }
 
-/// Moves every logged change into the row table, in key order, and empties
-/// the log.
-fn fold(
-    tx: &redb::WriteTransaction,
-    log: &mut redb::Table<'_, u64, &[u8]>,
-) -> Result<Folded, StoreError> {
-    let mut merged = BTreeMap::new();
-    for entry in log.iter().map_err(db_err)? {
-        let (_, changes) = entry.map_err(db_err)?;
-        read_changes(changes.value(), &mut merged)?;
-    }
-    let mut rows = tx.open_table(STATE_ROWS).map_err(db_err)?;
-    let mut bytes = 0;
-    for (key, value) in &merged {
-        bytes += key.len() as u64;
-        match value {
-            Some(value) => {
-                rows.insert(key.as_slice(), value.as_slice())
-                    .map_err(db_err)?;
-                bytes += value.len() as u64;
+impl Frozen {
+    /// Reads the next logged entries up to `upto`, at least `rows` rows of
+    /// them unless fewer are left.
+    fn read(&mut self, log: &redb::Table<'_, u64, &[u8]>, rows: u64) -> Result<(), StoreError> {
+        let from = match self.read_through {
+            Some(height) => Bound::Excluded(height),
+            None => Bound::Unbounded,
+        };
+        let mut read = 0;
+        // All of it, unless the loop stops early.
+        let mut through = self.upto;
+        for entry in log
+            .range::<u64>((from, Bound::Included(self.upto)))
+            .map_err(db_err)?
+        {
+            let (height, changes) = entry.map_err(db_err)?;
+            if read >= rows {
+                through = height.value().saturating_sub(1);
+                break;
             }
-            None => {
-                rows.remove(key.as_slice()).map_err(db_err)?;
-            }
+            read += read_changes(changes.value(), &mut self.rows)?;
         }
+        self.read_through = Some(through);
+        Ok(())
     }
-    log.retain(|_, _| false).map_err(db_err)?;
-    Ok(Folded {
-        rows: merged.len() as u64,
-        bytes,
-    })
 }
 
 #[cfg(test)]

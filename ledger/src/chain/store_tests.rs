@@ -1,9 +1,9 @@
 //! The row store: a block logs only the rows it changed, the log folds
-//! into the row table, reopening replays the log and checks the rows
-//! against the stored root, and an old whole-state database is refused
-//! with the way out.
+//! into the row table a key range per commit, reopening (also mid-fold)
+//! replays the log and checks the rows against the stored root, and an old
+//! whole-state database is refused with the way out.
 
-use super::{ChainStore, META, STATE_LOG, STATE_ROWS, StoreError, fold, replay};
+use super::{ChainStore, META, STATE_LOG, STATE_ROWS, StoreError, replay};
 use crate::chain::Block;
 use crate::sim::Harness;
 use crate::{Params, TxBody};
@@ -279,7 +279,7 @@ fn replaying_the_log_updates_inserts_and_deletes_in_key_order() {
 
 #[test]
 fn a_fold_applies_tombstones_and_empties_the_log() {
-    let store = ChainStore::in_memory().expect("db");
+    let store = ChainStore::in_memory().expect("db").with_fold_rows(3);
     let tx = store.db.begin_write().expect("write");
     {
         let mut rows = tx.open_table(STATE_ROWS).expect("rows");
@@ -305,9 +305,15 @@ fn a_fold_applies_tombstones_and_empties_the_log() {
         ]);
         log.insert(7, first.as_slice()).expect("log");
         log.insert(8, second.as_slice()).expect("log");
-        let folded = fold(&tx, &mut log).expect("folds");
+        let mut meta = tx.open_table(META).expect("meta");
+        meta.insert("log_rows", 3u64.to_be_bytes().as_slice())
+            .expect("count");
+        let folded = store.fold_step(&tx, &mut meta, &mut log, 8).expect("folds");
+        // Fewer rows than a slice: one step folds them all.
         assert_eq!(folded.rows, 3);
+        assert!(folded.finished);
         assert_eq!(log.iter().expect("iter").count(), 0);
+        assert!(meta.get("fold_upto").expect("meta").is_none());
     }
     tx.commit().expect("commit");
     let tx = redb::ReadableDatabase::begin_read(&*store.db).expect("read");
@@ -321,4 +327,133 @@ fn a_fold_applies_tombstones_and_empties_the_log() {
         })
         .collect();
     assert_eq!(all, vec![row("b", "2'"), row("c", "3")]);
+}
+
+/// The same database as a process that restarted would see it: nothing of
+/// the fold in memory.
+fn restarted(store: &ChainStore) -> ChainStore {
+    ChainStore {
+        db: store.db.clone(),
+        fold_rows: store.fold_rows,
+        fold_load_rows: store.fold_load_rows,
+        fold_slice_min: store.fold_slice_min,
+        frozen: Default::default(),
+    }
+}
+
+/// Transfers round a ring of `keys`, a block each, committed to `store`
+/// (three rows a block: the globals, the sender, the recipient); checks
+/// after each that a restarted store loads the same state, and goes on
+/// with it every other block when `restart`.
+fn ring(
+    store: &mut ChainStore,
+    h: &mut Harness,
+    keys: &[SecretKey],
+    blocks: usize,
+    restart: bool,
+) -> Vec<super::Committed> {
+    let mut written = Vec::new();
+    for b in 0..blocks {
+        let from = &keys[b % keys.len()];
+        let to = keys[(b + 1) % keys.len()].public();
+        let tx = h.sign(from, TxBody::Transfer { to, amount: 1 });
+        h.apply(&tx).expect("transfers");
+        written.push(
+            store
+                .commit(&block(h, vec![tx]), None, &h.state)
+                .expect("commit"),
+        );
+        let again = restarted(store);
+        let applied = again.applied().expect("loads").expect("a block");
+        assert!(applied.state == h.state, "reopened at block {b}");
+        // Half the time go on with the restarted store: its first fold
+        // step reads the frozen log back.
+        if restart && b % 2 == 1 {
+            *store = again;
+        }
+    }
+    written
+}
+
+#[test]
+fn a_fold_is_spread_over_commits_a_key_range_each_and_survives_restarts() {
+    let keys: Vec<SecretKey> = (1..=6).map(key).collect();
+    let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000)).collect();
+    let mut h = Harness::new("fold", Params::DEV, &balances);
+    h.advance(1);
+    let mut store = ChainStore::in_memory().expect("db").with_fold_rows(30);
+    store.fold_slice_min = 1;
+    assert!(
+        store
+            .commit(&block(&h, vec![]), None, &h.state)
+            .expect("commit")
+            .full
+    );
+    // Ten blocks log 30 rows: the tenth freezes them (7 distinct rows: the
+    // globals and six accounts) and folds the first.
+    let written = ring(&mut store, &mut h, &keys, 10, true);
+    assert!(written[..9].iter().all(|w| w.folded == 0));
+    assert_eq!(written[9].folded, 1);
+    assert!(!written[9].fold_finished);
+    // One row a commit until the last, which deletes the frozen entries
+    // and leaves the six logged since.
+    let written = ring(&mut store, &mut h, &keys, 6, true);
+    assert!(written.iter().all(|w| w.folded == 1));
+    assert_eq!(
+        written.iter().map(|w| w.fold_finished).collect::<Vec<_>>(),
+        [false, false, false, false, false, true]
+    );
+    assert_eq!(log_entries(&store), 6);
+    // Nothing more to fold until the next log fills up.
+    let written = ring(&mut store, &mut h, &keys, 3, true);
+    assert!(written.iter().all(|w| w.folded == 0));
+}
+
+#[test]
+fn a_fold_finishes_at_once_when_the_next_log_fills_up_first() {
+    let keys: Vec<SecretKey> = (1..=6).map(key).collect();
+    let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000)).collect();
+    let mut h = Harness::new("fold", Params::DEV, &balances);
+    h.advance(1);
+    let mut store = ChainStore::in_memory().expect("db").with_fold_rows(6);
+    store.fold_slice_min = 1;
+    store
+        .commit(&block(&h, vec![]), None, &h.state)
+        .expect("commit");
+    let written = ring(&mut store, &mut h, &keys, 4, true);
+    let folded: Vec<u64> = written.iter().map(|w| w.folded).collect();
+    let finished: Vec<bool> = written.iter().map(|w| w.fold_finished).collect();
+    // The second block freezes the log: 6 rows, 4 distinct (the globals
+    // and the first three keys of the ring), and folds one; the third
+    // folds one more; at the fourth the next log holds 6 rows too, so the
+    // frozen one's last two go at once.
+    assert_eq!(folded, [0, 1, 1, 2], "{finished:?}");
+    assert!(finished[3]);
+    assert!(!finished[..3].iter().any(|f| *f));
+}
+
+#[test]
+fn a_frozen_log_is_read_back_over_commits_before_it_folds() {
+    let keys: Vec<SecretKey> = (1..=6).map(key).collect();
+    let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000)).collect();
+    let mut h = Harness::new("fold", Params::DEV, &balances);
+    h.advance(1);
+    let mut store = ChainStore::in_memory().expect("db").with_fold_rows(30);
+    store.fold_slice_min = 1;
+    // One logged block (3 rows) read back a commit.
+    store.fold_load_rows = 3;
+    store
+        .commit(&block(&h, vec![]), None, &h.state)
+        .expect("commit");
+    let written = ring(&mut store, &mut h, &keys, 21, false);
+    let folded: Vec<u64> = written.iter().map(|w| w.folded).collect();
+    // The tenth block freezes 10 logged blocks, read back one a commit:
+    // the last read (the nineteenth) folds the first row. At the
+    // twentieth the next log holds 30 rows: the other 6 go at once.
+    let mut expected = vec![0; 21];
+    expected[18] = 1;
+    expected[19] = 6;
+    assert_eq!(folded, expected);
+    assert!(written[19].fold_finished);
+    assert_eq!(log_entries(&store), 11);
 }
