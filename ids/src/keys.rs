@@ -4,6 +4,7 @@
 //! 64 lowercase hex digits of the public key. Secret keys are never printed;
 //! on disk they are 64 hex digits in a file of mode 0600.
 
+use crate::KeyMemo;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -58,27 +59,17 @@ impl PublicKey {
     /// The check is a point decompression (a field square root, several
     /// microseconds), and a validator decodes the same few keys in every
     /// transaction it sees, several times over (submission, gossip, block):
-    /// keys found valid are remembered in a bounded set. Validity is a pure
-    /// function of the 32 bytes, so a remembered answer is the answer; a
-    /// flood of fresh keys only empties the set.
+    /// answers are remembered in a bounded [`KeyMemo`].
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-        use std::collections::HashSet;
-        use std::sync::{LazyLock, Mutex};
-        /// Valid keys remembered, at most (32 bytes each, plus the set's).
-        const VALID_KEYS_MAX: usize = 1 << 16;
-        static VALID: LazyLock<Mutex<HashSet<[u8; 32]>>> = LazyLock::new(Default::default);
-        let valid = || VALID.lock().unwrap_or_else(|e| e.into_inner());
-        if valid().contains(&bytes) {
-            return Ok(PublicKey(bytes));
+        /// Answers remembered, at most (33 bytes each, plus the map's).
+        static VALID: KeyMemo<bool> = KeyMemo::new(1 << 16);
+        let valid = VALID.get(bytes, || {
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_ok()
+        });
+        match valid {
+            true => Ok(PublicKey(bytes)),
+            false => Err(KeyError::InvalidPublicKey { text: hex(&bytes) }),
         }
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| KeyError::InvalidPublicKey { text: hex(&bytes) })?;
-        let mut valid = valid();
-        if valid.len() >= VALID_KEYS_MAX {
-            valid.clear();
-        }
-        valid.insert(bytes);
-        Ok(PublicKey(bytes))
     }
 
     /// The raw bytes.

@@ -8,6 +8,8 @@
 
 mod artifact;
 mod keys;
+mod memo;
 
 pub use artifact::{ArtifactId, InvalidArtifactId, ManifestId, RequestId};
 pub use keys::{KeyError, PublicKey, SecretKey, Signature};
+pub use memo::KeyMemo;

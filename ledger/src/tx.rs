@@ -18,7 +18,7 @@ use crate::limits::{
     EVIDENCE_BYTES_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX, STRING_BYTES_MAX, TX_BYTES_MAX,
 };
 use crate::params::ChainId;
-use bonus_ids::{ManifestId, PublicKey, SecretKey, Signature};
+use bonus_ids::{KeyMemo, ManifestId, PublicKey, SecretKey, Signature};
 use commonware_codec::DecodeExt;
 use commonware_cryptography::{BatchEntry, BatchVerifier, Verifier, ed25519};
 use commonware_parallel::Sequential;
@@ -340,34 +340,15 @@ fn signing_payload(chain: &ChainId, signer: &PublicKey, nonce: u64, body: &TxBod
 /// Decoding costs two point decompressions (one for the small-order
 /// check), a sizeable share of a batched verification, and the same
 /// signers come back block after block: answers are kept in a bounded
-/// cache. It is a pure function of the 32 bytes, so a cached answer is
-/// the answer; a flood of fresh keys only empties the cache.
+/// [`KeyMemo`].
 fn zip215_key(signer: &PublicKey) -> Option<ed25519::PublicKey> {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
     /// Decoded keys kept, at most (about 100 bytes each).
-    const KEYS_CACHED_MAX: usize = 1 << 16;
-    static KEYS: LazyLock<Mutex<HashMap<[u8; 32], Option<ed25519::PublicKey>>>> =
-        LazyLock::new(Default::default);
+    static KEYS: KeyMemo<Option<ed25519::PublicKey>> = KeyMemo::new(1 << 16);
     let bytes = *signer.as_bytes();
-    let cached = KEYS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&bytes)
-        .cloned();
-    if let Some(key) = cached {
-        return key;
-    }
-    let key = match signer.is_weak() {
+    KEYS.get(bytes, || match signer.is_weak() {
         true => None,
         false => ed25519::PublicKey::decode(bytes.to_vec()).ok(),
-    };
-    let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
-    if keys.len() >= KEYS_CACHED_MAX {
-        keys.clear();
-    }
-    keys.insert(bytes, key.clone());
-    key
+    })
 }
 
 fn zip215_signature(signature: &Signature) -> ed25519::Signature {
