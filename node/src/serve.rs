@@ -5,16 +5,15 @@
 
 use crate::pipeline::Pipeline;
 use anyhow::Context;
+use bonus_router::{RouterLimits, ServeLimits};
 use bonus_runtime::{ArtifactId, Capabilities, Function, Limits};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// What to serve and how.
 pub struct ServerConfig {
@@ -39,8 +38,12 @@ struct State {
     pipeline: Pipeline,
 }
 
-/// A request's header must arrive within this.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// What `bonus serve` tolerates from its clients: a router's defaults.
+const SERVE_LIMITS: ServeLimits = ServeLimits {
+    header_read_timeout: RouterLimits::DEFAULT.header_read_timeout,
+    idle_timeout: RouterLimits::DEFAULT.idle_timeout,
+    drain_timeout: Duration::from_secs(10),
+};
 
 impl Server {
     pub fn bind(config: ServerConfig) -> anyhow::Result<Server> {
@@ -79,11 +82,13 @@ impl Server {
     /// Serves until the process is stopped.
     pub fn run(self) -> anyhow::Result<()> {
         let mut threads = Vec::new();
+        // One cap for the process, whichever thread accepts.
+        let cap = Arc::new(Semaphore::new(RouterLimits::DEFAULT.connections_max));
         for (thread_idx, listener) in self.listeners.into_iter().enumerate() {
-            let state = self.state.clone();
+            let (state, cap) = (self.state.clone(), cap.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("bonus-http-{thread_idx}"))
-                .spawn(move || serve_thread(listener, state))
+                .spawn(move || serve_thread(listener, cap, state))
                 .context("spawning a worker thread")?;
             threads.push(thread);
         }
@@ -97,42 +102,31 @@ impl Server {
     }
 }
 
-fn serve_thread(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::Result<()> {
+fn serve_thread(
+    listener: std::net::TcpListener,
+    cap: Arc<Semaphore>,
+    state: Arc<State>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building a tokio runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors or similar: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, request).await) }
-                });
-                // Without a timer hyper's header timeout is silently off,
-                // and a client sending half a header holds a task forever.
-                if let Err(e) = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
+        // The same edge as a router's: connection cap, head and idle
+        // timeouts. It serves until the process is stopped.
+        bonus_router::serve_http(
+            listener,
+            cap,
+            SERVE_LIMITS,
+            std::future::pending(),
+            move |request| {
+                let state = state.clone();
+                async move { handle(&state, request).await }
+            },
+        )
+        .await;
+        Ok(())
     })
 }
 

@@ -14,29 +14,34 @@ pub type RouterBody = BoxBody<Bytes, hyper::Error>;
 
 /// A body that holds `guard` until it is dropped: counters of in-flight
 /// work then stay up while the response streams, not only until its head.
-pub(crate) struct Guarded<G> {
-    inner: RouterBody,
+pub(crate) struct Guarded<G, B = RouterBody> {
+    inner: B,
     _guard: G,
 }
 
 impl<G: Send + Sync + Unpin + 'static> Guarded<G> {
     pub(crate) fn wrap(inner: RouterBody, guard: G) -> RouterBody {
+        Guarded::new(inner, guard).boxed()
+    }
+}
+
+impl<G, B> Guarded<G, B> {
+    pub(crate) fn new(inner: B, guard: G) -> Self {
         Guarded {
             inner,
             _guard: guard,
         }
-        .boxed()
     }
 }
 
-impl<G: Unpin> Body for Guarded<G> {
-    type Data = Bytes;
-    type Error = hyper::Error;
+impl<G: Unpin, B: Body + Unpin> Body for Guarded<G, B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 

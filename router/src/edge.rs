@@ -1,10 +1,11 @@
 //! The hostile edge: accepting connections under a cap, and bounding how
-//! long each may idle or dribble a request head.
+//! long each may idle or dribble a request head. The node's own HTTP APIs
+//! and `bonus serve` serve through it too ([`serve_http`]).
 //!
 //! hyper's `header_read_timeout` also runs while a keep-alive connection
 //! waits for its next request, so on its own it would close idle
 //! connections after the header timeout, and the idle timeout could not be
-//! longer. The router therefore watches each connection itself: reads are
+//! longer. [`serve_http`] therefore watches each connection itself: reads are
 //! observed through [`Watched`], requests through [`Busy`] guards, and the
 //! connection is dropped when a started head takes longer than
 //! `header_read_timeout`, or shut down gracefully after `idle_timeout`
@@ -22,6 +23,9 @@ use crate::body::Guarded;
 use crate::forward;
 use crate::limits::{HEAD_BUF_BYTES_MAX, SHUTDOWN_GRACE};
 use crate::state::{Shared, WarnLimiter, raised};
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -34,21 +38,64 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 /// Pause after a failed accept (out of file descriptors, say), so the
 /// loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `listener` until `shutdown` resolves; then stops accepting, asks
-/// every connection to finish its request and close, and waits for them
-/// up to [`SHUTDOWN_GRACE`].
+/// What a listening surface tolerates from its clients (the router's edge,
+/// and every HTTP API of a node: they serve through [`serve_http`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// How long a client may take to send a whole request head, from its
+    /// first byte.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight and no request
+    /// head started is closed after this.
+    pub idle_timeout: Duration,
+    /// After shutdown, requests in flight get this long to finish before
+    /// their connections are cut.
+    pub drain_timeout: Duration,
+}
+
+/// Serves the router's edge on `listener` until `shutdown` resolves.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let limits = ServeLimits {
+        header_read_timeout: shared.limits.header_read_timeout,
+        idle_timeout: shared.limits.idle_timeout,
+        drain_timeout: SHUTDOWN_GRACE,
+    };
+    let cap = shared.connections.clone();
+    serve_http(listener, cap, limits, shutdown, move |request| {
+        forward::handle(shared.clone(), request)
+    })
+    .await;
+}
+
+/// Serves `handle` on every connection `listener` accepts, while `cap`
+/// has a permit for it (past the cap a connection is accepted and closed
+/// at once: cheaper than queueing), with a head, idle and drain timeout
+/// per [`ServeLimits`]. When `shutdown` resolves it stops accepting, asks
+/// every connection to finish its request and close, and waits for them
+/// up to `limits.drain_timeout`, then cuts what is left.
+pub async fn serve_http<F, Fut, B>(
+    listener: TcpListener,
+    cap: Arc<Semaphore>,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+    handle: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let (over_cap, accept_failed) = (WarnLimiter::default(), WarnLimiter::default());
@@ -59,14 +106,18 @@ pub(crate) async fn serve(
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match shared.connections.clone().try_acquire_owned() {
+                Ok((stream, _)) => match cap.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        connections.spawn(connection(stream, shared.clone(), closing_rx.clone(), permit));
+                        let connection = connection(stream, limits, closing_rx.clone(), handle.clone());
+                        connections.spawn(async move {
+                            connection.await;
+                            drop(permit);
+                        });
                     }
                     Err(_) => {
                         drop(stream);
                         if let Some(suppressed) = over_cap.allow() {
-                            tracing::warn!(suppressed, max = shared.limits.connections_max, "connection cap reached; closing new connections");
+                            tracing::warn!(suppressed, local = ?listener.local_addr().ok(), "connection cap reached; closing new connections");
                         }
                     }
                 },
@@ -82,30 +133,34 @@ pub(crate) async fn serve(
     drop(listener);
     // Receivers may all be gone already: nothing to tell then.
     let _ = closing.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = tokio::time::timeout(limits.drain_timeout, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
             open = connections.len(),
-            "requests still in flight after the shutdown grace; cutting them"
+            "requests still in flight after the drain timeout; cutting them"
         );
         connections.shutdown().await;
     }
 }
 
 /// Serves one connection until it closes, idles out, dribbles, or the
-/// router shuts down.
-async fn connection(
+/// server shuts down.
+async fn connection<F, Fut, B>(
     stream: TcpStream,
-    shared: Arc<Shared>,
+    limits: ServeLimits,
     mut closing: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
-) {
+    handle: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // Best effort: a socket that refuses it still works.
     let _ = stream.set_nodelay(true);
-    let limits = shared.limits;
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -113,11 +168,11 @@ async fn connection(
     });
     let service_activity = activity.clone();
     let service = hyper::service::service_fn(move |request| {
-        let shared = shared.clone();
         let busy = Busy::begin(&service_activity);
+        let response = handle(request);
         async move {
-            let response = forward::handle(shared, request).await;
-            Ok::<_, Infallible>(response.map(|body| Guarded::wrap(body, busy)))
+            let response = response.await;
+            Ok::<_, Infallible>(response.map(|body| Guarded::new(body, busy)))
         }
     });
     let mut builder = http1::Builder::new();
@@ -164,7 +219,7 @@ async fn connection(
 
 /// How often a connection's watcher looks: half the shorter timeout, so
 /// neither is overshot by more than half of itself.
-fn watch_tick(limits: &crate::RouterLimits) -> Duration {
+fn watch_tick(limits: &ServeLimits) -> Duration {
     (limits.header_read_timeout.min(limits.idle_timeout) / 2).max(Duration::from_millis(1))
 }
 

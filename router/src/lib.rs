@@ -78,6 +78,7 @@ mod status;
 mod table;
 
 pub use body::RouterBody;
+pub use edge::{ServeLimits, serve_http};
 pub use error::RouterError;
 pub use forward::{NOT_RUN, PERIOD};
 pub use limits::RouterLimits;

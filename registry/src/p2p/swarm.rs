@@ -144,33 +144,20 @@ impl P2p {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
-        let mut direct = None;
-        if config.direct_segments {
-            let ip = ip_of(&listen_addr).ok_or_else(|| {
-                FetchError::Network(format!(
-                    "direct segments need an IP listen address, not {listen_addr}"
-                ))
-            })?;
-            let listener = tokio::net::TcpListener::bind((ip, 0))
-                .await
-                .map_err(|e| failed("direct segment port", &e))?;
-            let port = listener
-                .local_addr()
-                .map_err(|e| failed("direct segment port", &e))?
-                .port();
-            direct = Some((listener, DirectKey::new(port, &config.node_key_seed)));
-        }
-        let (listener, direct) = match direct {
-            Some((listener, key)) => (Some(listener), Some(key)),
-            None => (None, None),
+        let listener = match config.direct_segments {
+            true => Some(direct_listener(&listen_addr).await?),
+            false => None,
         };
+        let direct = listener
+            .as_ref()
+            .map(|(_, port)| DirectKey::new(*port, &config.node_key_seed));
         let server = Arc::new(Server::new(
             store,
             config.serve_tampered,
             config.serve_delay,
             direct,
         ));
-        if let Some(listener) = listener {
+        if let Some((listener, _)) = listener {
             server.clone().spawn_direct_server(listener);
         }
         let mut control = swarm.behaviour().streams.new_control();
@@ -484,4 +471,23 @@ impl EventLoop {
             let _ = served.send((channel, server.info(&artifact_id, &peer)));
         });
     }
+}
+
+/// The listener for direct segment streams: an ephemeral port on the IP of
+/// the libp2p listen address (peers learn it from the authenticated Info
+/// answer), and that port.
+async fn direct_listener(
+    listen_addr: &Multiaddr,
+) -> Result<(tokio::net::TcpListener, u16), FetchError> {
+    let ip = ip_of(listen_addr).ok_or_else(|| {
+        FetchError::Network(format!(
+            "direct segments need an IP listen address, not {listen_addr}"
+        ))
+    })?;
+    let failed = |e: std::io::Error| FetchError::Network(format!("direct segment port: {e}"));
+    let listener = tokio::net::TcpListener::bind((ip, 0))
+        .await
+        .map_err(failed)?;
+    let port = listener.local_addr().map_err(failed)?.port();
+    Ok((listener, port))
 }
