@@ -10,6 +10,11 @@ as ratios against `wasmtime serve` and raw hyper measured in the same run.
 Traffic goes to 127.0.0.1 only.
 
 Usage: bench/runtime.py [--rounds 3] [--seconds 10] [--connections 32]
+                        [--compare-bonus PATH] [--no-wasmtime]
+--compare-bonus PATH adds another `bonus` binary's hello (a build of an
+earlier commit, say) to the same interleaved rounds, for an A/B of a
+change. --no-wasmtime leaves out the `wasmtime serve` targets (and the
+ratios against them) on a machine without the wasmtime CLI.
 Needs: wrk (apt-get install wrk), wasmtime 48 (cargo install wasmtime-cli
 --version 48.0.8 --locked), taskset. Builds bonus in release itself.
 """
@@ -48,11 +53,15 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--fib-n", type=int, default=20)
     p.add_argument("--wasmtime", default=WASMTIME_DEFAULT)
+    p.add_argument("--compare-bonus", metavar="PATH", help="another bonus binary, measured in the same rounds")
+    p.add_argument("--no-wasmtime", action="store_true", help="leave out the wasmtime serve targets")
     args = p.parse_args()
 
     run(["cargo", "build", "--release", "-q", "-p", "bonus-cli", "-p", "bonus-bench"], cwd=ROOT)
     run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "examples"))
-    args.wasmtime, version = checked_wasmtime(args.wasmtime)
+    version = "none (--no-wasmtime)"
+    if not args.no_wasmtime:
+        args.wasmtime, version = checked_wasmtime(args.wasmtime)
     print(f"anchor: {version}", file=sys.stderr)
 
     env = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
@@ -71,9 +80,17 @@ def main():
         "wasmtime serve fib": (lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", f"{GUESTS}/fib.wasm"], fib_path),
         "bonus serve fib": (lambda port: [bonus, "serve", f"{GUESTS}/fib.wasm", "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], fib_path),
     }
+    if args.compare_bonus:
+        other = os.path.abspath(args.compare_bonus)
+        targets["compared bonus serve hello"] = (lambda port: [other, "serve", f"{GUESTS}/hello.wasm", "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], "/")
+    if args.no_wasmtime:
+        targets = {name: target for name, target in targets.items() if not name.startswith("wasmtime")}
     results = {name: [] for name in targets}
     for round_idx in range(args.rounds):
-        for name, (command, path) in targets.items():
+        # Odd rounds go in reverse order, so no target always runs first
+        # (or right after the same neighbour) on a machine that drifts.
+        order = list(targets.items())
+        for name, (command, path) in (order if round_idx % 2 == 0 else order[::-1]):
             port = free_port()
             proc = subprocess.Popen(["taskset", "-c", SERVER_CORE] + command(port), env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,7 +115,7 @@ def main():
     for name in targets:
         rps, p50, p99 = median(name)
         anchor = "wasmtime serve fib" if "fib" in name else "wasmtime serve hello"
-        vs_wasmtime = rps / median(anchor)[0]
+        vs_wasmtime = rps / median(anchor)[0] if anchor in results else float("nan")
         vs_plain = f"{rps / plain_rps:>9.2f}x" if "fib" not in name else f"{'':>10}"
         print(f"{name:<30}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{vs_wasmtime:>12.2f}x{vs_plain}{rps / hyper_rps:>9.2f}x")
     print(f"\n{args.rounds} rounds x {args.seconds}s, wrk -t1 -c{args.connections}, server on core {SERVER_CORE}, "
