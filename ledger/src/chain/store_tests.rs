@@ -375,20 +375,28 @@ fn ring(
     written
 }
 
-#[test]
-fn a_fold_is_spread_over_commits_a_key_range_each_and_survives_restarts() {
+/// Six funded keys, their harness one block in, and a store that folds
+/// every `fold_rows` logged rows one row per step, with its first commit
+/// (which writes every row) made.
+fn fold_setup(fold_rows: u64) -> (Vec<SecretKey>, Harness, ChainStore, super::Committed) {
     let keys: Vec<SecretKey> = (1..=6).map(key).collect();
     let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000)).collect();
     let mut h = Harness::new("fold", Params::DEV, &balances);
     h.advance(1);
-    let mut store = ChainStore::in_memory().expect("db").with_fold_rows(30);
+    let mut store = ChainStore::in_memory()
+        .expect("db")
+        .with_fold_rows(fold_rows);
     store.fold_slice_min = 1;
-    assert!(
-        store
-            .commit(&block(&h, vec![]), None, &h.state)
-            .expect("commit")
-            .full
-    );
+    let first = store
+        .commit(&block(&h, vec![]), None, &h.state)
+        .expect("commit");
+    (keys, h, store, first)
+}
+
+#[test]
+fn a_fold_is_spread_over_commits_a_key_range_each_and_survives_restarts() {
+    let (keys, mut h, mut store, first) = fold_setup(30);
+    assert!(first.full);
     // Ten blocks log 30 rows: the tenth freezes them (7 distinct rows: the
     // globals and six accounts) and folds the first.
     let written = ring(&mut store, &mut h, &keys, 10, true);
@@ -411,15 +419,7 @@ fn a_fold_is_spread_over_commits_a_key_range_each_and_survives_restarts() {
 
 #[test]
 fn a_fold_finishes_at_once_when_the_next_log_fills_up_first() {
-    let keys: Vec<SecretKey> = (1..=6).map(key).collect();
-    let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000)).collect();
-    let mut h = Harness::new("fold", Params::DEV, &balances);
-    h.advance(1);
-    let mut store = ChainStore::in_memory().expect("db").with_fold_rows(6);
-    store.fold_slice_min = 1;
-    store
-        .commit(&block(&h, vec![]), None, &h.state)
-        .expect("commit");
+    let (keys, mut h, mut store, _) = fold_setup(6);
     let written = ring(&mut store, &mut h, &keys, 4, true);
     let folded: Vec<u64> = written.iter().map(|w| w.folded).collect();
     let finished: Vec<bool> = written.iter().map(|w| w.fold_finished).collect();
@@ -434,17 +434,9 @@ fn a_fold_finishes_at_once_when_the_next_log_fills_up_first() {
 
 #[test]
 fn a_frozen_log_is_read_back_over_commits_before_it_folds() {
-    let keys: Vec<SecretKey> = (1..=6).map(key).collect();
-    let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000)).collect();
-    let mut h = Harness::new("fold", Params::DEV, &balances);
-    h.advance(1);
-    let mut store = ChainStore::in_memory().expect("db").with_fold_rows(30);
-    store.fold_slice_min = 1;
+    let (keys, mut h, mut store, _) = fold_setup(30);
     // One logged block (3 rows) read back a commit.
     store.fold_load_rows = 3;
-    store
-        .commit(&block(&h, vec![]), None, &h.state)
-        .expect("commit");
     let written = ring(&mut store, &mut h, &keys, 21, false);
     let folded: Vec<u64> = written.iter().map(|w| w.folded).collect();
     // The tenth block freezes 10 logged blocks, read back one a commit:
