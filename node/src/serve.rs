@@ -1,7 +1,7 @@
 //! `bonus serve`: a one-worker node with no ledger, serving one function: hyper 1 on one current-thread
 //! tokio runtime per worker thread, each with its own `SO_REUSEPORT`
 //! listener, so the kernel spreads connections and threads share nothing
-//! but the loaded component.
+//! but the loaded component. SIGINT or SIGTERM stops it gracefully.
 
 use crate::pipeline::Pipeline;
 use anyhow::Context;
@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
 
 /// What to serve and how.
 pub struct ServerConfig {
@@ -29,6 +30,72 @@ pub struct Server {
     listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     state: Arc<State>,
+    signals: Signals,
+}
+
+/// SIGINT and SIGTERM, caught from [`Server::bind`] on: a signal that
+/// arrives once the address is printed stops the server gracefully
+/// instead of killing it mid-request.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn catch() -> anyhow::Result<Signals> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building the signal runtime")?;
+        let (interrupt, terminate) = runtime
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                ))
+            })
+            .context("catching SIGINT and SIGTERM")?;
+        Ok(Signals {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// On a thread of its own: the first signal sets `stop`, a second one
+    /// exits at once (a user who pressed Ctrl-C twice does not want to
+    /// wait for the drain).
+    fn forward(self, stop: watch::Sender<bool>) -> anyhow::Result<()> {
+        let Signals {
+            runtime,
+            mut interrupt,
+            mut terminate,
+        } = self;
+        std::thread::Builder::new()
+            .name("bonus-signals".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    tracing::info!(
+                        drain_timeout = ?SERVE_LIMITS.drain_timeout,
+                        "stopping: no new connections, in-flight requests finish; signal again to exit at once"
+                    );
+                    let _ = stop.send(true);
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    tracing::warn!("second signal: exiting without waiting for in-flight requests");
+                    std::process::exit(130);
+                })
+            })
+            .context("spawning the signal thread")?;
+        Ok(())
+    }
 }
 
 struct State {
@@ -57,6 +124,7 @@ impl Server {
         let local_addr = listeners[0]
             .local_addr()
             .context("reading the bound address")?;
+        let signals = Signals::catch()?;
         let mut node_secret = [0u8; 32];
         getrandom::fill(&mut node_secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
         Ok(Server {
@@ -68,6 +136,7 @@ impl Server {
                 caps: config.caps,
                 pipeline: Pipeline::new(&node_secret),
             }),
+            signals,
         })
     }
 
@@ -79,16 +148,20 @@ impl Server {
         self.state.function.artifact_id()
     }
 
-    /// Serves until the process is stopped.
+    /// Serves until SIGINT or SIGTERM, then closes the listeners, lets
+    /// in-flight requests finish (up to the drain timeout, 10 s) and
+    /// returns. A second signal exits at once.
     pub fn run(self) -> anyhow::Result<()> {
+        let (stop_tx, stop) = watch::channel(false);
+        self.signals.forward(stop_tx)?;
         let mut threads = Vec::new();
         // One cap for the process, whichever thread accepts.
         let cap = Arc::new(Semaphore::new(RouterLimits::DEFAULT.connections_max));
         for (thread_idx, listener) in self.listeners.into_iter().enumerate() {
-            let (state, cap) = (self.state.clone(), cap.clone());
+            let (state, cap, stop) = (self.state.clone(), cap.clone(), stop.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("bonus-http-{thread_idx}"))
-                .spawn(move || serve_thread(listener, cap, state))
+                .spawn(move || serve_thread(listener, cap, stop, state))
                 .context("spawning a worker thread")?;
             threads.push(thread);
         }
@@ -105,6 +178,7 @@ impl Server {
 fn serve_thread(
     listener: std::net::TcpListener,
     cap: Arc<Semaphore>,
+    stop: crate::http::Stop,
     state: Arc<State>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -114,12 +188,12 @@ fn serve_thread(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         // The same edge as a router's: connection cap, head and idle
-        // timeouts. It serves until the process is stopped.
+        // timeouts, drain on stop.
         bonus_router::serve_http(
             listener,
             cap,
             SERVE_LIMITS,
-            std::future::pending(),
+            crate::http::stopped(stop),
             move |request| {
                 let state = state.clone();
                 async move { handle(&state, request).await }

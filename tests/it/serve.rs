@@ -2,7 +2,7 @@
 
 use bonus_tests::{Serve, guest, http_request, wait_until};
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -140,6 +140,57 @@ fn a_spinning_guest_does_not_starve_other_requests() {
     assert!(!spinner.is_finished(), "the spinner ended early");
     drop(server);
     let _ = spinner.join();
+}
+
+/// SIGINT (Ctrl-C) stops `bonus serve` gracefully: the listener closes at
+/// once, a request already running still gets its answer, and the process
+/// exits with success.
+#[test]
+fn sigint_closes_the_listener_lets_in_flight_requests_finish_and_exits_0() {
+    let mut server = Serve::start(&guest("hostile"), &[]);
+    let host = server.addr.trim_start_matches("http://").to_string();
+    let mut sleeper = TcpStream::connect(&host).expect("connecting");
+    sleeper
+        .write_all(
+            format!("GET /sleep?ms=5000 HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("writing the request");
+    let sleeper = std::thread::spawn(move || {
+        let _ = sleeper.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut raw = Vec::new();
+        let _ = sleeper.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    });
+    // Answered on a connection opened after the sleeper's had sent its
+    // request, by the one serving thread: the sleeper is running.
+    assert_eq!(server.get("/ok").status, 200);
+
+    server.signal("INT");
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect(&host)
+            .is_err()),
+        "still accepting connections after SIGINT"
+    );
+    assert!(
+        !sleeper.is_finished(),
+        "the listener was still open when the 5 s request ended"
+    );
+    let answer = sleeper.join().expect("the sleeper's reader");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("slept"),
+        "in-flight request cut: {answer:?}; stderr: {}",
+        server.stderr()
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("bonus serve still runs after the drain");
+    assert!(status.success(), "{status:?}; stderr: {}", server.stderr());
+    assert!(
+        server.wait_for_log("Stopped", Duration::from_secs(10)),
+        "{}",
+        server.stderr()
+    );
 }
 
 #[test]

@@ -128,7 +128,12 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     output::status(
         global.quiet,
         "Serving",
-        format!("{} on {url} ({threads} threads)", bound.artifact_id()),
+        format!(
+            "{} on {url} ({threads} threads); Ctrl-C stops",
+            bound.artifact_id()
+        ),
     );
-    bound.run()
+    bound.run()?;
+    output::status(global.quiet, "Stopped", url);
+    Ok(())
 }
