@@ -7,6 +7,11 @@
 //! commit block + change set to redb; and the bytes that commit hands to
 //! redb and what redb then writes (its pages, from `/proc/self/io`).
 //!
+//! The two ledgers run in two child processes that take turns, 20 blocks
+//! each (`--turn-blocks N`; 0: one to the end, then the other), so that
+//! the machine's noisy spells fall on both sides of the ratio rather than
+//! on whichever ran first.
+//!
 //! The store logs each block's change set, freezes the log every
 //! `FOLD_ROWS` rows and folds it into its row table over the next
 //! `FOLD_SLICES` commits, a key range each. The run goes on until FOLDS
@@ -18,7 +23,7 @@
 //! With `--fold-rows 1`, every block's rows go straight into the row
 //! table (the store before the log), for comparison.
 //!
-//! Usage: `block-apply [--fold-rows N] [TXS_PER_BLOCK] [FOLDS]`
+//! Usage: `block-apply [--fold-rows N] [--turn-blocks N] [TXS_PER_BLOCK] [FOLDS]`
 
 use bonus_ids::SecretKey;
 use bonus_ledger::chain::{Block, ChainStore};
@@ -63,6 +68,22 @@ struct Figures {
     blocks: usize,
 }
 
+impl Figures {
+    /// The samples by name, in a fixed order (the child's report).
+    fn series(&mut self) -> [(&'static str, &mut Samples); 8] {
+        [
+            ("clone", &mut self.clone),
+            ("apply", &mut self.apply),
+            ("root", &mut self.root),
+            ("commit", &mut self.commit),
+            ("total", &mut self.total),
+            ("bytes", &mut self.bytes),
+            ("disk_bytes", &mut self.disk_bytes),
+            ("rows", &mut self.rows),
+        ]
+    }
+}
+
 /// Bytes this process has caused to be written to storage so far (0 where
 /// `/proc/self/io` does not exist).
 fn disk_written() -> u64 {
@@ -88,37 +109,101 @@ fn next_random(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn run(accounts: u64, txs: u64, folds: u64, fold_rows: u64) -> anyhow::Result<Figures> {
-    let keys: Vec<SecretKey> = (0..accounts).map(key).collect();
-    let mut nonces = vec![0u64; keys.len()];
-    let balances: Vec<_> = keys.iter().map(|k| (k.public(), 1_000_000)).collect();
-    let chain_id = bonus_ledger::ChainId([7; 32]);
-    let spec = GenesisSpec {
-        balances,
-        validators: Vec::new(),
-    };
-    let mut state =
-        State::genesis(chain_id, Params::DEV, &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let dir = tempfile_dir()?;
-    let store = ChainStore::open(&dir.join("chain.redb"))?.with_fold_rows(fold_rows);
-    let mut f = Figures::default();
-    let mut random = 0x5eed;
-    let mut folded = 0;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    // Block 0 (height 1) writes every row: the store held nothing.
-    for b in 0.. {
-        if folded == folds {
-            break;
+/// One ledger being driven block by block: its keys, state and store.
+struct Run {
+    accounts: u64,
+    txs: u64,
+    keys: Vec<SecretKey>,
+    nonces: Vec<u64>,
+    chain_id: bonus_ledger::ChainId,
+    state: State,
+    store: ChainStore,
+    dir: std::path::PathBuf,
+    random: u64,
+    /// Blocks committed so far.
+    height: u64,
+    folds_left: u64,
+    figures: Figures,
+}
+
+impl Run {
+    fn new(accounts: u64, txs: u64, folds: u64, fold_rows: u64) -> anyhow::Result<Run> {
+        let keys: Vec<SecretKey> = (0..accounts).map(key).collect();
+        let balances: Vec<_> = keys.iter().map(|k| (k.public(), 1_000_000)).collect();
+        let chain_id = bonus_ledger::ChainId([7; 32]);
+        let spec = GenesisSpec {
+            balances,
+            validators: Vec::new(),
+        };
+        let state =
+            State::genesis(chain_id, Params::DEV, &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dir = tempfile_dir(accounts)?;
+        let store = ChainStore::open(&dir.join("chain.redb"))?.with_fold_rows(fold_rows);
+        let mut run = Run {
+            accounts,
+            txs,
+            nonces: vec![0; keys.len()],
+            keys,
+            chain_id,
+            state,
+            store,
+            dir,
+            random: 0x5eed,
+            height: 0,
+            folds_left: folds,
+            figures: Figures::default(),
+        };
+        // Block 1 writes every row (the store held nothing): not measured.
+        let written = run.block()?.written;
+        anyhow::ensure!(written.full, "the first commit writes every row");
+        Ok(run)
+    }
+
+    fn done(&self) -> bool {
+        self.folds_left == 0
+    }
+
+    /// Up to `blocks` measured blocks, fewer if the last fold finishes.
+    fn measure(&mut self, blocks: usize) -> anyhow::Result<()> {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        for _ in 0..blocks {
+            if self.done() {
+                break;
+            }
+            let b = self.block()?;
+            anyhow::ensure!(!b.written.full, "a later commit writes only changed rows");
+            if b.written.fold_finished {
+                self.folds_left -= 1;
+            }
+            let f = &mut self.figures;
+            f.clone.push(ms(b.cloned));
+            f.apply.push(ms(b.applied));
+            f.root.push(ms(b.rooted));
+            f.commit.push(ms(b.committed));
+            f.total
+                .push(ms(b.cloned + b.applied + b.rooted + b.committed));
+            f.bytes.push(b.written.bytes as f64);
+            f.disk_bytes.push(b.disk as f64);
+            f.rows.push(b.written.rows as f64);
+            f.blocks += 1;
         }
-        let to = keys[(accounts - 1 - b % accounts) as usize].public();
-        let block_txs: Vec<SignedTx> = (0..txs)
+        Ok(())
+    }
+
+    /// Builds, applies and commits the next block (its transactions are
+    /// signed outside the timed phases).
+    fn block(&mut self) -> anyhow::Result<Timed> {
+        let b = self.height;
+        let accounts = self.accounts;
+        let to = self.keys[(accounts - 1 - b % accounts) as usize].public();
+        let block_txs: Vec<SignedTx> = (0..self.txs)
             .map(|_| {
-                let sender = (next_random(&mut random) % accounts) as usize;
-                let nonce = nonces[sender];
-                nonces[sender] += 1;
+                let sender = (next_random(&mut self.random) % accounts) as usize;
+                let nonce = self.nonces[sender];
+                self.nonces[sender] += 1;
                 SignedTx::sign(
-                    &keys[sender],
-                    &chain_id,
+                    &self.keys[sender],
+                    &self.chain_id,
                     nonce,
                     TxBody::Transfer { to, amount: 1 },
                 )
@@ -129,7 +214,7 @@ fn run(accounts: u64, txs: u64, folds: u64, fold_rows: u64) -> anyhow::Result<Fi
             time_ms: 1_000 * (b + 1),
         };
         let t = Instant::now();
-        let mut next = state.clone();
+        let mut next = self.state.clone();
         let cloned = t.elapsed();
         let t = Instant::now();
         next.begin_block(ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -151,65 +236,209 @@ fn run(accounts: u64, txs: u64, folds: u64, fold_rows: u64) -> anyhow::Result<Fi
         };
         let disk_before = disk_written();
         let t = Instant::now();
-        let written = store.commit(&block, None, &next)?;
+        let written = self.store.commit(&block, None, &next)?;
         let committed = t.elapsed();
         let disk = disk_written() - disk_before;
-        state = next;
-        if b == 0 {
-            anyhow::ensure!(written.full, "the first commit writes every row");
-            continue;
-        }
-        anyhow::ensure!(!written.full, "a later commit writes only changed rows");
-        if written.fold_finished {
-            folded += 1;
-        }
-        f.clone.push(ms(cloned));
-        f.apply.push(ms(applied));
-        f.root.push(ms(rooted));
-        f.commit.push(ms(committed));
-        f.total.push(ms(cloned + applied + rooted + committed));
-        f.bytes.push(written.bytes as f64);
-        f.disk_bytes.push(disk as f64);
-        f.rows.push(written.rows as f64);
-        f.blocks += 1;
+        self.state = next;
+        self.height += 1;
+        Ok(Timed {
+            cloned,
+            applied,
+            rooted,
+            committed,
+            disk,
+            written,
+        })
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(f)
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("bonus-block-apply-{}", std::process::id()));
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One block's phases.
+struct Timed {
+    cloned: Duration,
+    applied: Duration,
+    rooted: Duration,
+    committed: Duration,
+    /// `/proc/self/io` write bytes during the commit.
+    disk: u64,
+    written: bonus_ledger::chain::Committed,
+}
+
+/// Measured blocks per turn when the two ledgers take turns: long enough
+/// for each to run with its own data in cache, short enough that a noisy
+/// spell of the machine falls on both.
+const TURN_BLOCKS: usize = 20;
+
+/// One ledger in a child process of its own (its own heap: in one process
+/// the 1 M ledger's allocations slowed the 10 k one's end of block by half),
+/// driven over stdin/stdout: `turn N` → `done 0|1` (1: finished), `report`
+/// → one line of samples per series, then `end`.
+struct Child {
+    process: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::io::BufReader<std::process::ChildStdout>,
+    done: bool,
+}
+
+impl Child {
+    fn spawn(accounts: u64, txs: u64, folds: u64, fold_rows: u64) -> anyhow::Result<Child> {
+        let mut process = std::process::Command::new(std::env::current_exe()?)
+            .args(["--ledger", &accounts.to_string()])
+            .args(["--fold-rows", &fold_rows.to_string()])
+            .args([txs.to_string(), folds.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let to = process.stdin.take().expect("piped stdin");
+        let from = std::io::BufReader::new(process.stdout.take().expect("piped stdout"));
+        let mut child = Child {
+            process,
+            to,
+            from,
+            done: false,
+        };
+        anyhow::ensure!(
+            child.line()? == "ready",
+            "the {accounts} ledger did not start"
+        );
+        Ok(child)
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        anyhow::ensure!(
+            self.from.read_line(&mut line)? > 0,
+            "a ledger process ended early"
+        );
+        Ok(line.trim_end().to_string())
+    }
+
+    fn turn(&mut self, blocks: usize) -> anyhow::Result<()> {
+        use std::io::Write;
+        writeln!(self.to, "turn {blocks}")?;
+        self.done = match self.line()?.as_str() {
+            "done 0" => false,
+            "done 1" => true,
+            other => anyhow::bail!("unexpected answer {other:?}"),
+        };
+        Ok(())
+    }
+
+    fn report(mut self) -> anyhow::Result<Figures> {
+        use std::io::Write;
+        writeln!(self.to, "report")?;
+        let mut figures = Figures::default();
+        for (name, samples) in figures.series() {
+            let line = self.line()?;
+            let mut words = line.split(' ');
+            anyhow::ensure!(words.next() == Some(name), "expected {name}: {line:?}");
+            for word in words {
+                samples.push(word.parse()?);
+            }
+        }
+        anyhow::ensure!(self.line()? == "end", "a report without its end");
+        figures.blocks = figures.total.0.len();
+        drop(self.to);
+        self.process.wait()?;
+        Ok(figures)
+    }
+}
+
+/// The child's side of [`Child`].
+fn serve_ledger(accounts: u64, txs: u64, folds: u64, fold_rows: u64) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut run = Run::new(accounts, txs, folds, fold_rows)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if let Some(blocks) = line.strip_prefix("turn ") {
+            run.measure(blocks.parse()?)?;
+            writeln!(out, "done {}", u8::from(run.done()))?;
+        } else if line == "report" {
+            for (name, samples) in run.figures.series() {
+                let values: Vec<String> = samples.0.iter().map(f64::to_string).collect();
+                writeln!(out, "{name} {}", values.join(" "))?;
+            }
+            writeln!(out, "end")?;
+        } else {
+            anyhow::bail!("unknown command {line:?}");
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn tempfile_dir(accounts: u64) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "bonus-block-apply-{}-{accounts}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
+const USAGE: &str = "usage: block-apply [--fold-rows N] [--turn-blocks N] [TXS_PER_BLOCK] [FOLDS]";
+
+/// Removes `name N` from `args` and parses N.
+fn option<T: std::str::FromStr>(args: &mut Vec<String>, name: &str) -> anyhow::Result<Option<T>> {
+    let Some(at) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(at + 1 < args.len(), "{name} needs a number; {USAGE}");
+    let value = args.remove(at + 1);
+    args.remove(at);
+    let parsed = value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{name} {value:?} is not a number; {USAGE}"))?;
+    Ok(Some(parsed))
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let fold_rows = match args.iter().position(|a| a == "--fold-rows") {
-        Some(at) if at + 1 < args.len() => {
-            let rows = args.remove(at + 1).parse()?;
-            args.remove(at);
-            rows
-        }
-        Some(_) => anyhow::bail!("--fold-rows needs a number of rows"),
-        None => bonus_ledger::chain::FOLD_ROWS,
-    };
-    let mut args = args.into_iter();
-    let txs: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1_000);
-    let folds: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1);
-    anyhow::ensure!(
-        txs > 0 && folds > 0,
-        "usage: block-apply [TXS_PER_BLOCK] [FOLDS]"
-    );
+    let fold_rows = option(&mut args, "--fold-rows")?.unwrap_or(bonus_ledger::chain::FOLD_ROWS);
+    let ledger: Option<u64> = option(&mut args, "--ledger")?;
+    let turn_blocks = option(&mut args, "--turn-blocks")?.unwrap_or(TURN_BLOCKS);
+    let mut numbers = args.iter().map(|n| {
+        n.parse::<u64>()
+            .map_err(|_| anyhow::anyhow!("{n:?} is not a number; {USAGE}"))
+    });
+    let txs = numbers.next().transpose()?.unwrap_or(1_000);
+    let folds = numbers.next().transpose()?.unwrap_or(1);
+    anyhow::ensure!(txs > 0 && folds > 0 && numbers.next().is_none(), USAGE);
+    if let Some(accounts) = ledger {
+        return serve_ledger(accounts, txs, folds, fold_rows);
+    }
     // Folding every block: measure as many blocks as the default would.
     let folds = if fold_rows < bonus_ledger::chain::FOLD_ROWS {
         folds * bonus_ledger::chain::FOLD_ROWS / (fold_rows.max(txs))
     } else {
         folds
     };
-    let small = run(10_000, txs, folds, fold_rows)?;
-    let large = run(1_000_000, txs, folds, fold_rows)?;
+    // 0: one ledger to the end, then the other (before session 18).
+    let turn = if turn_blocks == 0 {
+        usize::MAX
+    } else {
+        turn_blocks
+    };
+    let mut small = Child::spawn(10_000, txs, folds, fold_rows)?;
+    let mut large = Child::spawn(1_000_000, txs, folds, fold_rows)?;
+    while !(small.done && large.done) {
+        for child in [&mut small, &mut large] {
+            if !child.done {
+                child.turn(turn)?;
+            }
+        }
+    }
+    let (small, large) = (&small.report()?, &large.report()?);
     println!(
         "blocks of {txs} transfers until the log folded {folds} time(s) ({} | {} blocks)",
         small.blocks, large.blocks

@@ -78,11 +78,9 @@ impl<S: Schema> Table<S> {
         Q: Ord + ToOwned<Owned = S::Key> + ?Sized,
         S::Key: Borrow<Q>,
     {
-        if !self.map.contains_key(key) {
-            return None;
-        }
+        let value = self.map.get_mut(key)?;
         self.dirty.insert(key.to_owned());
-        self.map.get_mut(key)
+        Some(value)
     }
 
     pub(crate) fn or_default(&mut self, key: S::Key) -> &mut S::Value

@@ -48,8 +48,13 @@ fn check_root(state: &State) {
 fn random_body(rng: &mut Rng, keys: &[SecretKey], signer: usize, step: u64) -> TxBody {
     let other = keys[rng.below(keys.len() as u64) as usize].public();
     match rng.below(7) {
-        0 | 1 => TxBody::Transfer {
+        0 => TxBody::Transfer {
             to: other,
+            amount: 1 + rng.below(5_000),
+        },
+        // To an account no row holds yet: its row is created.
+        1 => TxBody::Transfer {
+            to: key(1_000 + step).public(),
             amount: 1 + rng.below(5_000),
         },
         2 => TxBody::Stake {
