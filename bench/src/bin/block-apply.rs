@@ -25,6 +25,10 @@
 //!
 //! Usage: `block-apply [--fold-rows N] [--turn-blocks N] [TXS_PER_BLOCK] [FOLDS]`
 
+/// The allocator of the `bonus` binary, whose validator this stands for.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bonus_ids::SecretKey;
 use bonus_ledger::chain::{Block, ChainStore};
 use bonus_ledger::{BlockCtx, GenesisSpec, Params, SignedTx, State, TxBody};
