@@ -2,6 +2,7 @@
 //! [`run`], which starts its roles and stops them on SIGINT or SIGTERM.
 
 use crate::http::stopped;
+use crate::signals::StopSignals;
 use anyhow::{Context, bail};
 use bonus_ledger::client::LedgerClient;
 use bonus_registry::p2p::Multiaddr;
@@ -198,10 +199,18 @@ pub fn run(
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let signals = {
             let report = report.clone();
+            let caught = StopSignals::catch();
             tokio::spawn(async move {
-                wait_for_signal().await;
-                report(Event::Stopping);
-                let _ = stop_tx.send(true);
+                let Ok(caught) = caught else {
+                    // Without signal handlers the node still runs; it stops only when killed.
+                    return std::future::pending().await;
+                };
+                caught
+                    .stop_then_exit_on_second(|| {
+                        report(Event::Stopping);
+                        let _ = stop_tx.send(true);
+                    })
+                    .await;
             })
         };
         if !serves {
@@ -386,21 +395,5 @@ fn start_validator(
         Ok(Ok(())) => Ok(format!("http://{api}")),
         Ok(Err(e)) => Err(e),
         Err(_) => bail!("the validator stopped before it was ready; see the log above"),
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the node still runs; it stops only when killed.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

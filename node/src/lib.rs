@@ -17,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod pipeline;
 pub mod serve;
+pub mod signals;
 pub mod up;
 pub mod validator;
 pub mod worker;

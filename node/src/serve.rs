@@ -4,6 +4,7 @@
 //! but the loaded component. SIGINT or SIGTERM stops it gracefully.
 
 use crate::pipeline::Pipeline;
+use crate::signals::StopSignals;
 use anyhow::Context;
 use bonus_router::{RouterLimits, ServeLimits};
 use bonus_runtime::{ArtifactId, Capabilities, Function, Limits};
@@ -13,7 +14,6 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 
 /// What to serve and how.
@@ -38,8 +38,7 @@ pub struct Server {
 /// instead of killing it mid-request.
 struct Signals {
     runtime: tokio::runtime::Runtime,
-    interrupt: Signal,
-    terminate: Signal,
+    caught: StopSignals,
 }
 
 impl Signals {
@@ -48,50 +47,26 @@ impl Signals {
             .enable_all()
             .build()
             .context("building the signal runtime")?;
-        let (interrupt, terminate) = runtime
-            .block_on(async {
-                Ok::<_, std::io::Error>((
-                    signal(SignalKind::interrupt())?,
-                    signal(SignalKind::terminate())?,
-                ))
-            })
+        let caught = runtime
+            .block_on(async { StopSignals::catch() })
             .context("catching SIGINT and SIGTERM")?;
-        Ok(Signals {
-            runtime,
-            interrupt,
-            terminate,
-        })
+        Ok(Signals { runtime, caught })
     }
 
     /// On a thread of its own: the first signal sets `stop`, a second one
-    /// exits at once (a user who pressed Ctrl-C twice does not want to
-    /// wait for the drain).
+    /// exits at once.
     fn forward(self, stop: watch::Sender<bool>) -> anyhow::Result<()> {
-        let Signals {
-            runtime,
-            mut interrupt,
-            mut terminate,
-        } = self;
+        let Signals { runtime, caught } = self;
         std::thread::Builder::new()
             .name("bonus-signals".into())
             .spawn(move || {
-                runtime.block_on(async move {
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
+                runtime.block_on(caught.stop_then_exit_on_second(|| {
                     tracing::info!(
                         drain_timeout = ?SERVE_LIMITS.drain_timeout,
                         "stopping: no new connections, in-flight requests finish; signal again to exit at once"
                     );
                     let _ = stop.send(true);
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
-                    tracing::warn!("second signal: exiting without waiting for in-flight requests");
-                    std::process::exit(130);
-                })
+                }))
             })
             .context("spawning the signal thread")?;
         Ok(())

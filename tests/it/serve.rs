@@ -142,6 +142,29 @@ fn a_spinning_guest_does_not_starve_other_requests() {
     let _ = spinner.join();
 }
 
+/// Sends `GET /sleep?ms=MS` to the hostile guest and returns its reader
+/// (the whole raw response) once the request is running: a request on a
+/// connection opened after the sleeper's had sent its head is answered by
+/// the one serving thread first.
+fn sleeper_in_flight(server: &Serve, ms: u64) -> std::thread::JoinHandle<String> {
+    let host = server.addr.trim_start_matches("http://");
+    let mut sleeper = TcpStream::connect(host).expect("connecting");
+    sleeper
+        .write_all(
+            format!("GET /sleep?ms={ms} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("writing the request");
+    let reader = std::thread::spawn(move || {
+        let _ = sleeper.set_read_timeout(Some(Duration::from_secs(90)));
+        let mut raw = Vec::new();
+        let _ = sleeper.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    });
+    assert_eq!(server.get("/ok").status, 200);
+    reader
+}
+
 /// SIGINT (Ctrl-C) stops `bonus serve` gracefully: the listener closes at
 /// once, a request already running still gets its answer, and the process
 /// exits with success.
@@ -149,22 +172,7 @@ fn a_spinning_guest_does_not_starve_other_requests() {
 fn sigint_closes_the_listener_lets_in_flight_requests_finish_and_exits_0() {
     let mut server = Serve::start(&guest("hostile"), &[]);
     let host = server.addr.trim_start_matches("http://").to_string();
-    let mut sleeper = TcpStream::connect(&host).expect("connecting");
-    sleeper
-        .write_all(
-            format!("GET /sleep?ms=5000 HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .expect("writing the request");
-    let sleeper = std::thread::spawn(move || {
-        let _ = sleeper.set_read_timeout(Some(Duration::from_secs(60)));
-        let mut raw = Vec::new();
-        let _ = sleeper.read_to_end(&mut raw);
-        String::from_utf8_lossy(&raw).into_owned()
-    });
-    // Answered on a connection opened after the sleeper's had sent its
-    // request, by the one serving thread: the sleeper is running.
-    assert_eq!(server.get("/ok").status, 200);
+    let sleeper = sleeper_in_flight(&server, 5_000);
 
     server.signal("INT");
     assert!(
@@ -190,6 +198,32 @@ fn sigint_closes_the_listener_lets_in_flight_requests_finish_and_exits_0() {
         server.wait_for_log("Stopped", Duration::from_secs(10)),
         "{}",
         server.stderr()
+    );
+}
+
+/// A second Ctrl-C does not wait for the drain: the process exits with
+/// 130 while a request still runs (a drain, even one that timed out,
+/// would exit 0).
+#[test]
+fn a_second_sigint_exits_at_once_without_waiting_for_the_drain() {
+    let mut server = Serve::start(&guest("hostile"), &["--deadline-ms", "60000"]);
+    let host = server.addr.trim_start_matches("http://").to_string();
+    let sleeper = sleeper_in_flight(&server, 50_000);
+    server.signal("INT");
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect(&host)
+            .is_err()),
+        "still accepting connections after SIGINT"
+    );
+    server.signal("INT");
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("bonus serve still runs after a second SIGINT");
+    assert_eq!(status.code(), Some(130), "stderr: {}", server.stderr());
+    let answer = sleeper.join().expect("the sleeper's reader");
+    assert!(
+        !answer.contains("slept"),
+        "the request finished: {answer:?}"
     );
 }
 

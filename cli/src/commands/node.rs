@@ -15,7 +15,8 @@ use std::path::PathBuf;
 /// and manifests from finalized state and settles usage there. Without
 /// it, a worker is a standalone node with its own name map.
 /// SIGINT or SIGTERM stops it gracefully: in-flight requests finish,
-/// receipts are flushed, last attestations submitted.
+/// receipts are flushed, last attestations submitted. A second one exits
+/// at once.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     bonus up                      (a whole local network; easier)\n  \
