@@ -165,21 +165,25 @@ fn sleeper_in_flight(server: &Serve, ms: u64) -> std::thread::JoinHandle<String>
     reader
 }
 
+/// Sends SIGINT and waits until the server refuses new connections.
+fn interrupt_and_wait_until_closed(server: &Serve) {
+    let host = server.addr.trim_start_matches("http://");
+    server.signal("INT");
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect(host)
+            .is_err()),
+        "still accepting connections after SIGINT"
+    );
+}
+
 /// SIGINT (Ctrl-C) stops `bonus serve` gracefully: the listener closes at
 /// once, a request already running still gets its answer, and the process
 /// exits with success.
 #[test]
 fn sigint_closes_the_listener_lets_in_flight_requests_finish_and_exits_0() {
     let mut server = Serve::start(&guest("hostile"), &[]);
-    let host = server.addr.trim_start_matches("http://").to_string();
     let sleeper = sleeper_in_flight(&server, 5_000);
-
-    server.signal("INT");
-    assert!(
-        wait_until(Duration::from_secs(10), || TcpStream::connect(&host)
-            .is_err()),
-        "still accepting connections after SIGINT"
-    );
+    interrupt_and_wait_until_closed(&server);
     assert!(
         !sleeper.is_finished(),
         "the listener was still open when the 5 s request ended"
@@ -207,14 +211,8 @@ fn sigint_closes_the_listener_lets_in_flight_requests_finish_and_exits_0() {
 #[test]
 fn a_second_sigint_exits_at_once_without_waiting_for_the_drain() {
     let mut server = Serve::start(&guest("hostile"), &["--deadline-ms", "60000"]);
-    let host = server.addr.trim_start_matches("http://").to_string();
     let sleeper = sleeper_in_flight(&server, 50_000);
-    server.signal("INT");
-    assert!(
-        wait_until(Duration::from_secs(10), || TcpStream::connect(&host)
-            .is_err()),
-        "still accepting connections after SIGINT"
-    );
+    interrupt_and_wait_until_closed(&server);
     server.signal("INT");
     let status = server
         .wait_exit(Duration::from_secs(30))
