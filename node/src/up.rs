@@ -245,6 +245,12 @@ impl Up {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // A process group of its own: a terminal's Ctrl-C reaches `bonus
+        // up` alone, which stops the nodes once each, in order (routers
+        // and workers, then validators). In the terminal's group each node
+        // would get the SIGINT and then our SIGTERM, and a node exits at
+        // once on a second signal instead of draining.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to
         // send SIGTERM to the child when `bonus up` dies, so a killed
         // `bonus up` never leaves a network running behind it.

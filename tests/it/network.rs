@@ -4,12 +4,14 @@
 //! on chain; a worker killed -9 under load is restarted and settles what
 //! it had committed, nothing twice; a gradual rollout and its rollback;
 //! bad input at the edge (malformed Host, oversized body, forged router
-//! header, an owner who cannot pay, a network that is down); a second
-//! `bonus up` on the same home is refused.
+//! header, an owner who cannot pay, a network that is down); Ctrl-C
+//! drains every node, each signalled once; a second `bonus up` on the
+//! same home is refused.
 
 use bonus_ledger::api::{AccountView, UsageView};
 use bonus_tests::{guest, http_request, root, wait_until};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -46,6 +48,25 @@ impl Drop for Up {
     }
 }
 
+impl Up {
+    /// Ctrl-C as a terminal sends it: SIGINT to the job's whole process
+    /// group. Waits for `bonus up` to exit.
+    fn ctrl_c(&mut self) -> std::process::ExitStatus {
+        let group = format!("-{}", self.child.id());
+        let sent = Command::new("kill")
+            .args(["-s", "INT", "--", &group])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -s INT -- {group} failed");
+        let mut status = None;
+        wait_until(Duration::from_secs(90), || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.expect("bonus up still runs 90 s after Ctrl-C")
+    }
+}
+
 /// Worker-1 answers health probes this much later: it looks far.
 const FAR_WORKER_DELAY_MS: u64 = 30;
 
@@ -69,6 +90,9 @@ fn bonus_up(home: &Path, base: u16) -> Up {
         .env("BONUS_HOME", home)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // As a shell starts a job: its own process group, so the test can
+        // press Ctrl-C on it the way a terminal does (see `ctrl_c`).
+        .process_group(0)
         .spawn()
         .expect("spawning bonus up");
     let mut line = String::new();
@@ -530,6 +554,22 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         last.1 <= last.0,
         "never settled beyond what routers attested: {last:?}"
     );
+    // Ctrl-C stops every node gracefully, each once: a node that got the
+    // terminal's SIGINT and then `bonus up`'s SIGTERM would exit without
+    // draining.
+    let mut up = up;
+    let status = up.ctrl_c();
+    assert!(status.success(), "bonus up after Ctrl-C: {status:?}");
+    for name in ["worker-0", "worker-1", "router"] {
+        let log = std::fs::read_to_string(home.join(format!("up/logs/{name}.log")))
+            .unwrap_or_else(|e| panic!("{name}'s log: {e}"));
+        let tail = &log[log.len().saturating_sub(2_000)..];
+        assert!(log.contains("Stopping"), "{name} did not drain:\n{tail}");
+        assert!(
+            !log.contains("second signal"),
+            "{name} was signalled twice:\n{tail}"
+        );
+    }
     drop(up);
 
     // The network is down: a clear error that says what to do.
