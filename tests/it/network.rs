@@ -58,12 +58,8 @@ impl Up {
             .status()
             .expect("running kill");
         assert!(sent.success(), "kill -s INT -- {group} failed");
-        let mut status = None;
-        wait_until(Duration::from_secs(90), || {
-            status = self.child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status.expect("bonus up still runs 90 s after Ctrl-C")
+        bonus_tests::wait_exit(&mut self.child, Duration::from_secs(90))
+            .expect("bonus up still runs 90 s after Ctrl-C")
     }
 }
 

@@ -228,13 +228,18 @@ impl Serve {
 
     /// Waits for the server to exit; `None` while it still runs after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let mut status = None;
-        wait_until(timeout, || {
-            status = self.child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status
+        wait_exit(&mut self.child, timeout)
     }
+}
+
+/// Waits for `child` to exit; `None` while it still runs after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
 }
 
 impl Drop for Serve {

@@ -127,13 +127,10 @@ pub fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let stopped_by = runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let mut signals = bonus_node::signals::StopSignals::catch()?;
         loop {
             tokio::select! {
-                _ = term.recv() => return Ok::<_, anyhow::Error>(None),
-                _ = int.recv() => return Ok(None),
+                () = signals.recv() => return Ok::<_, anyhow::Error>(None),
                 () = tokio::time::sleep(Duration::from_millis(250)) => {
                     if let Some(name) = up.supervise()? {
                         return Ok(Some(name));
