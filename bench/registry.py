@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Artifact distribution: time for an artifact to reach 3 and 10 other
 nodes on loopback (all fetching at once), against one plain TCP copy of the
-same bytes to one receiver measured in the same run, printed as ratios; and
-deploy -> runnable on a cold node.
+same bytes to one receiver measured in the same run (the issue's anchor),
+and against N plain TCP copies at once from one sender (the machine's
+floor: no verification, no store), printed as ratios; and deploy ->
+runnable on a cold node.
 
 Usage: bench/registry.py [--rounds 3] [--fetchers 3,10] [--sizes-mib 2,50]
                          [--compare-libp2p] [--data-root DIR] [--no-cold]
@@ -113,18 +115,21 @@ def spread(size, rounds, n_fetchers, direct=True):
             results = [None] * n_fetchers
             def fetch(i):
                 results[i] = request("POST", f"{others[i].api}/v1/artifacts/{artifact}/fetch")
+            cpu_before = [node.cpu_ticks() for node in [origin] + others]
             started = time.perf_counter()
             threads = [threading.Thread(target=fetch, args=(i,)) for i in range(n_fetchers)]
             for t in threads: t.start()
             for t in threads: t.join()
             elapsed = time.perf_counter() - started
+            tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
+            cpu_ms = [(node.cpu_ticks() - before) * tick_ms for node, before in zip([origin] + others, cpu_before)]
             for status, body in results:
                 assert status == 200, body
             sources = [json.loads(body)["segments_by_peer"] for _, body in results]
             direct = sum(json.loads(body).get("direct_streams", 0) for _, body in results)
             from_origin = sum(s.get(origin.peer_id, 0) for s in sources)
             samples.append(elapsed)
-            print(f"  {size >> 20} MiB to {n_fetchers} nodes{'' if direct else ' (libp2p only)'}: {elapsed * 1e3:.0f} ms; segments from the origin {from_origin} of {sum(sum(s.values()) for s in sources)}; direct streams {direct}; by source: {[sorted(s.values(), reverse=True) for s in sources]}", file=sys.stderr)
+            print(f"  {size >> 20} MiB to {n_fetchers} nodes{'' if direct else ' (libp2p only)'}: {elapsed * 1e3:.0f} ms; segments from the origin {from_origin} of {sum(sum(s.values()) for s in sources)}; direct streams {direct}; by source: {[sorted(s.values(), reverse=True) for s in sources]}; CPU ms: origin {cpu_ms[0]:.0f}, fetchers {sum(cpu_ms[1:]):.0f}", file=sys.stderr)
         finally:
             for node in [origin] + others:
                 node.stop()
@@ -158,6 +163,8 @@ def cold_deploy(size, rounds):
                 if status == 200:
                     break
             elapsed = time.perf_counter() - started
+            tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
+            cpu_ms = [(node.cpu_ticks() - before) * tick_ms for node, before in zip([origin] + others, cpu_before)]
             samples.append(elapsed)
             print(f"  {size >> 20} MiB deploy -> runnable on a cold node: {elapsed * 1e3:.0f} ms", file=sys.stderr)
         finally:
@@ -189,16 +196,18 @@ def main():
         path = write_temp(inflated_component(size, None))
         for n_fetchers in [int(n) for n in args.fetchers.split(",")]:
             # The anchor, measured right before each case.
-            copy_ms = float(subprocess.run([os.path.join(TARGET, "release/tcp-copy"), path, "5"], capture_output=True, text=True, check=True).stdout)
+            copies = lambda receivers: float(subprocess.run([os.path.join(TARGET, "release/tcp-copy"), path, "5", str(receivers)], capture_output=True, text=True, check=True).stdout)
+            copy_ms, floor_ms = copies(1), copies(n_fetchers)
             spread_ms = spread(size, args.rounds, n_fetchers) * 1e3
             libp2p_ms = spread(size, args.rounds, n_fetchers, direct=False) * 1e3 if args.compare_libp2p else None
-            rows.append((size, n_fetchers, spread_ms, copy_ms, libp2p_ms))
+            rows.append((size, n_fetchers, spread_ms, copy_ms, floor_ms, libp2p_ms))
     cold_ms = None if args.no_cold else cold_deploy(2 << 20, args.rounds) * 1e3
     print(f"\nstores in {DATA_ROOT or tempfile.gettempdir()}")
-    print(f"\n{'artifact':<10}{'to nodes':>9}{'ms':>9}{'1 TCP copy ms':>15}{'ratio':>8}{'libp2p only ms':>16}{'ratio':>8}")
-    for size, n_fetchers, spread_ms, copy_ms, libp2p_ms in rows:
+    print(f"\n{'artifact':<10}{'to nodes':>9}{'ms':>9}{'1 TCP copy ms':>15}{'ratio':>8}{'N copies ms':>13}{'ratio':>8}{'libp2p only ms':>16}{'ratio':>8}")
+    for size, n_fetchers, spread_ms, copy_ms, floor_ms, libp2p_ms in rows:
         libp2p = f"{libp2p_ms:>16.0f}{libp2p_ms / copy_ms:>7.1f}x" if libp2p_ms else ""
-        print(f"{size >> 20:>4} MiB  {n_fetchers:>9}{spread_ms:>9.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x{libp2p}")
+        print(f"{size >> 20:>4} MiB  {n_fetchers:>9}{spread_ms:>9.0f}{copy_ms:>15.2f}{spread_ms / copy_ms:>7.1f}x{floor_ms:>13.2f}{spread_ms / floor_ms:>7.1f}x{libp2p}")
+    print("ratio: to one TCP copy (the goal's anchor), then to N copies at once from one sender (this machine's floor)")
     if cold_ms is not None:
         print(f"\n2 MiB deploy -> runnable on a cold node: {cold_ms:.0f} ms (median of {args.rounds})")
 

@@ -449,13 +449,7 @@ pub struct BlobWriter<'a> {
 impl BlobWriter<'_> {
     /// Appends a chunk; fails as soon as the size limit is passed.
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        let bytes = self.bytes + chunk.len() as u64;
-        let bytes_max = self.store.config.artifact_bytes_max;
-        if bytes > bytes_max || self.declared_bytes.is_some_and(|d| bytes > d) {
-            return Err(Error::ArtifactTooLarge {
-                bytes_max: self.declared_bytes.unwrap_or(bytes_max).min(bytes_max),
-            });
-        }
+        let bytes = self.size_after(chunk.len())?;
         self.file.write_all(chunk).map_err(|source| Error::Io {
             path: self.file.path().to_path_buf(),
             source,
@@ -465,6 +459,48 @@ impl BlobWriter<'_> {
         }
         self.bytes = bytes;
         Ok(())
+    }
+
+    /// Appends several chunks in vectored writes (a fetched blob's chunk
+    /// groups, where they lie in the encodings that carried them).
+    #[cfg(feature = "p2p")]
+    pub(crate) fn write_slices(&mut self, chunks: &[&[u8]]) -> Result<()> {
+        let bytes = self.size_after(chunks.iter().map(|c| c.len()).sum())?;
+        if let Some(hasher) = &mut self.hasher {
+            for chunk in chunks {
+                hasher.update(chunk);
+            }
+        }
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let written = match self.file.write_vectored(rest) {
+                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            }
+            .map_err(|source| Error::Io {
+                path: self.file.path().to_path_buf(),
+                source,
+            })?;
+            std::io::IoSlice::advance_slices(&mut rest, written);
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// The size once `more` bytes are appended, if within the limits.
+    fn size_after(&self, more: usize) -> Result<u64> {
+        let bytes = self.bytes + more as u64;
+        let bytes_max = self.store.config.artifact_bytes_max;
+        if bytes > bytes_max || self.declared_bytes.is_some_and(|d| bytes > d) {
+            return Err(Error::ArtifactTooLarge {
+                bytes_max: self.declared_bytes.unwrap_or(bytes_max).min(bytes_max),
+            });
+        }
+        Ok(bytes)
     }
 
     /// Bytes written so far.

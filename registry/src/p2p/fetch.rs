@@ -552,11 +552,11 @@ async fn pull_over<S: AsyncRead + AsyncWrite + Send + 'static>(
         let _ = writer.close().await;
         Ok::<(), String>(())
     };
-    // Frame buffers come back from verification to be read into again.
-    let (spare, mut spares) = mpsc::unbounded_channel::<Vec<u8>>();
     let receive = async move {
         while let Some(segment) = awaited.recv().await {
-            let mut buffer = spares.try_recv().unwrap_or_default();
+            // A fresh buffer per answer: a verified segment's frame is kept
+            // and served as it is.
+            let mut buffer = Vec::new();
             let read = wire::read_stream_answer(&mut reader, &mut buffer);
             let answer = tokio::time::timeout(SEGMENT_TIMEOUT, read)
                 .await
@@ -567,8 +567,9 @@ async fn pull_over<S: AsyncRead + AsyncWrite + Send + 'static>(
                     // Verified beside the stream, which goes on being read
                     // meanwhile (its window stays open). At most
                     // SEGMENTS_IN_FLIGHT_PER_PEER answers are held.
-                    let (held, events, spare) = (held.clone(), events.clone(), spare.clone());
-                    tokio::spawn(verify_and_keep(peer, segment, buffer, held, events, spare));
+                    let encoded = bytes::Bytes::from(buffer).slice(wire::SEGMENT_HEAD..);
+                    let (held, events) = (held.clone(), events.clone());
+                    tokio::spawn(verify_and_keep(peer, segment, encoded, held, events));
                     continue;
                 }
                 StreamAnswer::Other(BlobResponse::Missing { segment: answered })
@@ -600,15 +601,12 @@ async fn pull_over<S: AsyncRead + AsyncWrite + Send + 'static>(
 async fn verify_and_keep(
     peer: PeerId,
     segment: u32,
-    frame: Vec<u8>,
+    encoded: bytes::Bytes,
     held: Arc<Held>,
     events: mpsc::Sender<Event>,
-    spare: mpsc::UnboundedSender<Vec<u8>>,
 ) {
     let verified = tokio::task::spawn_blocking(move || {
-        let verified = held.verify(segment, &frame[wire::SEGMENT_HEAD..]);
-        let _ = spare.send(frame);
-        held.absorb(verified?);
+        held.absorb(held.verify(segment, encoded)?);
         Ok::<(), String>(())
     })
     .await;

@@ -7,10 +7,10 @@ use super::limits::{SEGMENT_BYTES, SEGMENT_CHUNKS, SEGMENTS_MAX, SERVE_CACHE_ENT
 use super::wire::n_segments;
 use crate::Store;
 use bao_tree::io::outboard::PreOrderMemOutboard;
-use bao_tree::io::sync::{DecodeResponseIter, OutboardMut};
-use bao_tree::io::{BaoContentItem, Parent};
+use bao_tree::iter::{BaoChunk, ResponseIterRef};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
 use bonus_ids::ArtifactId;
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -25,43 +25,67 @@ pub(crate) struct Held {
 }
 
 struct HeldState {
-    data: Vec<u8>,
-    /// Parents saved as segments verify: those of every held segment and
-    /// of its path to the root, enough to encode it for a peer.
-    outboard: PreOrderMemOutboard,
+    content: Content,
     /// Bit `i` set: segment `i` is verified.
     have: Vec<u8>,
     n_have: u32,
 }
 
-/// A segment that verified against the root, ready to be absorbed: its
-/// chunk groups as the decoder produced them (not copied into one buffer
-/// first: `absorb` copies them once, into the blob).
+enum Content {
+    /// A blob loaded whole from the store, and its outboard, from which any
+    /// segment is encoded.
+    Whole {
+        data: Vec<u8>,
+        outboard: PreOrderMemOutboard,
+    },
+    /// A blob being fetched: each verified segment's encoding exactly as it
+    /// arrived. That is the encoding a peer asking for the segment is sent
+    /// (bao's is canonical), so a fetcher neither copies the data out of
+    /// the frames nor encodes it again to pass it on; only the store write
+    /// at the end copies it.
+    Segments(Vec<Option<Bytes>>),
+}
+
+/// A segment whose encoding verified against the root, ready to be kept.
 pub(crate) struct VerifiedSegment {
     segment: u32,
-    /// Offset in the segment, and data.
-    leaves: Vec<(usize, bytes::Bytes)>,
-    parents: Vec<Parent>,
+    encoded: Bytes,
+}
+
+/// A held segment's encoding, as a peer is sent it.
+pub(crate) enum Encoded {
+    /// Kept as it arrived: shared, not copied.
+    Kept(Bytes),
+    /// Encoded into the caller's buffer, from a whole blob and its outboard.
+    InBuffer,
+}
+
+/// One step of a segment's encoding: a parent's pair of child hashes, or
+/// a chunk group of data, each a slice of the encoding.
+enum Part<'a> {
+    Parent {
+        pair: &'a [u8; 64],
+        is_root: bool,
+        left: bool,
+        right: bool,
+    },
+    Leaf {
+        start_chunk: ChunkNum,
+        data: &'a [u8],
+        is_root: bool,
+    },
 }
 
 impl Held {
     /// Nothing held yet of a blob of `bytes`.
     pub(crate) fn empty(artifact_id: ArtifactId, bytes: u64) -> Result<Held, String> {
         let n_segments = checked_segments(bytes)?;
-        let tree = BaoTree::new(bytes, BLOCK_SIZE);
-        let outboard_bytes = usize::try_from(tree.outboard_size()).map_err(|e| e.to_string())?;
-        let data_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
         Ok(Held {
             artifact_id,
-            tree,
+            tree: BaoTree::new(bytes, BLOCK_SIZE),
             n_segments,
             state: RwLock::new(HeldState {
-                data: vec![0; data_bytes],
-                outboard: PreOrderMemOutboard {
-                    root: root_of(&artifact_id),
-                    tree,
-                    data: vec![0; outboard_bytes],
-                },
+                content: Content::Segments(vec![None; n_segments as usize]),
                 have: vec![0; n_segments.div_ceil(8) as usize],
                 n_have: 0,
             }),
@@ -88,8 +112,7 @@ impl Held {
             tree: outboard.tree,
             n_segments,
             state: RwLock::new(HeldState {
-                data,
-                outboard,
+                content: Content::Whole { data, outboard },
                 have,
                 n_have: n_segments,
             }),
@@ -121,74 +144,105 @@ impl Held {
     #[cfg(test)]
     pub(crate) fn encode(&self, segment: u32) -> Option<Vec<u8>> {
         let mut encoded = Vec::new();
-        self.encode_into(segment, &mut encoded).then_some(encoded)
+        match self.encoded(segment, &mut encoded)? {
+            Encoded::Kept(kept) => Some(kept.to_vec()),
+            Encoded::InBuffer => Some(encoded),
+        }
     }
 
-    /// Replaces `encoded` with the bao encoding of a held segment (reusing
-    /// its allocation: a stream serves many); false if not held.
-    pub(crate) fn encode_into(&self, segment: u32, encoded: &mut Vec<u8>) -> bool {
-        encoded.clear();
+    /// The bao encoding of a held segment, kept or encoded into `buffer`
+    /// (reusing its allocation: a stream serves many); `None` if not held.
+    pub(crate) fn encoded(&self, segment: u32, buffer: &mut Vec<u8>) -> Option<Encoded> {
+        buffer.clear();
         let state = self.read();
         if !bit(&state.have, segment) {
-            return false;
+            return None;
         }
-        encoded.reserve(SEGMENT_BYTES as usize + 8192);
-        // Held data was verified (against the root, as it arrived or as it
-        // was loaded): no need to hash it again to send it.
+        let (data, outboard) = match &state.content {
+            Content::Segments(kept) => {
+                return kept.get(segment as usize)?.clone().map(Encoded::Kept);
+            }
+            Content::Whole { data, outboard } => (data, outboard),
+        };
+        buffer.reserve(SEGMENT_BYTES as usize + 8192);
+        // Held data was verified (against the root, as it was loaded): no
+        // need to hash it again to send it.
         match bao_tree::io::sync::encode_ranges(
-            &state.data[..],
-            &state.outboard,
-            &segment_ranges(segment),
-            &mut *encoded,
+            &data[..],
+            outboard,
+            &self.segment_ranges(segment),
+            &mut *buffer,
         ) {
-            Ok(()) => true,
+            Ok(()) => Some(Encoded::InBuffer),
             Err(e) => {
                 debug_assert!(false, "a held segment must encode: {e}");
                 tracing::error!(artifact_id = %self.artifact_id, segment, error = %e, "cannot encode a held segment");
-                encoded.clear();
-                false
+                buffer.clear();
+                None
             }
         }
     }
 
-    /// Checks a segment's bao encoding against the root: every chunk and
-    /// parent, and nothing more than the segment. Pure: takes no lock.
-    pub(crate) fn verify(&self, segment: u32, encoded: &[u8]) -> Result<VerifiedSegment, String> {
+    /// Checks a segment's bao encoding against the root, in place: every
+    /// parent and chunk group, and nothing more than the segment. Pure:
+    /// takes no lock.
+    pub(crate) fn verify(&self, segment: u32, encoded: Bytes) -> Result<VerifiedSegment, String> {
+        use blake3::hazmat::{
+            ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root,
+        };
         if segment >= self.n_segments {
             return Err(format!("segment {segment} is past the end"));
         }
-        let start = u64::from(segment) * SEGMENT_BYTES;
-        let len = (self.bytes() - start).min(SEGMENT_BYTES) as usize;
-        let mut leaves = Vec::with_capacity(len.div_ceil(BLOCK_SIZE.bytes()));
-        let mut parents = Vec::new();
-        let mut filled = 0usize;
-        let ranges = segment_ranges(segment);
-        let mut reader = encoded;
-        let items =
-            DecodeResponseIter::new(root_of(&self.artifact_id), self.tree, &mut reader, &ranges);
-        for item in items {
-            match item.map_err(|e| format!("segment {segment} failed verification: {e}"))? {
-                BaoContentItem::Parent(parent) => parents.push(parent),
-                BaoContentItem::Leaf(leaf) => {
-                    let at = leaf
-                        .offset
-                        .checked_sub(start)
-                        .and_then(|at| usize::try_from(at).ok())
-                        .filter(|at| at + leaf.data.len() <= len)
-                        .ok_or_else(|| format!("segment {segment}: data outside the segment"))?;
-                    filled += leaf.data.len();
-                    leaves.push((at, leaf.data));
+        let failed = || format!("segment {segment} failed verification");
+        let mut expected: Vec<blake3::Hash> = vec![root_of(&self.artifact_id)];
+        self.walk(segment, &encoded, |part| {
+            let want = expected.pop().ok_or_else(failed)?;
+            match part {
+                Part::Parent {
+                    pair,
+                    is_root,
+                    left,
+                    right,
+                } => {
+                    let (l, r) = pair.split_at(32);
+                    let l: ChainingValue = l.try_into().map_err(|_| failed())?;
+                    let r: ChainingValue = r.try_into().map_err(|_| failed())?;
+                    let actual = if is_root {
+                        merge_subtrees_root(&l, &r, Mode::Hash)
+                    } else {
+                        blake3::Hash::from(merge_subtrees_non_root(&l, &r, Mode::Hash))
+                    };
+                    if actual != want {
+                        return Err(format!("{}: a parent does not match", failed()));
+                    }
+                    if right {
+                        expected.push(blake3::Hash::from(r));
+                    }
+                    if left {
+                        expected.push(blake3::Hash::from(l));
+                    }
+                }
+                Part::Leaf {
+                    start_chunk,
+                    data,
+                    is_root,
+                } => {
+                    let actual = if is_root {
+                        blake3::hash(data)
+                    } else {
+                        let mut hasher = blake3::Hasher::new();
+                        hasher.set_input_offset(start_chunk.0 * 1024);
+                        hasher.update(data);
+                        blake3::Hash::from(hasher.finalize_non_root())
+                    };
+                    if actual != want {
+                        return Err(format!("{}: data does not match", failed()));
+                    }
                 }
             }
-        }
-        if filled != len || !reader.is_empty() {
-            return Err(format!("segment {segment}: wrong length"));
-        }
-        Ok(VerifiedSegment {
-            segment,
-            leaves,
-            parents,
-        })
+            Ok(())
+        })?;
+        Ok(VerifiedSegment { segment, encoded })
     }
 
     /// Keeps a verified segment; returns whether it was new.
@@ -197,27 +251,119 @@ impl Held {
         if bit(&state.have, verified.segment) {
             return false;
         }
-        let start = (u64::from(verified.segment) * SEGMENT_BYTES) as usize;
-        for (at, leaf) in &verified.leaves {
-            state.data[start + at..start + at + leaf.len()].copy_from_slice(leaf);
-        }
-        for parent in &verified.parents {
-            // In-memory outboard: saving cannot fail.
-            let _ = state.outboard.save(parent.node, &parent.pair);
-        }
+        let Content::Segments(kept) = &mut state.content else {
+            return false;
+        };
+        let Some(slot) = kept.get_mut(verified.segment as usize) else {
+            return false;
+        };
+        *slot = Some(verified.encoded);
         let byte = &mut state.have[(verified.segment / 8) as usize];
         *byte |= 1 << (verified.segment % 8);
         state.n_have += 1;
         true
     }
 
-    /// Stores a complete blob (already verified segment by segment).
+    /// Stores a complete blob (already verified segment by segment): the
+    /// chunk groups of each kept encoding, in one vectored write a segment.
     pub(crate) fn write_to(&self, store: &Store) -> crate::Result<()> {
         debug_assert!(self.is_complete());
         let mut writer = store.writer_verified(self.artifact_id, self.bytes())?;
-        writer.write(&self.read().data)?;
+        let state = self.read();
+        match &state.content {
+            Content::Whole { data, .. } => writer.write(data)?,
+            Content::Segments(kept) => {
+                let mut leaves: Vec<&[u8]> = Vec::new();
+                for (segment, encoded) in kept.iter().enumerate() {
+                    let encoded = encoded.as_deref().unwrap_or_default();
+                    leaves.clear();
+                    let walked = self.walk(segment as u32, encoded, |part| {
+                        if let Part::Leaf { data, .. } = part {
+                            leaves.push(data);
+                        }
+                        Ok(())
+                    });
+                    if let Err(reason) = walked {
+                        // Cannot happen: each kept encoding was walked as
+                        // it verified, and a walk depends on nothing else.
+                        debug_assert!(false, "a kept segment must walk: {reason}");
+                        return Err(crate::Error::Truncated {
+                            received: writer.bytes(),
+                            expected: self.bytes(),
+                        });
+                    }
+                    writer.write_slices(&leaves)?;
+                }
+            }
+        }
+        drop(state);
         writer.commit()?;
         Ok(())
+    }
+
+    /// Walks a segment's encoding in bao's pre-order, handing each parent
+    /// pair and chunk group to `visit` as a slice of it; fails if the
+    /// encoding is shorter or longer than the segment's.
+    fn walk<'a>(
+        &self,
+        segment: u32,
+        encoded: &'a [u8],
+        mut visit: impl FnMut(Part<'a>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let short = || format!("segment {segment}: the encoding ends early");
+        let ranges = self.segment_ranges(segment);
+        let mut rest = encoded;
+        for chunk in ResponseIterRef::new(self.tree, &ranges) {
+            match chunk {
+                BaoChunk::Parent {
+                    is_root,
+                    left,
+                    right,
+                    ..
+                } => {
+                    let (pair, after) = rest.split_first_chunk::<64>().ok_or_else(short)?;
+                    rest = after;
+                    visit(Part::Parent {
+                        pair,
+                        is_root,
+                        left,
+                        right,
+                    })?;
+                }
+                BaoChunk::Leaf {
+                    start_chunk,
+                    size,
+                    is_root,
+                    ..
+                } => {
+                    if rest.len() < size {
+                        return Err(short());
+                    }
+                    let (data, after) = rest.split_at(size);
+                    rest = after;
+                    visit(Part::Leaf {
+                        start_chunk,
+                        data,
+                        is_root,
+                    })?;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            return Err(format!("segment {segment}: wrong length"));
+        }
+        Ok(())
+    }
+
+    /// The chunks of a segment, as bao's encoder and decoder normalize
+    /// them: the last segment's range is open-ended.
+    fn segment_ranges(&self, segment: u32) -> ChunkRanges {
+        let start = u64::from(segment) * SEGMENT_CHUNKS;
+        if segment + 1 >= self.n_segments {
+            ChunkRanges::from(ChunkNum(start)..)
+        } else {
+            ChunkRanges::from(ChunkNum(start)..ChunkNum(start + SEGMENT_CHUNKS))
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HeldState> {
@@ -252,11 +398,6 @@ fn checked_segments(bytes: u64) -> Result<u32, String> {
 
 fn root_of(artifact_id: &ArtifactId) -> blake3::Hash {
     blake3::Hash::from_bytes(*artifact_id.as_bytes())
-}
-
-fn segment_ranges(segment: u32) -> ChunkRanges {
-    let start = u64::from(segment) * SEGMENT_CHUNKS;
-    ChunkRanges::from(ChunkNum(start)..ChunkNum(start + SEGMENT_CHUNKS))
 }
 
 /// The blobs a node serves from memory: those being fetched, and the

@@ -2,7 +2,7 @@
 //! streams (direct TCP or libp2p), from memory ([`HeldSet`]): complete
 //! blobs and the verified segments of blobs still being fetched.
 
-use super::held::{HeldSet, full_bitmap};
+use super::held::{Encoded, HeldSet, full_bitmap};
 use super::limits::{
     DIRECT_HANDSHAKES_MAX, DIRECT_HELLO_TIMEOUT, STREAM_IDLE_TIMEOUT, STREAMS_SERVED_MAX,
     STREAMS_SERVED_PER_PEER_MAX,
@@ -286,38 +286,47 @@ impl Server {
                 tokio::time::sleep(self.delay).await;
             }
             match self.segment(artifact_id, segment, &mut encoded).await {
-                Some(response) => wire::write_stream_response(&mut stream, &response).await?,
-                None => wire::write_segment(&mut stream, segment, &encoded).await?,
+                Ok(Encoded::Kept(kept)) => wire::write_segment(&mut stream, segment, &kept).await?,
+                Ok(Encoded::InBuffer) => {
+                    wire::write_segment(&mut stream, segment, &encoded).await?
+                }
+                Err(response) => wire::write_stream_response(&mut stream, &response).await?,
             }
         }
     }
 
-    /// Encodes a held segment into `encoded` (`None`), or says why not.
+    /// A held segment's encoding (kept, or encoded into `buffer`), or the
+    /// answer that says why not.
     async fn segment(
         &self,
         artifact_id: ArtifactId,
         segment: u32,
-        encoded: &mut Vec<u8>,
-    ) -> Option<BlobResponse> {
+        buffer: &mut Vec<u8>,
+    ) -> Result<Encoded, BlobResponse> {
         let held = match self.held.get(&artifact_id) {
             Some(held) => Some(held),
             None => {
                 let (store, set) = (self.store.clone(), self.held.clone());
                 match tokio::task::spawn_blocking(move || set.load(&store, &artifact_id)).await {
                     Ok(Ok(held)) => held,
-                    Ok(Err(e)) => return Some(BlobResponse::Unavailable(e.to_string())),
-                    Err(e) => return Some(BlobResponse::Unavailable(e.to_string())),
+                    Ok(Err(e)) => return Err(BlobResponse::Unavailable(e.to_string())),
+                    Err(e) => return Err(BlobResponse::Unavailable(e.to_string())),
                 }
             }
         };
-        if !held.is_some_and(|held| held.encode_into(segment, encoded)) {
-            return Some(BlobResponse::Missing { segment });
+        let encoded = held
+            .and_then(|held| held.encoded(segment, buffer))
+            .ok_or(BlobResponse::Missing { segment })?;
+        if !self.tamper {
+            return Ok(encoded);
         }
-        if self.tamper
-            && let Some(last) = encoded.last_mut()
-        {
+        if let Encoded::Kept(kept) = encoded {
+            buffer.clear();
+            buffer.extend_from_slice(&kept);
+        }
+        if let Some(last) = buffer.last_mut() {
             *last ^= 0x55;
         }
-        None
+        Ok(Encoded::InBuffer)
     }
 }

@@ -7,6 +7,7 @@ use super::wire::{self, BlobRequest, BlobResponse, STREAM_PROTOCOL};
 use super::{FetchError, P2p, P2pConfig, PeerId};
 use crate::{Store, StoreConfig};
 use bonus_ids::ArtifactId;
+use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use std::future::Future;
 use std::sync::Arc;
@@ -111,7 +112,7 @@ async fn a_partial_holder_serves_its_verified_segments() {
         .expect("partial");
     for segment in 0..3 {
         let encoded = whole.encode(segment).expect("encodes");
-        assert!(held.absorb(held.verify(segment, &encoded).expect("verifies")));
+        assert!(held.absorb(held.verify(segment, encoded.into()).expect("verifies")));
     }
     assert_eq!(held.encode(3), None, "not verified, not served");
 
@@ -436,22 +437,32 @@ fn only_the_exact_segment_verifies() {
     let artifact_id = ArtifactId::of(&data);
     let whole = Held::complete(artifact_id, data.clone()).expect("whole");
     let fetching = Held::empty(artifact_id, data.len() as u64).expect("empty");
-    let first = whole.encode(0).expect("encodes");
-    assert!(fetching.verify(1, &first).is_err(), "another segment");
+    let first = Bytes::from(whole.encode(0).expect("encodes"));
     assert!(
-        fetching.verify(0, &first[..first.len() - 1]).is_err(),
+        fetching.verify(1, first.clone()).is_err(),
+        "another segment"
+    );
+    assert!(
+        fetching.verify(0, first.slice(..first.len() - 1)).is_err(),
         "short"
     );
-    let long = [first.clone(), vec![0]].concat();
-    assert!(fetching.verify(0, &long).is_err(), "long");
-    assert!(fetching.verify(7, &first).is_err(), "past the end");
-    let mut flipped = first.clone();
-    flipped[100] ^= 1;
-    assert!(fetching.verify(0, &flipped).is_err(), "tampered");
+    let long = Bytes::from([&first[..], &[0]].concat());
+    assert!(fetching.verify(0, long).is_err(), "long");
+    assert!(fetching.verify(7, first.clone()).is_err(), "past the end");
+    // A flipped bit in a parent's hashes (the encoding starts with the
+    // root's pair), in data, and in the last byte.
+    for at in [3, 100, first.len() - 1] {
+        let mut flipped = first.to_vec();
+        flipped[at] ^= 1;
+        assert!(
+            fetching.verify(0, flipped.into()).is_err(),
+            "tampered at {at}"
+        );
+    }
     assert!(!fetching.is_complete());
     for segment in 0..4 {
         let encoded = whole.encode(segment).expect("encodes");
-        assert!(fetching.absorb(fetching.verify(segment, &encoded).expect("verifies")));
+        assert!(fetching.absorb(fetching.verify(segment, encoded.into()).expect("verifies")));
     }
     assert!(fetching.is_complete());
     assert_eq!(
@@ -461,6 +472,45 @@ fn only_the_exact_segment_verifies() {
     );
     // A stored blob whose bytes lie about their id is never served.
     assert!(Held::complete(ArtifactId::of(b"other"), data).is_err());
+}
+
+/// Kept encodings are verified in place and the store gets exactly the
+/// blob's bytes back out of them, for sizes at every edge of bao's tree
+/// (a lone chunk group that is the root, a group boundary, a segment
+/// boundary, a short last segment).
+#[test]
+fn fetched_segments_store_exactly_the_blob() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
+    let group = 16 * 1024;
+    for bytes in [
+        1,
+        1024,
+        group,
+        group + 1,
+        SEGMENT_BYTES - 1,
+        SEGMENT_BYTES,
+        SEGMENT_BYTES + 1,
+        3 * SEGMENT_BYTES,
+        2 * SEGMENT_BYTES + group + 7,
+    ] {
+        let data = blob(bytes, (bytes % 251) as u8);
+        let artifact_id = ArtifactId::of(&data);
+        let whole = Held::complete(artifact_id, data.clone()).expect("whole");
+        let fetching = Held::empty(artifact_id, bytes).expect("empty");
+        for segment in (0..fetching.n_segments()).rev() {
+            let encoded = whole.encode(segment).expect("encodes");
+            let verified = fetching.verify(segment, encoded.into());
+            assert!(fetching.absorb(verified.unwrap_or_else(|e| panic!("{bytes} B: {e}"))));
+        }
+        assert!(fetching.is_complete(), "{bytes} B");
+        fetching.write_to(&store).expect("stores");
+        assert_eq!(
+            store.read_blob(&artifact_id).expect("reads"),
+            data,
+            "{bytes} B"
+        );
+    }
 }
 
 #[test]

@@ -215,8 +215,14 @@ pub(crate) async fn read_stream_answer<T: AsyncRead + Unpin>(
     if len > SEGMENT_FRAME_BYTES_MAX {
         return Err(invalid("frame exceeds its limit"));
     }
-    // Only what grows is zeroed; the rest is overwritten by the read.
-    buffer.resize(len as usize, 0);
+    if buffer.capacity() < len as usize {
+        // Zeroed by the allocator (fresh pages are zero already) rather
+        // than by a fill.
+        *buffer = vec![0; len as usize];
+    } else {
+        // Only what grows is zeroed; the rest is overwritten by the read.
+        buffer.resize(len as usize, 0);
+    }
     io.read_exact(&mut buffer[..]).await?;
     if let [1, a, b, c, d, ..] = buffer[..] {
         return Ok(StreamAnswer::Segment(u32::from_be_bytes([a, b, c, d])));
