@@ -92,7 +92,9 @@ impl P2p {
                 ..FetchReport::default()
             });
         }
+        let started = Instant::now();
         let (bytes, haves) = self.find_sources(artifact_id).await?;
+        let found = started.elapsed();
         let bytes_max = store.config().artifact_bytes_max;
         if bytes > bytes_max {
             return Err(FetchError::TooLarge {
@@ -107,10 +109,20 @@ impl P2p {
             .start_fetch(artifact_id, bytes)
             .map_err(FetchError::Network)?;
         let result = Fetch::new(self.clone(), held.clone(), haves).run().await;
+        let transferred = started.elapsed();
         let result = match result {
             Ok(report) => held.write_to(store).map(|()| report).map_err(Into::into),
             Err(e) => Err(e),
         };
+        tracing::debug!(
+            %artifact_id,
+            bytes,
+            sources_ms = found.as_secs_f64() * 1e3,
+            transferred_ms = transferred.as_secs_f64() * 1e3,
+            stored_ms = started.elapsed().as_secs_f64() * 1e3,
+            ok = result.is_ok(),
+            "fetch ended"
+        );
         self.server.held.end_fetch(&held);
         if result.is_ok() {
             self.provide(artifact_id).await;
@@ -119,23 +131,36 @@ impl P2p {
     }
 
     /// Peers that hold some of the artifact, with their have-bitmaps, and
-    /// its size (which the bao tree's root later proves).
+    /// its size (which the bao tree's root later proves). Connected peers
+    /// are asked first: in a swarm the origin and the fellow fetchers are
+    /// usually among them, and one round trip to each beats a Kademlia
+    /// lookup (12–130 ms among 11 nodes on loopback). The lookup runs only
+    /// if none of them holds a segment; the fetch itself looks up
+    /// providers again as it goes.
     async fn find_sources(
         &self,
         artifact_id: ArtifactId,
     ) -> Result<(u64, HashMap<PeerId, Have>), FetchError> {
-        let mut asks = JoinSet::new();
-        for peer in self.candidates(artifact_id).await {
-            let p2p = self.clone();
-            asks.spawn(async move { (peer, p2p.have(peer, artifact_id).await) });
+        let mut connected = self.connected_peers().await;
+        connected.retain(|peer| *peer != self.peer_id());
+        connected.truncate(SOURCES_MAX);
+        let mut found = self.haves(artifact_id, connected).await;
+        let holds_some = |have: &Have| have.segments.iter().any(|byte| *byte != 0);
+        if !found.iter().any(|(_, have)| holds_some(have)) {
+            let asked: HashSet<PeerId> = found.iter().map(|(peer, _)| *peer).collect();
+            let others = self
+                .candidates(artifact_id)
+                .await
+                .into_iter()
+                .filter(|peer| !asked.contains(peer))
+                .collect();
+            found.extend(self.haves(artifact_id, others).await);
         }
         let mut by_size: Vec<(u64, HashMap<PeerId, Have>)> = Vec::new();
-        while let Some(Ok((peer, have))) = asks.join_next().await {
-            if let Some(have) = have {
-                match by_size.iter_mut().find(|(size, _)| *size == have.bytes) {
-                    Some((_, peers)) => drop(peers.insert(peer, have)),
-                    None => by_size.push((have.bytes, HashMap::from([(peer, have)]))),
-                }
+        for (peer, have) in found {
+            match by_size.iter_mut().find(|(size, _)| *size == have.bytes) {
+                Some((_, peers)) => drop(peers.insert(peer, have)),
+                None => by_size.push((have.bytes, HashMap::from([(peer, have)]))),
             }
         }
         // Peers may disagree on the size; the majority is tried (a wrong
@@ -145,6 +170,23 @@ impl P2p {
             .into_iter()
             .next()
             .ok_or(FetchError::NoSource { artifact_id })
+    }
+
+    /// The have-bitmaps of those of `peers` that hold some of the
+    /// artifact, asked all at once.
+    async fn haves(&self, artifact_id: ArtifactId, peers: Vec<PeerId>) -> Vec<(PeerId, Have)> {
+        let mut asks = JoinSet::new();
+        for peer in peers {
+            let p2p = self.clone();
+            asks.spawn(async move { (peer, p2p.have(peer, artifact_id).await) });
+        }
+        let mut found = Vec::new();
+        while let Some(Ok((peer, have))) = asks.join_next().await {
+            if let Some(have) = have {
+                found.push((peer, have));
+            }
+        }
+        found
     }
 
     /// Providers and connected peers, but not this node; at most
