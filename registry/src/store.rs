@@ -1,8 +1,10 @@
 //! The local blob store: artifacts as files named by their hash, and a redb
 //! index of blobs, manifests and (until the ledger binds names) names.
 //!
-//! A blob is streamed into `tmp/`, hashed and size-checked as it arrives,
-//! fsynced, then renamed into `blobs/` and only then indexed. A crash at any
+//! A blob is streamed into `tmp/`, hashed and size-checked as it arrives
+//! (or, fetched from peers, written there segment by segment as each
+//! verifies against the id), fsynced, then renamed into `blobs/` and only
+//! then indexed. A crash at any
 //! point leaves either nothing or a complete, verified blob: `open` deletes
 //! leftovers in `tmp/` and reconciles `blobs/` with the index.
 
@@ -178,25 +180,81 @@ impl Store {
         Ok(BlobWriter {
             store: self,
             file,
-            hasher: Some(blake3::Hasher::new()),
+            hasher: blake3::Hasher::new(),
             bytes: 0,
             expected,
             declared_bytes,
         })
     }
 
-    /// Starts streaming in a blob whose bytes the caller has verified
-    /// against `artifact_id` (the P2P fetch checks every segment against
-    /// the bao root as it arrives): the writer does not hash them again.
+    /// A temp file for a blob of `bytes` whose pieces the caller verifies
+    /// against `artifact_id` itself and writes at their offsets, in any
+    /// order and from any thread (the P2P fetch writes each segment as it
+    /// verifies, so the store write overlaps the transfer).
     #[cfg(feature = "p2p")]
-    pub(crate) fn writer_verified(
+    pub(crate) fn verified_file(
         &self,
         artifact_id: ArtifactId,
         bytes: u64,
-    ) -> Result<BlobWriter<'_>> {
-        let mut writer = self.writer(Some(artifact_id), Some(bytes))?;
-        writer.hasher = None;
-        Ok(writer)
+    ) -> Result<VerifiedFile> {
+        if bytes > self.config.artifact_bytes_max {
+            return Err(Error::ArtifactTooLarge {
+                bytes_max: self.config.artifact_bytes_max,
+            });
+        }
+        let tmp = self.dir.join("tmp");
+        let file = tempfile::NamedTempFile::new_in(&tmp)
+            .map_err(|source| Error::Io { path: tmp, source })?;
+        Ok(VerifiedFile {
+            file,
+            artifact_id,
+            bytes,
+            written: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Commits a [`VerifiedFile`] once every byte is written.
+    #[cfg(feature = "p2p")]
+    pub(crate) fn commit_verified(&self, file: VerifiedFile) -> Result<()> {
+        let written = file.written.into_inner();
+        if written != file.bytes {
+            return Err(Error::Truncated {
+                received: written,
+                expected: file.bytes,
+            });
+        }
+        self.persist(file.file, file.artifact_id, file.bytes)
+    }
+
+    /// Fsyncs a temp file holding a verified blob, moves it into place and
+    /// indexes it.
+    fn persist(
+        &self,
+        file: tempfile::NamedTempFile,
+        artifact_id: ArtifactId,
+        bytes: u64,
+    ) -> Result<()> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        file.as_file().sync_all().map_err(io(file.path()))?;
+        let target = self.blob_path(&artifact_id);
+        file.persist(&target).map_err(|e| Error::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
+        let blobs_dir = self.dir.join("blobs");
+        std::fs::File::open(&blobs_dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io(&blobs_dir))?;
+        self.index_blob(BlobInfo {
+            artifact_id,
+            bytes,
+            pinned: false,
+            last_use: self.tick(),
+        })?;
+        Ok(())
     }
 
     /// Reads a blob for a caller that verifies it itself (the P2P layer
@@ -439,8 +497,7 @@ impl Store {
 pub struct BlobWriter<'a> {
     store: &'a Store,
     file: tempfile::NamedTempFile,
-    /// `None` when the caller verified the bytes (then `expected` is set).
-    hasher: Option<blake3::Hasher>,
+    hasher: blake3::Hasher,
     bytes: u64,
     expected: Option<ArtifactId>,
     declared_bytes: Option<u64>,
@@ -449,58 +506,20 @@ pub struct BlobWriter<'a> {
 impl BlobWriter<'_> {
     /// Appends a chunk; fails as soon as the size limit is passed.
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        let bytes = self.size_after(chunk.len())?;
-        self.file.write_all(chunk).map_err(|source| Error::Io {
-            path: self.file.path().to_path_buf(),
-            source,
-        })?;
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(chunk);
-        }
-        self.bytes = bytes;
-        Ok(())
-    }
-
-    /// Appends several chunks in vectored writes (a fetched blob's chunk
-    /// groups, where they lie in the encodings that carried them).
-    #[cfg(feature = "p2p")]
-    pub(crate) fn write_slices(&mut self, chunks: &[&[u8]]) -> Result<()> {
-        let bytes = self.size_after(chunks.iter().map(|c| c.len()).sum())?;
-        if let Some(hasher) = &mut self.hasher {
-            for chunk in chunks {
-                hasher.update(chunk);
-            }
-        }
-        let mut slices: Vec<std::io::IoSlice<'_>> =
-            chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let written = match self.file.write_vectored(rest) {
-                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
-                Ok(n) => Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            }
-            .map_err(|source| Error::Io {
-                path: self.file.path().to_path_buf(),
-                source,
-            })?;
-            std::io::IoSlice::advance_slices(&mut rest, written);
-        }
-        self.bytes = bytes;
-        Ok(())
-    }
-
-    /// The size once `more` bytes are appended, if within the limits.
-    fn size_after(&self, more: usize) -> Result<u64> {
-        let bytes = self.bytes + more as u64;
+        let bytes = self.bytes + chunk.len() as u64;
         let bytes_max = self.store.config.artifact_bytes_max;
         if bytes > bytes_max || self.declared_bytes.is_some_and(|d| bytes > d) {
             return Err(Error::ArtifactTooLarge {
                 bytes_max: self.declared_bytes.unwrap_or(bytes_max).min(bytes_max),
             });
         }
-        Ok(bytes)
+        self.file.write_all(chunk).map_err(|source| Error::Io {
+            path: self.file.path().to_path_buf(),
+            source,
+        })?;
+        self.hasher.update(chunk);
+        self.bytes = bytes;
+        Ok(())
     }
 
     /// Bytes written so far.
@@ -518,43 +537,76 @@ impl BlobWriter<'_> {
                 expected: declared,
             });
         }
-        let actual = match (&self.hasher, self.expected) {
-            (Some(hasher), expected) => {
-                let actual = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
-                if let Some(expected) = expected
-                    && expected != actual
-                {
-                    return Err(Error::ArtifactMismatch { expected, actual });
-                }
-                actual
-            }
-            (None, Some(verified)) => verified,
-            (None, None) => unreachable!("only writer_verified skips hashing, with an id"),
-        };
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
+        let actual = ArtifactId::from_bytes(*self.hasher.finalize().as_bytes());
+        if let Some(expected) = self.expected
+            && expected != actual
+        {
+            return Err(Error::ArtifactMismatch { expected, actual });
+        }
+        self.store.persist(self.file, actual, self.bytes)?;
+        Ok(actual)
+    }
+}
+
+/// A blob's temp file written at offsets by a caller that verified each
+/// piece ([`Store::verified_file`]); committed by
+/// [`Store::commit_verified`], dropped (and deleted) otherwise.
+#[cfg(feature = "p2p")]
+pub(crate) struct VerifiedFile {
+    file: tempfile::NamedTempFile,
+    artifact_id: ArtifactId,
+    bytes: u64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "p2p")]
+impl VerifiedFile {
+    /// Writes verified bytes at `offset`. The caller writes each byte once
+    /// (a commit checks the count), never past the blob's end.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = offset.checked_add(data.len() as u64);
+        if end.is_none_or(|end| end > self.bytes) {
+            return Err(Error::ArtifactTooLarge {
+                bytes_max: self.bytes,
+            });
+        }
         self.file
             .as_file()
-            .sync_all()
-            .map_err(io(self.file.path()))?;
-        let target = self.store.blob_path(&actual);
-        self.file.persist(&target).map_err(|e| Error::Io {
-            path: target.clone(),
-            source: e.error,
-        })?;
-        let blobs_dir = self.store.dir.join("blobs");
-        std::fs::File::open(&blobs_dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io(&blobs_dir))?;
-        self.store.index_blob(BlobInfo {
-            artifact_id: actual,
-            bytes: self.bytes,
-            pinned: false,
-            last_use: self.store.tick(),
-        })?;
-        Ok(actual)
+            .write_all_at(data, offset)
+            .map_err(|source| Error::Io {
+                path: self.file.path().to_path_buf(),
+                source,
+            })?;
+        self.written
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Asks the kernel to start writing `len` bytes at `offset` to disk
+    /// now, without waiting, so that the commit's fsync finds most of the
+    /// blob written already instead of all of it dirty. Only a hint: a
+    /// failure changes nothing the fsync does not check.
+    pub(crate) fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+                return;
+            };
+            // SAFETY: a plain syscall on a file descriptor this value owns
+            // (open until it is dropped); it reads no memory of ours.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_file().as_raw_fd(),
+                    offset,
+                    len,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
     }
 }
 

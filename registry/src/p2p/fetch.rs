@@ -103,15 +103,16 @@ impl P2p {
                 bytes_max,
             });
         }
+        let file = store.verified_file(artifact_id, bytes)?;
         let held = self
             .server
             .held
-            .start_fetch(artifact_id, bytes)
+            .start_fetch(artifact_id, bytes, file)
             .map_err(FetchError::Network)?;
         let result = Fetch::new(self.clone(), held.clone(), haves).run().await;
         let transferred = started.elapsed();
         let result = match result {
-            Ok(report) => held.write_to(store).map(|()| report).map_err(Into::into),
+            Ok(report) => held.commit(store).map(|()| report).map_err(Into::into),
             Err(e) => Err(e),
         };
         tracing::debug!(
@@ -210,10 +211,23 @@ impl P2p {
 enum Event {
     Have(PeerId, Option<Have>),
     Candidates(Vec<PeerId>),
-    Opened { direct: bool },
-    Verified { peer: PeerId, segment: u32 },
-    Missing { peer: PeerId, segment: u32 },
-    Failed { peer: PeerId, reason: String },
+    Opened {
+        direct: bool,
+    },
+    Verified {
+        peer: PeerId,
+        segment: u32,
+    },
+    Missing {
+        peer: PeerId,
+        segment: u32,
+    },
+    Failed {
+        peer: PeerId,
+        reason: String,
+    },
+    /// A verified segment could not be written to the store.
+    Unstorable(crate::Error),
 }
 
 /// One fetch's coordinator: owns who-has-what and who-is-asked-what.
@@ -240,6 +254,8 @@ struct Fetch {
     report: FetchReport,
     last_failure: String,
     last_progress: Instant,
+    /// Set when the store refused a segment: the fetch ends with it.
+    unstorable: Option<crate::Error>,
 }
 
 impl Fetch {
@@ -275,6 +291,7 @@ impl Fetch {
             },
             last_failure: String::new(),
             last_progress: Instant::now(),
+            unstorable: None,
             held,
             p2p,
         }
@@ -284,6 +301,9 @@ impl Fetch {
         let mut have_tick = tokio::time::interval(HAVE_REFRESH);
         let mut providers_tick = tokio::time::interval(PROVIDERS_REFRESH);
         loop {
+            if let Some(e) = self.unstorable.take() {
+                return Err(FetchError::Store(e));
+            }
             let idle = self.in_flight.values().all(Vec::is_empty);
             // Idle: every answer asked for has been counted.
             if idle && self.held.is_complete() {
@@ -436,6 +456,10 @@ impl Fetch {
                 {
                     *byte &= !(1 << (segment % 8));
                 }
+            }
+            Event::Unstorable(e) => {
+                tracing::error!(artifact_id = %self.artifact_id, error = %e, "cannot store a verified segment");
+                self.unstorable = Some(e);
             }
             Event::Failed { peer, reason } => {
                 tracing::warn!(%peer, artifact_id = %self.artifact_id, %reason, "dropping source");
@@ -639,7 +663,8 @@ async fn pull_over<S: AsyncRead + AsyncWrite + Send + 'static>(
 }
 
 /// Verifies a segment off the async threads and keeps it; a segment that
-/// does not verify is a lie: the coordinator drops its sender.
+/// does not verify is a lie: the coordinator drops its sender. One that
+/// cannot be written to the store ends the fetch (the fault is ours).
 async fn verify_and_keep(
     peer: PeerId,
     segment: u32,
@@ -647,19 +672,18 @@ async fn verify_and_keep(
     held: Arc<Held>,
     events: mpsc::Sender<Event>,
 ) {
-    let verified = tokio::task::spawn_blocking(move || {
-        held.absorb(held.verify(segment, encoded)?);
-        Ok::<(), String>(())
+    let kept = tokio::task::spawn_blocking(move || match held.verify(segment, encoded) {
+        Ok(verified) => match held.absorb(verified) {
+            Ok(_) => Event::Verified { peer, segment },
+            Err(e) => Event::Unstorable(e),
+        },
+        Err(reason) => Event::Failed { peer, reason },
     })
     .await;
-    let event = match verified {
-        Ok(Ok(())) => Event::Verified { peer, segment },
-        Ok(Err(reason)) => Event::Failed { peer, reason },
-        Err(e) => Event::Failed {
-            peer,
-            reason: format!("verifying segment {segment}: {e}"),
-        },
-    };
+    let event = kept.unwrap_or_else(|e| Event::Failed {
+        peer,
+        reason: format!("verifying segment {segment}: {e}"),
+    });
     let _ = events.send(event).await;
 }
 

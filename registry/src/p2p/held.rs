@@ -6,6 +6,7 @@ use super::BLOCK_SIZE;
 use super::limits::{SEGMENT_BYTES, SEGMENT_CHUNKS, SEGMENTS_MAX, SERVE_CACHE_ENTRIES_MAX};
 use super::wire::n_segments;
 use crate::Store;
+use crate::store::VerifiedFile;
 use bao_tree::io::outboard::PreOrderMemOutboard;
 use bao_tree::iter::{BaoChunk, ResponseIterRef};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
@@ -22,6 +23,11 @@ pub(crate) struct Held {
     tree: BaoTree,
     n_segments: u32,
     state: RwLock<HeldState>,
+    /// The store's temp file a fetched blob is written into, segment by
+    /// segment as each verifies, until the fetch commits it. Locked around
+    /// each segment's write and the setting of its have bit, so a commit
+    /// (which waits for every bit) never races a write.
+    file: Mutex<Option<VerifiedFile>>,
 }
 
 struct HeldState {
@@ -42,7 +48,7 @@ enum Content {
     /// arrived. That is the encoding a peer asking for the segment is sent
     /// (bao's is canonical), so a fetcher neither copies the data out of
     /// the frames nor encodes it again to pass it on; only the store write
-    /// at the end copies it.
+    /// copies it.
     Segments(Vec<Option<Bytes>>),
 }
 
@@ -77,8 +83,13 @@ enum Part<'a> {
 }
 
 impl Held {
-    /// Nothing held yet of a blob of `bytes`.
-    pub(crate) fn empty(artifact_id: ArtifactId, bytes: u64) -> Result<Held, String> {
+    /// Nothing held yet of a blob of `bytes`; verified segments are also
+    /// written into `file`, if given, for [`Held::commit`].
+    pub(crate) fn empty(
+        artifact_id: ArtifactId,
+        bytes: u64,
+        file: Option<VerifiedFile>,
+    ) -> Result<Held, String> {
         let n_segments = checked_segments(bytes)?;
         Ok(Held {
             artifact_id,
@@ -89,6 +100,7 @@ impl Held {
                 have: vec![0; n_segments.div_ceil(8) as usize],
                 n_have: 0,
             }),
+            file: Mutex::new(file),
         })
     }
 
@@ -116,6 +128,7 @@ impl Held {
                 have,
                 n_have: n_segments,
             }),
+            file: Mutex::new(None),
         })
     }
 
@@ -245,60 +258,62 @@ impl Held {
         Ok(VerifiedSegment { segment, encoded })
     }
 
-    /// Keeps a verified segment; returns whether it was new.
-    pub(crate) fn absorb(&self, verified: VerifiedSegment) -> bool {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if bit(&state.have, verified.segment) {
-            return false;
+    /// Keeps a verified segment, and writes its data into the store's temp
+    /// file if there is one; returns whether it was new.
+    pub(crate) fn absorb(&self, verified: VerifiedSegment) -> crate::Result<bool> {
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if bit(&self.read().have, verified.segment) {
+            return Ok(false);
         }
+        if let Some(file) = file.as_ref() {
+            let start = u64::from(verified.segment) * SEGMENT_BYTES;
+            let mut data = Vec::new();
+            self.walk(verified.segment, &verified.encoded, |part| {
+                if let Part::Leaf {
+                    start_chunk,
+                    data: leaf,
+                    ..
+                } = part
+                {
+                    data.push((start_chunk.to_bytes(), leaf));
+                }
+                Ok(())
+            })
+            .map_err(|_| walked_when_verified())?;
+            debug_assert!(data.first().is_none_or(|(at, _)| *at == start));
+            let len: u64 = data.iter().map(|(_, leaf)| leaf.len() as u64).sum();
+            for (at, leaf) in data {
+                file.write_at(at, leaf)?;
+            }
+            file.start_writeback(start, len);
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let Content::Segments(kept) = &mut state.content else {
-            return false;
+            return Ok(false);
         };
         let Some(slot) = kept.get_mut(verified.segment as usize) else {
-            return false;
+            return Ok(false);
         };
         *slot = Some(verified.encoded);
         let byte = &mut state.have[(verified.segment / 8) as usize];
         *byte |= 1 << (verified.segment % 8);
         state.n_have += 1;
-        true
+        Ok(true)
     }
 
-    /// Stores a complete blob (already verified segment by segment): the
-    /// chunk groups of each kept encoding, in one vectored write a segment.
-    pub(crate) fn write_to(&self, store: &Store) -> crate::Result<()> {
+    /// Commits the fetched blob's temp file into the store (every segment
+    /// was written into it as it verified). A second fetch of the same
+    /// blob finds it committed already.
+    pub(crate) fn commit(&self, store: &Store) -> crate::Result<()> {
         debug_assert!(self.is_complete());
-        let mut writer = store.writer_verified(self.artifact_id, self.bytes())?;
-        let state = self.read();
-        match &state.content {
-            Content::Whole { data, .. } => writer.write(data)?,
-            Content::Segments(kept) => {
-                let mut leaves: Vec<&[u8]> = Vec::new();
-                for (segment, encoded) in kept.iter().enumerate() {
-                    let encoded = encoded.as_deref().unwrap_or_default();
-                    leaves.clear();
-                    let walked = self.walk(segment as u32, encoded, |part| {
-                        if let Part::Leaf { data, .. } = part {
-                            leaves.push(data);
-                        }
-                        Ok(())
-                    });
-                    if let Err(reason) = walked {
-                        // Cannot happen: each kept encoding was walked as
-                        // it verified, and a walk depends on nothing else.
-                        debug_assert!(false, "a kept segment must walk: {reason}");
-                        return Err(crate::Error::Truncated {
-                            received: writer.bytes(),
-                            expected: self.bytes(),
-                        });
-                    }
-                    writer.write_slices(&leaves)?;
-                }
-            }
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match file {
+            Some(file) => store.commit_verified(file),
+            None if store.blob_info(&self.artifact_id)?.is_some() => Ok(()),
+            None => Err(crate::Error::ArtifactUnknown {
+                artifact_id: self.artifact_id,
+            }),
         }
-        drop(state);
-        writer.commit()?;
-        Ok(())
     }
 
     /// Walks a segment's encoding in bao's pre-order, handing each parent
@@ -371,6 +386,13 @@ impl Held {
     }
 }
 
+/// A walk that cannot fail: each encoding kept was walked as it verified,
+/// and a walk depends on nothing else.
+fn walked_when_verified() -> crate::Error {
+    debug_assert!(false, "a verified segment must walk");
+    crate::Error::Index("a verified segment no longer walks".into())
+}
+
 /// Whether bit `i` of a have-bitmap is set (out of range: no).
 pub(crate) fn bit(bitmap: &[u8], i: u32) -> bool {
     bitmap
@@ -431,11 +453,13 @@ impl HeldSet {
         Some(held)
     }
 
-    /// The partial blob a fetch fills (shared by concurrent fetches of it).
+    /// The partial blob a fetch fills (shared by concurrent fetches of it:
+    /// then `file` is not needed and is dropped, which deletes it).
     pub(crate) fn start_fetch(
         &self,
         artifact_id: ArtifactId,
         bytes: u64,
+        file: VerifiedFile,
     ) -> Result<Arc<Held>, String> {
         let mut inner = self.lock();
         if let Some(held) = inner.fetching.get(&artifact_id)
@@ -443,7 +467,7 @@ impl HeldSet {
         {
             return Ok(held.clone());
         }
-        let held = Arc::new(Held::empty(artifact_id, bytes)?);
+        let held = Arc::new(Held::empty(artifact_id, bytes, Some(file))?);
         inner.fetching.insert(artifact_id, held.clone());
         Ok(held)
     }

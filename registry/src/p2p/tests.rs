@@ -108,11 +108,19 @@ async fn a_partial_holder_serves_its_verified_segments() {
         .p2p
         .server
         .held
-        .start_fetch(artifact_id, data.len() as u64)
+        .start_fetch(
+            artifact_id,
+            data.len() as u64,
+            partial
+                .store
+                .verified_file(artifact_id, data.len() as u64)
+                .expect("temp file"),
+        )
         .expect("partial");
     for segment in 0..3 {
         let encoded = whole.encode(segment).expect("encodes");
-        assert!(held.absorb(held.verify(segment, encoded.into()).expect("verifies")));
+        let verified = held.verify(segment, encoded.into()).expect("verifies");
+        assert!(held.absorb(verified).expect("keeps"));
     }
     assert_eq!(held.encode(3), None, "not verified, not served");
 
@@ -436,7 +444,7 @@ fn only_the_exact_segment_verifies() {
     let data = blob(3 * SEGMENT_BYTES + 5, 5);
     let artifact_id = ArtifactId::of(&data);
     let whole = Held::complete(artifact_id, data.clone()).expect("whole");
-    let fetching = Held::empty(artifact_id, data.len() as u64).expect("empty");
+    let fetching = Held::empty(artifact_id, data.len() as u64, None).expect("empty");
     let first = Bytes::from(whole.encode(0).expect("encodes"));
     assert!(
         fetching.verify(1, first.clone()).is_err(),
@@ -462,7 +470,8 @@ fn only_the_exact_segment_verifies() {
     assert!(!fetching.is_complete());
     for segment in 0..4 {
         let encoded = whole.encode(segment).expect("encodes");
-        assert!(fetching.absorb(fetching.verify(segment, encoded.into()).expect("verifies")));
+        let verified = fetching.verify(segment, encoded.into()).expect("verifies");
+        assert!(fetching.absorb(verified).expect("keeps"));
     }
     assert!(fetching.is_complete());
     assert_eq!(
@@ -497,24 +506,54 @@ fn fetched_segments_store_exactly_the_blob() {
         let data = blob(bytes, (bytes % 251) as u8);
         let artifact_id = ArtifactId::of(&data);
         let whole = Held::complete(artifact_id, data.clone()).expect("whole");
-        let fetching = Held::empty(artifact_id, bytes).expect("empty");
+        let file = store.verified_file(artifact_id, bytes).expect("temp file");
+        let fetching = Held::empty(artifact_id, bytes, Some(file)).expect("empty");
         for segment in (0..fetching.n_segments()).rev() {
             let encoded = whole.encode(segment).expect("encodes");
-            let verified = fetching.verify(segment, encoded.into());
-            assert!(fetching.absorb(verified.unwrap_or_else(|e| panic!("{bytes} B: {e}"))));
+            let verified = fetching.verify(segment, encoded.clone().into());
+            let verified = verified.unwrap_or_else(|e| panic!("{bytes} B: {e}"));
+            assert!(fetching.absorb(verified).expect("keeps"));
+            // The same segment again (a second source's answer) is not
+            // written twice: the commit below counts every byte once.
+            let again = fetching.verify(segment, encoded.into()).expect("verifies");
+            assert!(!fetching.absorb(again).expect("keeps"));
         }
         assert!(fetching.is_complete(), "{bytes} B");
-        fetching.write_to(&store).expect("stores");
+        fetching.commit(&store).expect("stores");
         assert_eq!(
             store.read_blob(&artifact_id).expect("reads"),
             data,
             "{bytes} B"
         );
+        // A second fetch of the same blob finds it committed.
+        fetching.commit(&store).expect("already stored");
     }
+}
+
+/// A fetch whose temp file is not complete is never committed: a commit
+/// counts the bytes written.
+#[test]
+fn an_incomplete_fetch_is_not_committed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
+    let data = blob(2 * SEGMENT_BYTES, 9);
+    let artifact_id = ArtifactId::of(&data);
+    let file = store
+        .verified_file(artifact_id, data.len() as u64)
+        .expect("temp file");
+    file.write_at(0, &data[..SEGMENT_BYTES as usize])
+        .expect("writes");
+    assert!(
+        file.write_at(SEGMENT_BYTES + 1, &data[SEGMENT_BYTES as usize..])
+            .is_err(),
+        "past the end"
+    );
+    assert!(store.commit_verified(file).is_err());
+    assert!(store.blob_info(&artifact_id).expect("index").is_none());
 }
 
 #[test]
 fn a_blob_beyond_the_segment_limit_is_refused() {
     let too_many = u64::from(super::limits::SEGMENTS_MAX + 1) * SEGMENT_BYTES;
-    assert!(Held::empty(ArtifactId::of(b"x"), too_many).is_err());
+    assert!(Held::empty(ArtifactId::of(b"x"), too_many, None).is_err());
 }
