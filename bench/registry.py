@@ -163,8 +163,6 @@ def cold_deploy(size, rounds):
                 if status == 200:
                     break
             elapsed = time.perf_counter() - started
-            tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
-            cpu_ms = [(node.cpu_ticks() - before) * tick_ms for node, before in zip([origin] + others, cpu_before)]
             samples.append(elapsed)
             print(f"  {size >> 20} MiB deploy -> runnable on a cold node: {elapsed * 1e3:.0f} ms", file=sys.stderr)
         finally:
