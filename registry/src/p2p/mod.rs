@@ -9,7 +9,9 @@
 //! verified against the artifact id (the BLAKE3 root) by the receiver as
 //! it arrives, so a lying peer is caught at its first bad segment, dropped
 //! for the rest of the fetch, and the segment is fetched elsewhere. Nodes
-//! serve the segments they have verified while they fetch the rest. Peers
+//! serve the segments they have verified (their encodings as they arrived)
+//! while they fetch the rest, and write each into the store's temp file as
+//! it verifies; the blob is committed once all are in. Peers
 //! come from a bootstrap list; nodes listen on, and advertise, only the
 //! address they are given.
 
