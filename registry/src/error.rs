@@ -69,6 +69,15 @@ pub enum Error {
         /// The artifact.
         artifact_id: ArtifactId,
     },
+    /// Two fetches of one artifact shared its download, and the one that
+    /// stored it failed to.
+    #[error(
+        "artifact {artifact_id} was fetched but another fetch of it failed to store it; fetch it again"
+    )]
+    FetchNotStored {
+        /// The artifact.
+        artifact_id: ArtifactId,
+    },
     /// The store does not hold this manifest.
     #[error("unknown manifest {manifest_id}")]
     ManifestUnknown {

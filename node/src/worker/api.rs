@@ -109,7 +109,9 @@ fn registry_error(e: &RegistryError) -> Response {
         }
         RegistryError::NameTaken { .. } => StatusCode::CONFLICT,
         RegistryError::ManifestSignatureInvalid { .. } => StatusCode::UNAUTHORIZED,
-        RegistryError::Index(_) | RegistryError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        RegistryError::Index(_)
+        | RegistryError::Io { .. }
+        | RegistryError::FetchNotStored { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
     error(status, e)

@@ -310,7 +310,7 @@ impl Held {
         match file {
             Some(file) => store.commit_verified(file),
             None if store.blob_info(&self.artifact_id)?.is_some() => Ok(()),
-            None => Err(crate::Error::ArtifactUnknown {
+            None => Err(crate::Error::FetchNotStored {
                 artifact_id: self.artifact_id,
             }),
         }
