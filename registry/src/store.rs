@@ -174,12 +174,9 @@ impl Store {
                 bytes_max: self.config.artifact_bytes_max,
             });
         }
-        let tmp = self.dir.join("tmp");
-        let file = tempfile::NamedTempFile::new_in(&tmp)
-            .map_err(|source| Error::Io { path: tmp, source })?;
         Ok(BlobWriter {
             store: self,
-            file,
+            file: self.temp_file()?,
             hasher: blake3::Hasher::new(),
             bytes: 0,
             expected,
@@ -202,11 +199,8 @@ impl Store {
                 bytes_max: self.config.artifact_bytes_max,
             });
         }
-        let tmp = self.dir.join("tmp");
-        let file = tempfile::NamedTempFile::new_in(&tmp)
-            .map_err(|source| Error::Io { path: tmp, source })?;
         Ok(VerifiedFile {
-            file,
+            file: self.temp_file()?,
             artifact_id,
             bytes,
             written: std::sync::atomic::AtomicU64::new(0),
@@ -224,6 +218,12 @@ impl Store {
             });
         }
         self.persist(file.file, file.artifact_id, file.bytes)
+    }
+
+    /// A fresh file in `tmp/`, deleted unless persisted.
+    fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+        let tmp = self.dir.join("tmp");
+        tempfile::NamedTempFile::new_in(&tmp).map_err(|source| Error::Io { path: tmp, source })
     }
 
     /// Fsyncs a temp file holding a verified blob, moves it into place and

@@ -56,6 +56,9 @@ enum Content {
 pub(crate) struct VerifiedSegment {
     segment: u32,
     encoded: Bytes,
+    /// Where each chunk group lies: its offset in the blob, and its range
+    /// in `encoded`.
+    leaves: Vec<(u64, std::ops::Range<usize>)>,
 }
 
 /// A held segment's encoding, as a peer is sent it.
@@ -77,6 +80,8 @@ enum Part<'a> {
     },
     Leaf {
         start_chunk: ChunkNum,
+        /// Where `data` starts in the encoding.
+        at: usize,
         data: &'a [u8],
         is_root: bool,
     },
@@ -208,6 +213,7 @@ impl Held {
         }
         let failed = || format!("segment {segment} failed verification");
         let mut expected: Vec<blake3::Hash> = vec![root_of(&self.artifact_id)];
+        let mut leaves = Vec::new();
         self.walk(segment, &encoded, |part| {
             let want = expected.pop().ok_or_else(failed)?;
             match part {
@@ -237,9 +243,11 @@ impl Held {
                 }
                 Part::Leaf {
                     start_chunk,
+                    at,
                     data,
                     is_root,
                 } => {
+                    leaves.push((start_chunk.to_bytes(), at..at + data.len()));
                     let actual = if is_root {
                         blake3::hash(data)
                     } else {
@@ -255,7 +263,11 @@ impl Held {
             }
             Ok(())
         })?;
-        Ok(VerifiedSegment { segment, encoded })
+        Ok(VerifiedSegment {
+            segment,
+            encoded,
+            leaves,
+        })
     }
 
     /// Keeps a verified segment, and writes its data into the store's temp
@@ -266,26 +278,12 @@ impl Held {
             return Ok(false);
         }
         if let Some(file) = file.as_ref() {
-            let start = u64::from(verified.segment) * SEGMENT_BYTES;
-            let mut data = Vec::new();
-            self.walk(verified.segment, &verified.encoded, |part| {
-                if let Part::Leaf {
-                    start_chunk,
-                    data: leaf,
-                    ..
-                } = part
-                {
-                    data.push((start_chunk.to_bytes(), leaf));
-                }
-                Ok(())
-            })
-            .map_err(|_| walked_when_verified())?;
-            debug_assert!(data.first().is_none_or(|(at, _)| *at == start));
-            let len: u64 = data.iter().map(|(_, leaf)| leaf.len() as u64).sum();
-            for (at, leaf) in data {
-                file.write_at(at, leaf)?;
+            for (offset, range) in &verified.leaves {
+                file.write_at(*offset, &verified.encoded[range.clone()])?;
             }
-            file.start_writeback(start, len);
+            let len = verified.leaves.iter().map(|(_, range)| range.len() as u64);
+            let start = u64::from(verified.segment) * SEGMENT_BYTES;
+            file.start_writeback(start, len.sum());
         }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let Content::Segments(kept) = &mut state.content else {
@@ -354,10 +352,12 @@ impl Held {
                     if rest.len() < size {
                         return Err(short());
                     }
+                    let at = encoded.len() - rest.len();
                     let (data, after) = rest.split_at(size);
                     rest = after;
                     visit(Part::Leaf {
                         start_chunk,
+                        at,
                         data,
                         is_root,
                     })?;
@@ -384,13 +384,6 @@ impl Held {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HeldState> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// A walk that cannot fail: each encoding kept was walked as it verified,
-/// and a walk depends on nothing else.
-fn walked_when_verified() -> crate::Error {
-    debug_assert!(false, "a verified segment must walk");
-    crate::Error::Index("a verified segment no longer walks".into())
 }
 
 /// Whether bit `i` of a have-bitmap is set (out of range: no).
