@@ -276,6 +276,77 @@ async fn fetchers_pull_from_each_other() {
     );
 }
 
+/// A fetcher whose own disk fails (here: the blob's place in the store is
+/// taken by a directory, so the final rename fails) gets a store error,
+/// not a peer's fault: nothing half-written is indexed or left in `tmp/`,
+/// and once the disk is fixed the same origin serves the same fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_mid_fetch_loses_nothing_and_blames_no_peer() {
+    let origin = honest(1, &[]).await;
+    let data = blob(3 * SEGMENT_BYTES + 7, 4);
+    let artifact_id = origin.store.put_blob(&data).expect("stores");
+    let fetcher = honest(2, &[&origin]).await;
+    connected(&fetcher, 1).await;
+    let in_the_way = fetcher.store.blob_path(&artifact_id);
+    std::fs::create_dir_all(in_the_way.join("occupied")).expect("obstruction");
+
+    let failed = fetcher.p2p.fetch(artifact_id, &fetcher.store).await;
+    assert!(
+        matches!(failed, Err(FetchError::Store(_))),
+        "a store failure is ours: {failed:?}"
+    );
+    assert!(
+        fetcher
+            .store
+            .blob_info(&artifact_id)
+            .expect("index")
+            .is_none()
+    );
+    let tmp = fetcher._dir.path().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp dir").collect();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+
+    std::fs::remove_dir_all(&in_the_way).expect("fixes the disk");
+    let report = fetcher
+        .p2p
+        .fetch(artifact_id, &fetcher.store)
+        .await
+        .expect("the origin still serves");
+    assert_eq!(
+        from(&report, origin.p2p.peer_id()),
+        4,
+        "every segment from the origin"
+    );
+    assert_eq!(fetcher.store.read_blob(&artifact_id).expect("held"), data);
+}
+
+/// A fetcher that cannot even open a temp file fails before asking any
+/// peer for a segment, with the store's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_room_for_a_temp_file_fails_the_fetch_at_once() {
+    let origin = honest(1, &[]).await;
+    let data = blob(SEGMENT_BYTES + 1, 5);
+    let artifact_id = origin.store.put_blob(&data).expect("stores");
+    let fetcher = honest(2, &[&origin]).await;
+    connected(&fetcher, 1).await;
+    let tmp = fetcher._dir.path().join("tmp");
+    std::fs::remove_dir_all(&tmp).expect("removes tmp");
+    std::fs::write(&tmp, b"not a directory").expect("obstruction");
+
+    let failed = fetcher.p2p.fetch(artifact_id, &fetcher.store).await;
+    assert!(
+        matches!(failed, Err(FetchError::Store(_))),
+        "a store failure is ours: {failed:?}"
+    );
+    assert!(
+        fetcher
+            .store
+            .blob_info(&artifact_id)
+            .expect("index")
+            .is_none()
+    );
+}
+
 /// A peer serving tampered segments is caught at its first one: that
 /// segment is refetched elsewhere, the peer serves nothing more to this
 /// fetch, and the artifact completes from the honest peer.
