@@ -17,8 +17,9 @@
 //!
 //! # Core Concepts
 //!
-//! - [`Request`]: the whole incoming request, body read into memory (the
-//!   host bounds its size).
+//! - [`Request`]: the incoming request; each part (method and path,
+//!   headers, body) is read from the host when the handler first asks for
+//!   it, the body whole into memory (the host bounds its size).
 //! - [`Response`]: status, headers and body, written back when the handler
 //!   returns. Anything that implements [`IntoResponse`] may be returned:
 //!   `Response`, `String`, `&str`, or `Result<_, E: Display>` (an `Err`
@@ -36,7 +37,7 @@ mod router;
 mod wasi_glue;
 
 pub use outbound::{FetchError, fetch};
-pub use request::{Method, Request};
+pub use request::{BodyError, Method, Request};
 pub use response::{IntoResponse, Response};
 pub use router::Router;
 

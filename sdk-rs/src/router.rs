@@ -115,16 +115,13 @@ fn parse_pattern(pattern: &str) -> Vec<Segment> {
         .collect()
 }
 
-fn match_path(
-    segments: &[Segment],
-    path: &str,
-) -> Option<std::collections::HashMap<String, String>> {
+fn match_path(segments: &[Segment], path: &str) -> Option<Vec<(String, String)>> {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let mut params = std::collections::HashMap::new();
+    let mut params = Vec::new();
     for (idx, segment) in segments.iter().enumerate() {
         match segment {
             Segment::Rest(name) => {
-                params.insert(name.clone(), parts.get(idx..).unwrap_or(&[]).join("/"));
+                params.push((name.clone(), parts.get(idx..).unwrap_or(&[]).join("/")));
                 return Some(params);
             }
             Segment::Literal(literal) => {
@@ -133,7 +130,7 @@ fn match_path(
                 }
             }
             Segment::Param(name) => {
-                params.insert(name.clone(), (*parts.get(idx)?).to_string());
+                params.push((name.clone(), (*parts.get(idx)?).to_string()));
             }
         }
     }

@@ -1,7 +1,6 @@
 //! The bridge between `wasi:http` resources and [`Request`]/[`Response`].
 
 use crate::{IntoResponse, Method, Request, Response};
-use std::collections::HashMap;
 use wasip2::http::types::{
     Fields, IncomingBody, IncomingRequest, Method as WasiMethod, OutgoingBody, OutgoingResponse,
     ResponseOutparam,
@@ -11,44 +10,15 @@ use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 /// Largest write `blocking-write-and-flush` accepts.
 const WRITE_CHUNK_MAX: usize = 4096;
 
-/// Reads the request, runs the handler, writes the response.
+/// Runs the handler and writes its response. The request's parts are
+/// read from the host only when the handler asks for them.
 pub fn serve<R: IntoResponse>(
     incoming: IncomingRequest,
     response_out: ResponseOutparam,
     handler: impl FnOnce(Request) -> R,
 ) {
-    let request = match read_request(&incoming) {
-        Ok(request) => request,
-        Err(message) => {
-            eprintln!("bonus-sdk: cannot read the request: {message}");
-            write_response(response_out, Response::text(400, message));
-            return;
-        }
-    };
-    drop(incoming);
-    write_response(response_out, handler(request).into_response());
-}
-
-fn read_request(incoming: &IncomingRequest) -> Result<Request, String> {
-    let method = from_wasi_method(incoming.method());
-    let path_and_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
-    let (path, query) = path_and_query
-        .split_once('?')
-        .map(|(p, q)| (p.to_string(), q.to_string()))
-        .unwrap_or((path_and_query.clone(), String::new()));
-    let headers = incoming.headers().entries();
-    let body = incoming
-        .consume()
-        .map_err(|()| "the request body was already consumed".to_string())?;
-    let body = read_body(body)?;
-    Ok(Request {
-        method,
-        path,
-        query,
-        headers,
-        body,
-        params: HashMap::new(),
-    })
+    let response = handler(Request::from_host(incoming)).into_response();
+    write_response(response_out, response);
 }
 
 pub(crate) fn read_body(body: IncomingBody) -> Result<Vec<u8>, String> {
@@ -82,14 +52,20 @@ pub(crate) fn write_all(stream: &OutputStream, bytes: &[u8]) -> Result<(), Strin
 }
 
 fn write_response(response_out: ResponseOutparam, response: Response) {
-    let headers = Fields::new();
-    for (name, value) in &response.headers {
-        if let Err(e) = headers.append(name, value) {
-            eprintln!("bonus-sdk: dropping response header {name:?}: {e:?}");
+    // One host call for all the headers; per header only if one is refused,
+    // to name it and keep the others.
+    let headers = Fields::from_list(&response.headers).unwrap_or_else(|_| {
+        let headers = Fields::new();
+        for (name, value) in &response.headers {
+            if let Err(e) = headers.append(name, value) {
+                eprintln!("bonus-sdk: dropping response header {name:?}: {e:?}");
+            }
         }
-    }
+        headers
+    });
     let outgoing = OutgoingResponse::new(headers);
-    if outgoing.set_status_code(response.status).is_err() {
+    // A new response is 200 already: no call for the common case.
+    if response.status != 200 && outgoing.set_status_code(response.status).is_err() {
         eprintln!(
             "bonus-sdk: invalid status {}; answering 500",
             response.status

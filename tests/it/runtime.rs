@@ -88,6 +88,34 @@ async fn hello_answers_200_with_usage() {
     assert!(invocation.usage.memory_bytes_peak > 0, "memory is measured");
 }
 
+/// The SDK reads a request's parts only when the handler asks for them: a
+/// handler that never looks at the body answers a 1 MiB POST for exactly
+/// the fuel of a bodiless GET, while one that parses it pays for it.
+#[tokio::test]
+async fn a_body_the_handler_never_reads_costs_it_nothing() {
+    let runtime = runtime(None);
+    let fuel = |function: Function, method: &'static str, path: &'static str, body: String| async move {
+        let invocation = function
+            .invoke(request(method, path, &body), &params(3, Limits::DEFAULT))
+            .await;
+        assert_eq!(invocation.outcome, Outcome::Ok, "{method} {path}");
+        invocation.usage.fuel
+    };
+    let big = "x".repeat(1 << 20);
+    let hello = load(&runtime, "hello");
+    let get = fuel(hello.clone(), "GET", "/", String::new()).await;
+    let post = fuel(hello, "POST", "/", big.clone()).await;
+    assert_eq!(get, post, "hello never reads its body");
+
+    let api = load(&runtime, "api");
+    let small = fuel(api.clone(), "POST", "/echo", r#"{"a":1}"#.into()).await;
+    let large = fuel(api, "POST", "/echo", format!(r#"{{"a":"{big}"}}"#)).await;
+    assert!(
+        large > small + (1 << 20),
+        "parsing a 1 MiB body costs fuel: {small} vs {large}"
+    );
+}
+
 #[tokio::test]
 async fn fuel_is_identical_across_runs_and_seeds() {
     let function = load(&runtime(None), "api");

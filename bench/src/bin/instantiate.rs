@@ -71,6 +71,35 @@ fn main() -> anyhow::Result<()> {
             &mut samples_us,
         );
     }
+    // Where the plain host's time goes, phase by phase (medians).
+    let host =
+        bonus_bench::plain::PlainHost::new(&wasm, true).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let uri = format!("http://localhost{path}");
+    let mut phases = Vec::with_capacity(iterations);
+    tokio.block_on(async {
+        for _ in 0..iterations {
+            phases.push(
+                host.phases(&uri)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?,
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let median = |pick: fn(&bonus_bench::plain::Phases) -> u64| {
+        let mut values: Vec<u64> = phases.iter().map(pick).collect();
+        values.sort_unstable();
+        values[values.len() / 2] as f64 / 1000.0
+    };
+    println!(
+        "plain fuel=on phases (medians, us): store {:.1}, resources {:.1}, instantiate {:.1}, call {:.1}, drop {:.1}, response {:.1}",
+        median(|p| p.store_ns),
+        median(|p| p.resources_ns),
+        median(|p| p.instantiate_ns),
+        median(|p| p.call_ns),
+        median(|p| p.drop_ns),
+        median(|p| p.response_ns),
+    );
     // Throughput with 16 invocations in flight on the one thread, as under
     // a load generator with 16 connections.
     let tasks = 16;
