@@ -10,10 +10,13 @@ as ratios against `wasmtime serve` and raw hyper measured in the same run.
 Traffic goes to 127.0.0.1 only.
 
 Usage: bench/runtime.py [--rounds 3] [--seconds 10] [--connections 32]
-                        [--compare-bonus PATH] [--no-wasmtime]
+                        [--compare-bonus PATH] [--compare-hello WASM]
+                        [--no-wasmtime]
 --compare-bonus PATH adds another `bonus` binary's hello (a build of an
 earlier commit, say) to the same interleaved rounds, for an A/B of a
-change. --no-wasmtime leaves out the `wasmtime serve` targets (and the
+change. --compare-hello WASM adds another hello component (built with an
+earlier bonus-sdk, say) under both `bonus serve` and `wasmtime serve`,
+each ratio against `wasmtime serve` of that same component. --no-wasmtime leaves out the `wasmtime serve` targets (and the
 ratios against them) on a machine without the wasmtime CLI.
 Needs: wrk (apt-get install wrk), wasmtime 48 (cargo install wasmtime-cli
 --version 48.0.8 --locked), taskset. Builds bonus in release itself.
@@ -54,6 +57,7 @@ def main():
     p.add_argument("--fib-n", type=int, default=20)
     p.add_argument("--wasmtime", default=WASMTIME_DEFAULT)
     p.add_argument("--compare-bonus", metavar="PATH", help="another bonus binary, measured in the same rounds")
+    p.add_argument("--compare-hello", metavar="WASM", help="another hello component, under bonus and wasmtime serve")
     p.add_argument("--no-wasmtime", action="store_true", help="leave out the wasmtime serve targets")
     args = p.parse_args()
 
@@ -83,6 +87,10 @@ def main():
     if args.compare_bonus:
         other = os.path.abspath(args.compare_bonus)
         targets["compared bonus serve hello"] = (lambda port: [other, "serve", f"{GUESTS}/hello.wasm", "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], "/")
+    if args.compare_hello:
+        hello = os.path.abspath(args.compare_hello)
+        targets["wasmtime serve compared hello"] = (lambda port: [args.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", hello], "/")
+        targets["bonus serve compared hello"] = (lambda port: [bonus, "serve", hello, "--threads", "1", "--addr", f"127.0.0.1:{port}", "-q"], "/")
     if args.no_wasmtime:
         targets = {name: target for name, target in targets.items() if not name.startswith("wasmtime")}
     results = {name: [] for name in targets}
@@ -111,13 +119,15 @@ def main():
 
     hyper_rps = median("hyper hello")[0]
     plain_rps = median("plain wasmtime host hello")[0]
-    print(f"\n{'target':<30}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'vs plain':>10}{'vs hyper':>10}")
+    print(f"\n{'target':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'vs plain':>10}{'vs hyper':>10}")
     for name in targets:
         rps, p50, p99 = median(name)
-        anchor = "wasmtime serve fib" if "fib" in name else "wasmtime serve hello"
+        anchor = ("wasmtime serve fib" if "fib" in name
+                  else "wasmtime serve compared hello" if "compared hello" in name
+                  else "wasmtime serve hello")
         vs_wasmtime = rps / median(anchor)[0] if anchor in results else float("nan")
         vs_plain = f"{rps / plain_rps:>9.2f}x" if "fib" not in name else f"{'':>10}"
-        print(f"{name:<30}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{vs_wasmtime:>12.2f}x{vs_plain}{rps / hyper_rps:>9.2f}x")
+        print(f"{name:<32}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{vs_wasmtime:>12.2f}x{vs_plain}{rps / hyper_rps:>9.2f}x")
     print(f"\n{args.rounds} rounds x {args.seconds}s, wrk -t1 -c{args.connections}, server on core {SERVER_CORE}, "
           f"wrk on core {LOAD_CORE}; medians of rounds; anchor {version}")
 

@@ -57,7 +57,7 @@ pub struct Request {
 type Headers = Vec<(String, Vec<u8>)>;
 
 /// The request line: what every router looks at first.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Line {
     method: Method,
     path: String,
@@ -150,26 +150,23 @@ impl Request {
 
     /// Adds a header, for tests of handlers outside a host.
     pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        let header = (name.to_string(), value.as_ref().to_vec());
-        match Arc::get_mut(&mut self.source) {
-            Some(Source::Local { headers, .. }) => headers.push(header),
-            _ => {
-                let mut headers = self.headers().to_vec();
-                headers.push(header);
-                self.source = Arc::new(Source::Local {
-                    line: Line::new(
-                        self.method().clone(),
-                        &match self.query() {
-                            "" => self.path().to_string(),
-                            query => format!("{}?{query}", self.path()),
-                        },
-                    ),
-                    headers,
-                    body: self.body().to_vec(),
-                });
-            }
+        // A request shared with clones, or from the host, gets parts of
+        // its own first.
+        if !matches!(Arc::get_mut(&mut self.source), Some(Source::Local { .. })) {
+            self.source = Arc::new(self.to_local());
+        }
+        if let Some(Source::Local { headers, .. }) = Arc::get_mut(&mut self.source) {
+            headers.push((name.to_string(), value.as_ref().to_vec()));
         }
         self
+    }
+
+    fn to_local(&self) -> Source {
+        Source::Local {
+            line: self.line().clone(),
+            headers: self.headers().to_vec(),
+            body: self.body().to_vec(),
+        }
     }
 
     pub(crate) fn from_host(request: IncomingRequest) -> Self {
