@@ -250,6 +250,32 @@ async fn hostile_invocations_end_with_the_matching_outcome(function: Function) {
     assert_eq!(invocation.outcome, Outcome::Ok);
 }
 
+/// A response header the host refuses is dropped and logged; the response
+/// and its other headers still go out (the SDK sends all headers in one
+/// host call, and header by header only when that call is refused).
+#[tokio::test]
+async fn a_refused_response_header_is_dropped_and_logged_not_fatal() {
+    let function = load(&runtime(None), "hostile");
+    let invocation = function
+        .invoke(
+            request("GET", "/bad-header", ""),
+            &params(1, Limits::DEFAULT),
+        )
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Ok);
+    let response = invocation.response.expect("a response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.body()[..], b"ok");
+    assert_eq!(response.headers()["x-before"], "1");
+    assert_eq!(response.headers()["x-after"], "3");
+    assert_eq!(response.headers().len(), 3, "{:?}", response.headers());
+    let stderr = String::from_utf8_lossy(&invocation.logs.stderr.bytes);
+    assert!(
+        stderr.contains("dropping response header \"x-bad\\nheader\""),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn load_rejects_what_is_not_an_http_component() {
     let runtime = runtime(None);

@@ -10,6 +10,8 @@
 //! - `/remember?secret=S`: leaves traces of the request in a global and on
 //!   the heap, then answers what earlier requests left there (an isolated
 //!   host always gives a fresh instance: `0 ` and nothing).
+//! - `/bad-header`: answers with a header the host must refuse (a newline
+//!   in its name) between two good ones.
 //! - anything else: `ok`.
 
 use bonus_sdk::{Request, Response};
@@ -68,6 +70,10 @@ fn handle(request: Request) -> Response {
             secrets.push(request.query_param("secret").unwrap_or_default().to_string());
             Response::text(200, format!("{before} {earlier}"))
         }
+        "/bad-header" => Response::text(200, "ok")
+            .with_header("x-before", "1")
+            .with_header("x-bad\nheader", "2")
+            .with_header("x-after", "3"),
         _ => Response::text(200, "ok"),
     }
 }
