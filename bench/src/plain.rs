@@ -97,6 +97,25 @@ impl PlainHost {
         Ok(PlainHost { engine, pre, fuel })
     }
 
+    /// A fresh store: an empty `WasiCtx`, a `WasiHttpCtx`, fuel and the
+    /// epoch deadline set.
+    fn store(&self) -> wasmtime::Result<Store<Host>> {
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                wasi: WasiCtx::builder().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+            },
+        );
+        if self.fuel {
+            store.set_fuel(FUEL)?;
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        Ok(store)
+    }
+
     /// Runs one request in a fresh instance; the response streams while the
     /// guest runs on its own task.
     pub async fn handle<B>(
@@ -107,19 +126,7 @@ impl PlainHost {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                wasi: WasiCtx::builder().build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-            },
-        );
-        if self.fuel {
-            store.set_fuel(FUEL).map_err(boxed)?;
-        }
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        let mut store = self.store().map_err(boxed)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -174,19 +181,7 @@ impl PlainHost {
         let mut phases = Phases::default();
         let ns = |since: Instant| since.elapsed().as_nanos() as u64;
         let started = Instant::now();
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                wasi: WasiCtx::builder().build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-            },
-        );
-        if self.fuel {
-            store.set_fuel(FUEL)?;
-        }
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        let mut store = self.store()?;
         phases.store_ns = ns(started);
         let started = Instant::now();
         let (sender, receiver) = tokio::sync::oneshot::channel();

@@ -276,32 +276,39 @@ async fn fetchers_pull_from_each_other() {
     );
 }
 
+/// An origin holding a blob of `bytes`, and a fetcher connected to it.
+async fn origin_and_fetcher(bytes: u64) -> (Node, Node, Vec<u8>) {
+    let origin = honest(1, &[]).await;
+    let data = blob(bytes, 4);
+    origin.store.put_blob(&data).expect("stores");
+    let fetcher = honest(2, &[&origin]).await;
+    connected(&fetcher, 1).await;
+    (origin, fetcher, data)
+}
+
+/// Fetches, expecting the fetcher's own store to fail and index nothing.
+async fn fetch_fails_in_the_store(fetcher: &Node, artifact_id: ArtifactId) {
+    let failed = fetcher.p2p.fetch(artifact_id, &fetcher.store).await;
+    assert!(
+        matches!(failed, Err(FetchError::Store(_))),
+        "a store failure is ours: {failed:?}"
+    );
+    let index = fetcher.store.blob_info(&artifact_id).expect("index");
+    assert!(index.is_none(), "indexed after a failed store: {index:?}");
+}
+
 /// A fetcher whose own disk fails (here: the blob's place in the store is
 /// taken by a directory, so the final rename fails) gets a store error,
 /// not a peer's fault: nothing half-written is indexed or left in `tmp/`,
 /// and once the disk is fixed the same origin serves the same fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_failure_mid_fetch_loses_nothing_and_blames_no_peer() {
-    let origin = honest(1, &[]).await;
-    let data = blob(3 * SEGMENT_BYTES + 7, 4);
-    let artifact_id = origin.store.put_blob(&data).expect("stores");
-    let fetcher = honest(2, &[&origin]).await;
-    connected(&fetcher, 1).await;
+    let (origin, fetcher, data) = origin_and_fetcher(3 * SEGMENT_BYTES + 7).await;
+    let artifact_id = ArtifactId::of(&data);
     let in_the_way = fetcher.store.blob_path(&artifact_id);
     std::fs::create_dir_all(in_the_way.join("occupied")).expect("obstruction");
 
-    let failed = fetcher.p2p.fetch(artifact_id, &fetcher.store).await;
-    assert!(
-        matches!(failed, Err(FetchError::Store(_))),
-        "a store failure is ours: {failed:?}"
-    );
-    assert!(
-        fetcher
-            .store
-            .blob_info(&artifact_id)
-            .expect("index")
-            .is_none()
-    );
+    fetch_fails_in_the_store(&fetcher, artifact_id).await;
     let tmp = fetcher._dir.path().join("tmp");
     let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp dir").collect();
     assert!(left.is_empty(), "temp files left behind: {left:?}");
@@ -324,27 +331,13 @@ async fn a_store_failure_mid_fetch_loses_nothing_and_blames_no_peer() {
 /// peer for a segment, with the store's error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_without_room_for_a_temp_file_fails_the_fetch_at_once() {
-    let origin = honest(1, &[]).await;
-    let data = blob(SEGMENT_BYTES + 1, 5);
-    let artifact_id = origin.store.put_blob(&data).expect("stores");
-    let fetcher = honest(2, &[&origin]).await;
-    connected(&fetcher, 1).await;
+    let (_origin, fetcher, data) = origin_and_fetcher(SEGMENT_BYTES + 1).await;
+    let artifact_id = ArtifactId::of(&data);
     let tmp = fetcher._dir.path().join("tmp");
     std::fs::remove_dir_all(&tmp).expect("removes tmp");
     std::fs::write(&tmp, b"not a directory").expect("obstruction");
 
-    let failed = fetcher.p2p.fetch(artifact_id, &fetcher.store).await;
-    assert!(
-        matches!(failed, Err(FetchError::Store(_))),
-        "a store failure is ours: {failed:?}"
-    );
-    assert!(
-        fetcher
-            .store
-            .blob_info(&artifact_id)
-            .expect("index")
-            .is_none()
-    );
+    fetch_fails_in_the_store(&fetcher, artifact_id).await;
 }
 
 /// A peer serving tampered segments is caught at its first one: that
