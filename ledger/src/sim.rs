@@ -23,6 +23,9 @@ pub enum Role {
     Honest,
     /// The real validator, proposing blocks with a wrong state root.
     InvalidBlocks,
+    /// The real validator, stamping its proposals this many ms ahead of
+    /// its clock.
+    ClockAheadMs(u64),
     /// Nothing: its channels are handed back to the caller, which may
     /// run its own (Byzantine) actor on them.
     External,
@@ -172,6 +175,7 @@ impl SimNetwork {
                 }
                 Role::Honest => None,
                 Role::InvalidBlocks => Some(Byzantine::InvalidBlocks),
+                Role::ClockAheadMs(ms) => Some(Byzantine::ClockAheadMs(*ms)),
             };
             let handles = chain::start(
                 context.child("validator").with_attribute("index", i),

@@ -4,11 +4,15 @@
 //! real ledger validator: simplex, marshal, buffered broadcast, resolver,
 //! the application and the finalizer with its redb store (in memory).
 
-use bonus_ledger::chain::{self, Timeouts};
+#[path = "common/conflicter.rs"]
+mod conflicter;
+
+use bonus_ledger::chain::Timeouts;
+use bonus_ledger::limits::{CLOCK_AHEAD_REFUSE_MS, CLOCK_DRIFT_MAX_MS};
 use bonus_ledger::sim::{Role, SimNetwork, faucet, key};
 use bonus_ledger::{SignedTx, TxBody};
 use commonware_p2p::simulated::Link;
-use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Runner, deterministic};
 use commonware_utils::probability;
 use std::time::Duration;
 
@@ -30,6 +34,8 @@ enum Scenario {
     Equivocator,
     /// {0,1} and {2,3} cannot talk for 10 s, then heal.
     Partition,
+    /// Validator 3 stamps its proposals this many ms ahead of its clock.
+    ClockAheadMs(u64),
 }
 
 struct Outcome {
@@ -42,6 +48,9 @@ struct Outcome {
     rejected: u64,
     /// Faucet transfers finalized (its nonce on validator 0).
     finalized_transfers: u64,
+    /// The furthest any honest validator's finalized time was seen ahead
+    /// of the clock, ms (0 if never ahead).
+    max_ahead_ms: u64,
     audit: String,
 }
 
@@ -53,31 +62,15 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
         let last = match scenario {
             Scenario::InvalidBlocks => Role::InvalidBlocks,
             Scenario::Equivocator => Role::External,
+            Scenario::ClockAheadMs(ms) => Role::ClockAheadMs(ms),
             _ => Role::Honest,
         };
         let roles = [Role::Honest, Role::Honest, Role::Honest, last];
         let mut net = SimNetwork::start(&context, &roles, LOSSY, Timeouts::LOCAL).await;
-        let mut byzantine_votes = None;
-        if let Some((i, channels)) = net.external.pop() {
-            // Commonware's conflicter: it answers each notarize with one
-            // for a random payload, so it signs conflicting votes.
-            let scheme = chain::Scheme::signer(
-                &chain::namespace(&chain_id_of(&net)),
-                commonware_utils::ordered::Set::try_from(net.public.clone()).expect("distinct"),
-                chain::consensus_key(&key(i)),
-            )
-            .expect("member");
-            let conflicter = commonware_consensus::simplex::mocks::conflicter::Conflicter::<
-                _,
-                _,
-                commonware_cryptography::Sha256,
-            >::new(
-                context.child("conflicter"),
-                commonware_consensus::simplex::mocks::conflicter::Config { scheme },
-            );
-            byzantine_votes = Some(conflicter.start(channels.votes));
-        }
-        let _ = byzantine_votes;
+        let _byzantine_votes = net
+            .external
+            .pop()
+            .map(|(i, channels)| conflicter::start(&context, &net, i, channels));
         let chains = net.chains.clone();
 
         // A stream of transfers from the faucet, each to one validator's
@@ -92,8 +85,18 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
         let mut crashed = false;
         let mut partitioned_at = None;
         let start = context.current();
+        let mut max_ahead_ms = 0;
         loop {
             let heights: Vec<u64> = honest.iter().map(|&i| chains[i].height()).collect();
+            let now_ms = unix_ms(context.current());
+            for &i in &honest {
+                let ahead = chains[i].state().time_ms().saturating_sub(now_ms);
+                assert!(
+                    ahead <= CLOCK_DRIFT_MAX_MS,
+                    "{scenario:?}: validator {i} finalized a block {ahead} ms ahead of the clock"
+                );
+                max_ahead_ms = max_ahead_ms.max(ahead);
+            }
             if heights.iter().all(|h| *h >= target) {
                 break;
             }
@@ -171,13 +174,15 @@ fn run(seed: u64, scenario: Scenario, target: u64) -> Outcome {
             slashed,
             rejected,
             finalized_transfers,
+            max_ahead_ms,
             audit: context.auditor().state(),
         }
     })
 }
 
-fn chain_id_of(net: &SimNetwork) -> bonus_ledger::ChainId {
-    *net.chains[0].state().chain_id()
+fn unix_ms(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn assert_agree(outcome: &Outcome) {
@@ -233,6 +238,34 @@ fn an_equivocating_validator_is_caught_and_slashed() {
         assert!(
             outcome.slashed,
             "seed {seed}: the equivocation was not turned into a Slash"
+        );
+    }
+}
+
+#[test]
+fn a_proposer_far_ahead_of_the_clock_is_refused() {
+    for seed in 50..52 {
+        let outcome = run(seed, Scenario::ClockAheadMs(6 * CLOCK_AHEAD_REFUSE_MS), 10);
+        assert_agree(&outcome);
+        assert!(
+            outcome.rejected > 0,
+            "seed {seed}: no proposal from the future was refused"
+        );
+        // `run` asserts no honest validator ever finalized a time more
+        // than the drift ahead of its clock.
+    }
+}
+
+#[test]
+fn a_proposer_a_little_ahead_is_held_until_the_clock_catches_up() {
+    for seed in 60..62 {
+        let outcome = run(seed, Scenario::ClockAheadMs(CLOCK_DRIFT_MAX_MS + 500), 10);
+        assert_agree(&outcome);
+        // Its early blocks were held, not refused: they finalized once
+        // they were at most the drift ahead.
+        assert!(
+            outcome.max_ahead_ms > 0,
+            "seed {seed}: no early block was ever finalized"
         );
     }
 }

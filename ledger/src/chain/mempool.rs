@@ -209,3 +209,82 @@ fn prune_signer(
         keep
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::Harness;
+    use crate::{Params, TxBody};
+    use bonus_ids::SecretKey;
+
+    const FEE: u64 = 100;
+
+    fn harness(alice: &SecretKey, balance: u64) -> Harness {
+        let params = Params {
+            tx_fee: FEE,
+            ..Params::DEV
+        };
+        Harness::new("mempool", params, &[(alice, balance)])
+    }
+
+    fn transfer(h: &Harness, from: &SecretKey, nonce: u64, amount: u64) -> SignedTx {
+        let to = SecretKey::from_seed([9; 32]).public();
+        SignedTx::sign(from, &h.chain_id(), nonce, TxBody::Transfer { to, amount })
+    }
+
+    fn admit(pool: &mut Mempool, h: &Harness, tx: &SignedTx) {
+        pool.admit(tx.clone(), tx.id(), &h.state, h.height)
+            .expect("admitted");
+    }
+
+    #[test]
+    fn a_signer_who_spends_its_balance_loses_what_it_can_no_longer_pay_for() {
+        let alice = SecretKey::from_seed([1; 32]);
+        let mut h = harness(&alice, 10 * FEE);
+        let mut pool = Mempool::default();
+        // Nonce 0 sends all but two fees' worth away; 1..=3 wait behind it.
+        let spend = transfer(&h, &alice, 0, 10 * FEE - FEE - 2 * FEE);
+        let waiting: Vec<SignedTx> = (1..=3).map(|n| transfer(&h, &alice, n, 0)).collect();
+        admit(&mut pool, &h, &spend);
+        for tx in &waiting {
+            admit(&mut pool, &h, tx);
+        }
+        assert_eq!(pool.len(), 4);
+
+        h.apply(&spend).expect("the spend applies");
+        assert_eq!(h.state.balance(&alice.public()), 2 * FEE);
+        pool.prune(&h.state, h.height, [&alice.public()]);
+        assert!(!pool.contains(&spend.id()), "its nonce is used");
+        assert!(pool.contains(&waiting[0].id()) && pool.contains(&waiting[1].id()));
+        assert!(!pool.contains(&waiting[2].id()), "no fee left for it");
+        assert_eq!(pool.len(), 2);
+        // Nor can it come back: the admission check counts what waits.
+        assert!(matches!(
+            pool.check(&waiting[2], &h.state),
+            Err(SubmitError::CannotPayFees { .. })
+        ));
+    }
+
+    #[test]
+    fn a_transaction_stuck_behind_a_gap_expires_after_the_ttl() {
+        let alice = SecretKey::from_seed([1; 32]);
+        let h = harness(&alice, 10 * FEE);
+        let mut pool = Mempool::default();
+        // Nonce 0 never comes: 1 can never apply.
+        let stuck = transfer(&h, &alice, 1, 1);
+        admit(&mut pool, &h, &stuck);
+        assert!(pool.candidates(&h.state, 0, 100).is_empty(), "behind a gap");
+        let arrived = h.height;
+        pool.prune(
+            &h.state,
+            arrived + MEMPOOL_TTL_BLOCKS - 1,
+            [&alice.public()],
+        );
+        assert!(pool.contains(&stuck.id()), "within the TTL");
+        // The periodic sweep reaches signers no block named.
+        pool.prune_all(&h.state, arrived + MEMPOOL_TTL_BLOCKS);
+        assert!(!pool.contains(&stuck.id()), "expired");
+        assert_eq!(pool.len(), 0);
+        assert!(pool.by_signer.is_empty(), "no empty signer left behind");
+    }
+}

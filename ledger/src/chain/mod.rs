@@ -396,7 +396,8 @@ impl Chain {
         }
     }
 
-    /// Proposals this validator refused to vote for (invalid blocks).
+    /// Proposals this validator refused to vote for (invalid, or stamped
+    /// too far ahead of its clock).
     pub fn rejected_blocks(&self) -> u64 {
         self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -56,6 +56,9 @@ pub type Scheme = scheme::Scheme;
 pub enum Byzantine {
     /// Proposes blocks whose state root is wrong.
     InvalidBlocks,
+    /// Stamps its proposals this many ms after its clock (otherwise valid
+    /// blocks, from a proposer that would push the chain's time ahead).
+    ClockAheadMs(u64),
 }
 
 /// Consensus timers.
@@ -450,7 +453,10 @@ impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
         }
         let parent = ancestry.next().await?;
         let parent_state = self.chain.state_after(&parent, ancestry).await?;
-        let now_ms = unix_ms(context.0.current());
+        let mut now_ms = unix_ms(context.0.current());
+        if let Some(Byzantine::ClockAheadMs(ahead)) = self.byzantine {
+            now_ms += ahead;
+        }
         let (mut block, state) = self.chain.build(&parent, &parent_state, now_ms);
         if self.byzantine == Some(Byzantine::InvalidBlocks) {
             block.state_root = [0xba; 32];
@@ -487,6 +493,9 @@ impl<E: Clock + Send + 'static> Application<E> for LedgerApp {
                 ahead_ms = ahead,
                 "refusing a block from the future"
             );
+            self.chain
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return false;
         }
         if ahead > CLOCK_DRIFT_MAX_MS {

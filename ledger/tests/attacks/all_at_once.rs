@@ -1,15 +1,18 @@
-//! Every attacker at once, beside honest traffic, on four validators in
-//! the deterministic simulator (lossy links, one of them a Byzantine
-//! proposer of invalid blocks): honest transfers and a settlement
-//! finalize, the honest validators agree, supply is conserved, and no
-//! honest balance moves except by its owner's signature or consent.
+//! Every attacker at once, beside honest traffic, on seven validators in
+//! the deterministic simulator (lossy links; two Byzantine: a proposer of
+//! invalid blocks and an equivocating voter): honest transfers and
+//! settlements finalize, the equivocator is slashed, the honest validators
+//! agree, supply is conserved, and no honest balance moves except by its
+//! owner's signature or consent.
 
+use crate::conflicter;
+use crate::splitter::torsioned;
 use crate::world::{FUEL_MAX, PRICE, STAKE, attest, batch, deploy, manifest, register};
 use bonus_ids::SecretKey;
 use bonus_ledger::chain::{Chain, Timeouts, TxStatus};
 use bonus_ledger::genesis::GenesisBalance;
 use bonus_ledger::limits::MEMPOOL_NONCE_WINDOW;
-use bonus_ledger::sim::{Role, SimNetwork, genesis_file};
+use bonus_ledger::sim::{Role, SimNetwork, genesis_file, key as validator};
 use bonus_ledger::{ChainId, NodeRole, Params, SignedTx, TxBody};
 use commonware_p2p::simulated::Link;
 use commonware_runtime::{Clock, Runner, deterministic};
@@ -29,17 +32,23 @@ fn key(tag: u8) -> SecretKey {
 
 const FUNDS: u64 = 10_000_000;
 const TRANSFERS: u64 = 30;
+/// Validators 0..HONEST are honest; HONEST proposes invalid blocks and
+/// HONEST + 1 equivocates (f = 2 of 7).
+const HONEST: usize = 5;
+const EQUIVOCATOR: usize = HONEST + 1;
+/// The deadbeat's funds: its deploy fee and not much more.
+const POOR_FUNDS: u64 = 50;
 
-/// Submits to validator `nonce % 3` (the honest ones) and returns the id;
-/// a refusal at the door is returned as None.
+/// Submits to honest validator `nonce % HONEST` and returns the id; a
+/// refusal at the door is returned as None.
 fn submit(chains: &[Arc<Chain>], tx: SignedTx) -> Option<[u8; 32]> {
-    let target = (tx.nonce % 3) as usize;
+    let target = (tx.nonce % HONEST as u64) as usize;
     chains[target].submit_tx(tx).ok()
 }
 
 async fn final_on_all(context: &deterministic::Context, chains: &[Arc<Chain>], id: [u8; 32]) {
     let started = context.current();
-    while !chains[..3]
+    while !chains[..HONEST]
         .iter()
         .all(|c| matches!(c.status(&id), TxStatus::Finalized(_)))
     {
@@ -66,22 +75,26 @@ fn every_attacker_at_once_beside_honest_traffic() {
     deterministic::Runner::new(config).start(|context| async move {
         let (owner, worker, router, payer, payee) = (key(41), key(42), key(43), key(44), key(45));
         let (drainer, hijacker, jammer, puppet) = (key(51), key(52), key(53), key(54));
-        let mut genesis = genesis_file(4);
+        let (splitter, poor) = (key(55), key(10));
+        let mut genesis = genesis_file(HONEST + 2);
         for k in [
-            &owner, &worker, &router, &payer, &drainer, &hijacker, &jammer, &puppet,
+            &owner, &worker, &router, &payer, &drainer, &hijacker, &jammer, &puppet, &splitter,
         ] {
             genesis.balances.push(GenesisBalance {
                 account: k.public().to_string(),
                 amount: FUNDS,
             });
         }
-        let roles = [
-            Role::Honest,
-            Role::Honest,
-            Role::Honest,
-            Role::InvalidBlocks,
-        ];
-        let net = SimNetwork::start_with(&context, &roles, LOSSY, Timeouts::LOCAL, genesis).await;
+        genesis.balances.push(GenesisBalance {
+            account: poor.public().to_string(),
+            amount: POOR_FUNDS,
+        });
+        let mut roles = vec![Role::Honest; HONEST];
+        roles.extend([Role::InvalidBlocks, Role::External]);
+        let mut net =
+            SimNetwork::start_with(&context, &roles, LOSSY, Timeouts::LOCAL, genesis).await;
+        let (index, channels) = net.external.pop().expect("the equivocator's channels");
+        let _equivocator = conflicter::start(&context, &net, index, channels);
         let chains = net.chains.clone();
         let chain_id = *chains[0].state().chain_id();
         let other_network = ChainId([0x0b; 32]);
@@ -100,6 +113,8 @@ fn every_attacker_at_once_beside_honest_traffic() {
                 register(NodeRole::Worker, &worker, PRICE, STAKE),
             ),
             sign(&router, 0, register(NodeRole::Router, &router, 0, STAKE)),
+            // The deadbeat deploys with next to nothing.
+            sign(&poor, 0, deploy(10)),
         ];
         // Attackers, all at once.
         let attacks = [
@@ -118,7 +133,7 @@ fn every_attacker_at_once_beside_honest_traffic() {
             .into_iter()
             .filter_map(|tx| submit(&chains, tx))
             .collect();
-        assert_eq!(honest_ids.len(), 3, "honest set-up refused at the door");
+        assert_eq!(honest_ids.len(), 4, "honest set-up refused at the door");
         for tx in attacks {
             let _ = submit(&chains, tx);
         }
@@ -159,6 +174,23 @@ fn every_attacker_at_once_beside_honest_traffic() {
             chains[2].submit_tx(replay).is_err(),
             "a replay from another network admitted"
         );
+        // The splitter's signature, valid only under the cofactored rule,
+        // gets one verdict everywhere; with `s` off by one it gets none.
+        let plain = sign(
+            &splitter,
+            0,
+            TxBody::Transfer {
+                to: payee.public(),
+                amount: 7,
+            },
+        );
+        let broken = torsioned(plain.clone(), &splitter, &chain_id, true);
+        assert!(
+            chains[3].submit_tx(broken).is_err(),
+            "a bad signature admitted"
+        );
+        let crafted = torsioned(plain, &splitter, &chain_id, false);
+        honest_ids.push(submit(&chains, crafted).expect("valid under ZIP-215"));
 
         // Honest transfers.
         for nonce in 0..TRANSFERS {
@@ -191,13 +223,58 @@ fn every_attacker_at_once_beside_honest_traffic() {
         )
         .expect("settle admitted");
         final_on_all(&context, &chains, id).await;
+        // The deadbeat's function runs past what it can pay: the line is
+        // not credited and it is marked unpaid, until a friend tops it up.
+        let id = submit(&chains, sign(&router, 2, attest(period, 10, &worker, 100)))
+            .expect("attest admitted");
+        final_on_all(&context, &chains, id).await;
+        let id = submit(
+            &chains,
+            sign(&worker, 2, batch(1, period, 10, &poor, 10, 10 * FUEL_MAX)),
+        )
+        .expect("settle admitted");
+        final_on_all(&context, &chains, id).await;
+        assert!(chains[..HONEST].iter().all(|c| c.state().is_unpaid("poor")));
+        let id = submit(
+            &chains,
+            sign(
+                &payer,
+                TRANSFERS,
+                TxBody::Transfer {
+                    to: poor.public(),
+                    amount: 1_000,
+                },
+            ),
+        )
+        .expect("a top-up admitted");
+        final_on_all(&context, &chains, id).await;
+        // The equivocation is seen, turned into evidence and slashed.
+        let started = context.current();
+        while !chains[..HONEST]
+            .iter()
+            .all(|c| c.state().is_slashed(&validator(EQUIVOCATOR).public()))
+        {
+            let waited = context
+                .current()
+                .duration_since(started)
+                .unwrap_or_default();
+            assert!(
+                waited < Duration::from_secs(120),
+                "the equivocator was never slashed"
+            );
+            context.sleep(Duration::from_millis(20)).await;
+        }
 
         // Agreement, conservation, and every balance explained.
         let fee = Params::DEV.tx_fee;
         let cost = fuel * PRICE / 1_000_000;
         let due = cost + cost / 100;
-        let common = chains[..3].iter().map(|c| c.height()).min().unwrap_or(0);
-        let roots: Vec<_> = chains[..3]
+        let common = chains[..HONEST]
+            .iter()
+            .map(|c| c.height())
+            .min()
+            .unwrap_or(0);
+        let roots: Vec<_> = chains[..HONEST]
             .iter()
             .map(|c| {
                 c.store()
@@ -212,10 +289,14 @@ fn every_attacker_at_once_beside_honest_traffic() {
             "honest validators disagree"
         );
         assert!(
-            chains[..3].iter().map(|c| c.rejected_blocks()).sum::<u64>() > 0,
+            chains[..HONEST]
+                .iter()
+                .map(|c| c.rejected_blocks())
+                .sum::<u64>()
+                > 0,
             "no invalid proposal was refused"
         );
-        for chain in &chains[..3] {
+        for chain in &chains[..HONEST] {
             let state = chain.state();
             assert_eq!(state.total_supply(), u128::from(state.minted()));
             assert_eq!(
@@ -225,13 +306,25 @@ fn every_attacker_at_once_beside_honest_traffic() {
             );
             assert_eq!(
                 state.balance(&payer.public()),
-                FUNDS - TRANSFERS * (1 + fee)
+                FUNDS - TRANSFERS * (1 + fee) - (1_000 + fee)
             );
-            assert_eq!(state.balance(&payee.public()), TRANSFERS);
+            assert_eq!(state.balance(&payee.public()), TRANSFERS + 7);
+            assert_eq!(state.balance(&splitter.public()), FUNDS - 7 - fee);
             assert_eq!(
                 state.balance(&worker.public()),
-                FUNDS - STAKE - 2 * fee + cost,
-                "the worker's operator is paid"
+                FUNDS - STAKE - 3 * fee + cost,
+                "the worker's operator is paid, and for the deadbeat nothing"
+            );
+            assert_eq!(
+                state.balance(&poor.public()),
+                POOR_FUNDS - fee + 1_000,
+                "the deadbeat paid its deploy fee, nothing for work it could not pay"
+            );
+            assert!(!state.is_unpaid("poor"), "the top-up cleared it");
+            assert!(state.is_slashed(&validator(EQUIVOCATOR).public()));
+            assert!(
+                !state.is_slashed(&validator(HONEST).public()),
+                "a wrong root is refused, not slashed"
             );
             assert!(
                 state.node(&drainer.public()).is_none(),

@@ -3,6 +3,7 @@
 //! at any price, settle `fuel × own price`).
 
 use crate::world::*;
+use bonus_ledger::limits::SETTLEMENT_WINDOW_PERIODS;
 use bonus_ledger::{NodeRole, Params, TxError};
 
 #[test]
@@ -167,4 +168,50 @@ fn stake_cannot_drop_below_the_minimum_while_registered() {
         (0, 1),
         "the whole stake unbonds"
     );
+}
+
+#[test]
+fn a_period_past_the_window_cannot_be_replayed_and_its_usage_is_pruned() {
+    let mut w = World::new();
+    let (owner, router, worker) = (w.owner(), w.router(), w.worker());
+    let rows_before = w.h.state.rows().len();
+    let period = w.h.period();
+    w.ok(&router, attest(period, 1, &worker, 10));
+    w.ok(&worker, batch(0, period, 1, &owner, 10, 10 * FUEL_MAX));
+    let usage = |w: &World| w.h.state.usage(period, &manifest(1), &worker.public());
+    for _ in 1..SETTLEMENT_WINDOW_PERIODS {
+        w.h.next_period();
+    }
+    // The last period that may still settle `period`: all of it is kept.
+    assert_eq!((usage(&w).attested, usage(&w).settled), (10, 10));
+    assert!(w.h.state.spent(period, "hello") > 0);
+    assert!(w.h.state.is_settled(&worker.public(), 0));
+
+    w.h.next_period();
+    assert_eq!(w.h.state.period_usage(period).count(), 0, "usage pruned");
+    assert_eq!(w.h.state.period_spent(period).count(), 0, "spend pruned");
+    assert!(
+        !w.h.state.is_settled(&worker.public(), 0),
+        "batch id pruned"
+    );
+    assert_eq!(
+        w.h.state.rows().len(),
+        rows_before,
+        "the state is back to its size before the period"
+    );
+    // With its batch id forgotten, the old batch must still not pay twice,
+    // nor may a router vouch for a period that can no longer settle.
+    let before = w.balance(&owner);
+    let error = w.refused(&worker, batch(0, period, 1, &owner, 10, 10 * FUEL_MAX));
+    assert!(
+        matches!(error, TxError::PeriodOutsideWindow { .. }),
+        "{error}"
+    );
+    let error = w.refused(&router, attest(period, 1, &worker, 10));
+    assert!(
+        matches!(error, TxError::PeriodOutsideWindow { .. }),
+        "{error}"
+    );
+    assert_eq!(w.balance(&owner), before);
+    w.assert_supply();
 }

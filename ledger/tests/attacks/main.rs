@@ -4,6 +4,9 @@
 //! attack is refused: balances, supply and the state root unchanged, and
 //! no honest balance moved without its owner's signature or consent.
 
+#[path = "../common/conflicter.rs"]
+mod conflicter;
+
 mod all_at_once;
 mod deadbeat;
 mod drainer;

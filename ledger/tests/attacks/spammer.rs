@@ -38,9 +38,21 @@ fn fees_are_paid_to_validators_by_stake_at_the_period_end() {
         ..Params::DEV
     };
     let payer = key(5);
-    let mut h = Harness::new("fees", params, &[(&payer, 10_000_000)]);
-    let validator = validator(0).public();
-    let staked_before = h.state.balance(&validator);
+    let big = validator(0);
+    // Validator 0 bonds a second stake, so "by stake" and "in equal
+    // parts" pay differently: 2/5 of the pool to it, 1/5 to each other.
+    let mut h = Harness::new(
+        "fees",
+        params,
+        &[(&payer, 10_000_000), (&big, VALIDATOR_STAKE + 1_000)],
+    );
+    h.run(
+        &big,
+        TxBody::Stake {
+            amount: VALIDATOR_STAKE,
+        },
+    )
+    .expect("a validator may bond more");
     for _ in 0..8 {
         h.run(
             &payer,
@@ -51,14 +63,20 @@ fn fees_are_paid_to_validators_by_stake_at_the_period_end() {
         )
         .expect("pays");
     }
-    assert_eq!(h.state.fee_pool(), 8_000);
+    assert_eq!(h.state.fee_pool(), 9_000, "nine transactions' fees");
+    let balances_before: Vec<u64> = (0..4)
+        .map(|i| h.state.balance(&validator(i).public()))
+        .collect();
     h.next_period();
-    // Four validators with equal stake share the pool.
     assert_eq!(h.state.fee_pool(), 0);
-    assert_eq!(h.state.balance(&validator), staked_before + 2_000);
+    let paid: Vec<u64> = (0..4)
+        .map(|i| h.state.balance(&validator(i).public()) - balances_before[i])
+        .collect();
+    assert_eq!(paid, [3_600, 1_800, 1_800, 1_800]);
     assert_eq!(
-        h.state.account(&validator).map(|a| a.stake),
-        Some(VALIDATOR_STAKE)
+        h.state.account(&big.public()).map(|a| a.stake),
+        Some(2 * VALIDATOR_STAKE),
+        "fees are paid out, the stake stays bonded"
     );
     assert_eq!(h.state.total_supply(), u128::from(h.state.minted()));
 }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha512};
 /// Re-signs `tx` as `key` with the nonce point moved by a point of
 /// order eight: `R = rB + T`, `s = r + H(R, A, M)·a`. The cofactored
 /// equation holds; the cofactorless one misses by `T`.
-fn torsioned(mut tx: SignedTx, key: &SecretKey, chain: &ChainId, tweak_s: bool) -> SignedTx {
+pub fn torsioned(mut tx: SignedTx, key: &SecretKey, chain: &ChainId, tweak_s: bool) -> SignedTx {
     let expanded = Sha512::digest(key.seed());
     let mut secret = [0u8; 32];
     secret.copy_from_slice(&expanded[..32]);
