@@ -36,7 +36,7 @@ pub mod api;
 pub mod chain;
 #[cfg(feature = "client")]
 pub mod client;
-mod codec;
+use bonus_ids::codec;
 mod error;
 pub mod evidence;
 pub mod genesis;

@@ -16,11 +16,11 @@ pub const BLOCK_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// attestation counts).
 pub const LIST_ITEMS_MAX: usize = 1024;
 
-/// Longest name: a DNS label.
-pub const NAME_BYTES_MAX: usize = 63;
+/// Longest name: a DNS label, the manifest's rule.
+pub use bonus_registry::manifest::NAME_BYTES_MAX;
 
 /// Longest endpoint or region string of a node.
-pub const STRING_BYTES_MAX: usize = 256;
+pub const NODE_STRING_BYTES_MAX: usize = 256;
 
 /// Largest slashing evidence (two signed votes and their headers).
 pub const EVIDENCE_BYTES_MAX: usize = 4096;

@@ -15,7 +15,7 @@
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::limits::{
-    EVIDENCE_BYTES_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX, STRING_BYTES_MAX, TX_BYTES_MAX,
+    EVIDENCE_BYTES_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX, NODE_STRING_BYTES_MAX, TX_BYTES_MAX,
 };
 use crate::params::ChainId;
 use bonus_ids::{KeyMemo, ManifestId, PublicKey, SecretKey, Signature};
@@ -475,8 +475,8 @@ fn read_tx(r: &mut Reader<'_>) -> Result<SignedTx, DecodeError> {
         3 => TxBody::RegisterNode {
             role: read_role(r)?,
             operator: r.key()?,
-            endpoint: r.str(STRING_BYTES_MAX)?,
-            region: r.str(STRING_BYTES_MAX)?,
+            endpoint: r.str(NODE_STRING_BYTES_MAX)?,
+            region: r.str(NODE_STRING_BYTES_MAX)?,
             price_per_million_fuel: r.u64()?,
             stake: r.u64()?,
         },

@@ -12,10 +12,8 @@
 //! with a guessed budget: their owners consented to no price.
 
 use crate::{Error, Result};
+use bonus_ids::codec::{DecodeError, Reader, Writer};
 use bonus_ids::{ArtifactId, ManifestId, PublicKey, SecretKey, Signature};
-use bytes::{Buf as _, BufMut};
-use commonware_codec::Buf;
-use commonware_codec::{ReadExt, Write};
 
 /// Domain separation for manifest signatures.
 pub const MANIFEST_DOMAIN: &[u8] = b"bonus/manifest/v2";
@@ -28,9 +26,9 @@ const FORMAT_V1: u8 = 1;
 /// Bounds on decoded manifests, so a hostile one cannot make us allocate.
 pub const NAME_BYTES_MAX: usize = 63;
 /// Most environment variables, outbound hosts or routes in a manifest.
-pub const LIST_ITEMS_MAX: usize = 64;
+pub const MANIFEST_LIST_ITEMS_MAX: usize = 64;
 /// Longest key, value, host pattern or route.
-pub const STRING_BYTES_MAX: usize = 4096;
+pub const MANIFEST_STRING_BYTES_MAX: usize = 4096;
 
 /// Per-invocation limits a function asks for (nodes cap them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,27 +105,33 @@ pub struct SignedManifest {
 impl Manifest {
     /// The canonical encoding: what is hashed.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(256);
-        FORMAT_V2.write(&mut buf);
-        write_str(&mut buf, &self.name);
-        self.artifact_id.as_bytes().write(&mut buf);
-        self.artifact_bytes.write(&mut buf);
-        self.limits.fuel_max.write(&mut buf);
-        self.limits.memory_bytes_max.write(&mut buf);
-        self.limits.deadline_ms.write(&mut buf);
-        self.budget.price_per_million_fuel_max.write(&mut buf);
-        self.budget.spend_per_period_max.write(&mut buf);
-        write_len(&mut buf, self.env.len());
+        let mut w = Writer::with_capacity(256);
+        w.u8(FORMAT_V2);
+        w.str(&self.name);
+        w.bytes(self.artifact_id.as_bytes());
+        w.u64(self.artifact_bytes);
+        w.u64(self.limits.fuel_max);
+        w.u64(self.limits.memory_bytes_max);
+        w.u32(self.limits.deadline_ms);
+        w.u64(self.budget.price_per_million_fuel_max);
+        w.u64(self.budget.spend_per_period_max);
+        w.len(self.env.len());
         for (key, value) in &self.env {
-            write_str(&mut buf, key);
-            write_str(&mut buf, value);
+            w.str(key);
+            w.str(value);
         }
-        write_strs(&mut buf, &self.allowed_outbound_hosts);
-        write_strs(&mut buf, &self.routes);
-        self.version.write(&mut buf);
-        self.parent.map(|p| *p.as_bytes()).write(&mut buf);
-        self.owner.as_bytes().write(&mut buf);
-        buf
+        write_strs(&mut w, &self.allowed_outbound_hosts);
+        write_strs(&mut w, &self.routes);
+        w.u32(self.version);
+        match &self.parent {
+            Some(parent) => {
+                w.u8(1);
+                w.bytes(parent.as_bytes());
+            }
+            None => w.u8(0),
+        }
+        w.bytes(self.owner.as_bytes());
+        w.0
     }
 
     /// The id: BLAKE3 of the canonical encoding.
@@ -166,9 +170,9 @@ impl Manifest {
             self.allowed_outbound_hosts.len(),
             self.routes.len(),
         ];
-        if lists.iter().any(|&len| len > LIST_ITEMS_MAX) {
+        if lists.iter().any(|&len| len > MANIFEST_LIST_ITEMS_MAX) {
             return Err(invalid(format!(
-                "at most {LIST_ITEMS_MAX} env vars, hosts or routes"
+                "at most {MANIFEST_LIST_ITEMS_MAX} env vars, hosts or routes"
             )));
         }
         if self.routes.iter().any(|route| !route.starts_with('/')) {
@@ -265,85 +269,53 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-fn write_len(buf: &mut Vec<u8>, len: usize) {
-    commonware_codec::varint::UInt(len as u32).write(buf);
-}
-
-fn write_str(buf: &mut Vec<u8>, s: &str) {
-    write_len(buf, s.len());
-    buf.put_slice(s.as_bytes());
-}
-
-fn write_strs(buf: &mut Vec<u8>, items: &[String]) {
-    write_len(buf, items.len());
+fn write_strs(w: &mut Writer, items: &[String]) {
+    w.len(items.len());
     for item in items {
-        write_str(buf, item);
+        w.str(item);
     }
 }
 
-fn read_len(buf: &mut impl Buf, max: usize) -> Result<usize, commonware_codec::Error> {
-    let len = commonware_codec::varint::UInt::<u32>::read(buf)?.0 as usize;
-    if len > max {
-        return Err(commonware_codec::Error::Invalid("length", "too long"));
-    }
-    Ok(len)
-}
-
-fn read_str(buf: &mut impl Buf, max: usize) -> Result<String, commonware_codec::Error> {
-    let len = read_len(buf, max)?;
-    if buf.remaining() < len {
-        return Err(commonware_codec::Error::EndOfBuffer);
-    }
-    let mut bytes = vec![0u8; len];
-    buf.copy_to_slice(&mut bytes);
-    String::from_utf8(bytes).map_err(|_| commonware_codec::Error::Invalid("string", "not UTF-8"))
-}
-
-fn read_strs(buf: &mut impl Buf) -> Result<Vec<String>, commonware_codec::Error> {
-    let count = read_len(buf, LIST_ITEMS_MAX)?;
+fn read_strs(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
+    // Each string is at least its one-byte length.
+    let count = r.count(MANIFEST_LIST_ITEMS_MAX, 1)?;
     (0..count)
-        .map(|_| read_str(buf, STRING_BYTES_MAX))
+        .map(|_| r.str(MANIFEST_STRING_BYTES_MAX))
         .collect()
 }
 
-fn decode_manifest(body: &[u8]) -> Result<Manifest, commonware_codec::Error> {
-    let buf = &mut bytes::Bytes::copy_from_slice(body);
-    if u8::read(buf)? != FORMAT_V2 {
-        return Err(commonware_codec::Error::Invalid(
-            "manifest",
-            "unknown format version",
-        ));
+fn decode_manifest(body: &[u8]) -> Result<Manifest, DecodeError> {
+    let r = &mut Reader(body);
+    if r.u8()? != FORMAT_V2 {
+        return Err(DecodeError::Malformed("unknown manifest format version"));
     }
-    let name = read_str(buf, NAME_BYTES_MAX)?;
-    let artifact_id = ArtifactId::from_bytes(<[u8; 32]>::read(buf)?);
-    let artifact_bytes = u64::read(buf)?;
+    let name = r.str(NAME_BYTES_MAX)?;
+    let artifact_id = ArtifactId::from_bytes(r.array()?);
+    let artifact_bytes = r.u64()?;
     let limits = ManifestLimits {
-        fuel_max: u64::read(buf)?,
-        memory_bytes_max: u64::read(buf)?,
-        deadline_ms: u32::read(buf)?,
+        fuel_max: r.u64()?,
+        memory_bytes_max: r.u64()?,
+        deadline_ms: r.u32()?,
     };
     let budget = ManifestBudget {
-        price_per_million_fuel_max: u64::read(buf)?,
-        spend_per_period_max: u64::read(buf)?,
+        price_per_million_fuel_max: r.u64()?,
+        spend_per_period_max: r.u64()?,
     };
-    let env_len = read_len(buf, LIST_ITEMS_MAX)?;
+    let env_len = r.count(MANIFEST_LIST_ITEMS_MAX, 2)?;
     let env = (0..env_len)
         .map(|_| {
             Ok((
-                read_str(buf, STRING_BYTES_MAX)?,
-                read_str(buf, STRING_BYTES_MAX)?,
+                r.str(MANIFEST_STRING_BYTES_MAX)?,
+                r.str(MANIFEST_STRING_BYTES_MAX)?,
             ))
         })
-        .collect::<Result<_, commonware_codec::Error>>()?;
-    let allowed_outbound_hosts = read_strs(buf)?;
-    let routes = read_strs(buf)?;
-    let version = u32::read(buf)?;
-    let parent = Option::<[u8; 32]>::read(buf)?.map(ManifestId::from_bytes);
-    let owner = PublicKey::from_bytes(<[u8; 32]>::read(buf)?)
-        .map_err(|_| commonware_codec::Error::Invalid("owner", "not a valid ed25519 key"))?;
-    if buf.has_remaining() {
-        return Err(commonware_codec::Error::ExtraData(buf.remaining()));
-    }
+        .collect::<Result<_, DecodeError>>()?;
+    let allowed_outbound_hosts = read_strs(r)?;
+    let routes = read_strs(r)?;
+    let version = r.u32()?;
+    let parent = if r.bool()? { Some(r.manifest()?) } else { None };
+    let owner = r.key()?;
+    r.finish()?;
     Ok(Manifest {
         name,
         artifact_id,

@@ -3,7 +3,7 @@
 
 use super::{NodeEntry, State};
 use crate::TxError;
-use crate::limits::STRING_BYTES_MAX;
+use crate::limits::NODE_STRING_BYTES_MAX;
 use crate::params::BlockCtx;
 use crate::tx::NodeRole;
 use bonus_ids::PublicKey;
@@ -23,7 +23,8 @@ impl State {
         node: NodeEntry,
         stake: u64,
     ) -> Result<(), TxError> {
-        if node.endpoint.len() > STRING_BYTES_MAX || node.region.len() > STRING_BYTES_MAX {
+        if node.endpoint.len() > NODE_STRING_BYTES_MAX || node.region.len() > NODE_STRING_BYTES_MAX
+        {
             return Err(TxError::Malformed("endpoint or region too long"));
         }
         if self.validators.contains(&signer) {

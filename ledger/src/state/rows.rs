@@ -14,7 +14,7 @@
 use super::tree::{Hash, StateProof, Tree, key_hash, value_hash};
 use super::{Account, ManifestEntry, NameEntry, NodeEntry, State, Usage};
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::limits::{NAME_BYTES_MAX, STRING_BYTES_MAX, TX_BYTES_MAX};
+use crate::limits::{NAME_BYTES_MAX, NODE_STRING_BYTES_MAX, TX_BYTES_MAX};
 use crate::params::{ChainId, Params};
 use crate::tx::read_role;
 use bonus_ids::{ManifestId, PublicKey};
@@ -193,8 +193,8 @@ impl Schema for Nodes {
         Ok(NodeEntry {
             role: read_role(r)?,
             operator: r.key()?,
-            endpoint: r.str(STRING_BYTES_MAX)?,
-            region: r.str(STRING_BYTES_MAX)?,
+            endpoint: r.str(NODE_STRING_BYTES_MAX)?,
+            region: r.str(NODE_STRING_BYTES_MAX)?,
             price_per_million_fuel: r.u64()?,
         })
     }
