@@ -1,7 +1,9 @@
 //! The chain store under a real crash: a child process commits blocks in
 //! a loop and is killed with SIGKILL mid-stream; reopened, the store holds
 //! a consistent last block (its height, block and state from one commit),
-//! and the state is exactly the one that block produced.
+//! and the state is exactly the one that block produced. With deferred
+//! commits (the validator's group commit), at least every synced block is
+//! there.
 
 use bonus_ids::SecretKey;
 use bonus_ledger::chain::{Block, ChainStore};
@@ -47,33 +49,49 @@ impl Chain {
     }
 }
 
-/// The child: commit blocks forever, reporting each height on stdout.
-fn write_until_killed(path: &str) {
+/// The child: commit blocks forever, reporting each durable height on
+/// stdout; deferred, it syncs every 5 blocks and reports only those.
+fn write_until_killed(path: &str, deferred: bool) {
     let store = ChainStore::open(std::path::Path::new(path)).expect("open");
     let mut chain = Chain::new();
     loop {
         let block = chain.next();
-        store
-            .commit(&block, Some(b"certificate"), &chain.h.state)
-            .expect("commit");
+        if deferred {
+            store
+                .commit_deferred(&block, Some(b"certificate"), &chain.h.state)
+                .expect("commit");
+            if !block.height.is_multiple_of(5) {
+                continue;
+            }
+            store.sync().expect("sync");
+        } else {
+            store
+                .commit(&block, Some(b"certificate"), &chain.h.state)
+                .expect("commit");
+        }
         println!("{}", block.height);
     }
 }
 
 #[test]
 fn a_kill_mid_write_leaves_the_last_whole_commit() {
+    crash_and_reopen("a_kill_mid_write_leaves_the_last_whole_commit", false);
+}
+
+#[test]
+fn a_kill_between_syncs_keeps_every_synced_block() {
+    crash_and_reopen("a_kill_between_syncs_keeps_every_synced_block", true);
+}
+
+fn crash_and_reopen(test: &str, deferred: bool) {
     if let Ok(path) = std::env::var(WRITER) {
-        write_until_killed(&path);
+        write_until_killed(&path, deferred);
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chain.redb");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "a_kill_mid_write_leaves_the_last_whole_commit",
-            "--nocapture",
-        ])
+        .args(["--exact", test, "--nocapture"])
         .env(WRITER, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -102,7 +120,7 @@ fn a_kill_mid_write_leaves_the_last_whole_commit() {
 
     let store = ChainStore::open(&path).expect("reopens after a crash");
     let applied = store.applied().expect("readable").expect("some block");
-    assert!(applied.height >= reported, "a reported commit was lost");
+    assert!(applied.height >= reported, "a durable commit was lost");
     assert_eq!(applied.block.height, applied.height);
     assert_eq!(
         applied.block.state_root,

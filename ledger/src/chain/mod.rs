@@ -548,6 +548,11 @@ impl Chain {
 
     /// Applies a finalized block (marshal delivers them in height order,
     /// at least once), persists it with its certificate, and prunes.
+    /// Makes every applied block durable (one fsync for all of them).
+    pub(crate) fn sync_store(&self) {
+        self.store.sync().expect("cannot persist finalized blocks");
+    }
+
     fn apply_finalized(
         &self,
         block: &Digested<Block>,
@@ -582,8 +587,10 @@ impl Chain {
             ),
         };
         // A validator that cannot persist must stop rather than vote on.
+        // Durable at the finalizer's next `sync_store`, before marshal hears
+        // the block was processed: after a crash it is delivered again.
         self.store
-            .commit(block, certificate.as_deref(), &state)
+            .commit_deferred(block, certificate.as_deref(), &state)
             .expect("cannot persist a finalized block");
         let mut inner = self.lock();
         inner.state = state.clone();

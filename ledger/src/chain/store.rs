@@ -251,19 +251,50 @@ impl ChainStore {
     }
 
     /// Writes a finalized block, its certificate, the state after it and
-    /// the new height in one transaction: after a crash either all of it is
-    /// there or none. Only the rows the block changed are written when the
-    /// store holds the state they apply to (the parent's); otherwise every
-    /// row is rewritten.
+    /// the new height in one transaction, on disk when this returns: after
+    /// a crash either all of it is there or none. Only the rows the block
+    /// changed are written when the store holds the state they apply to
+    /// (the parent's); otherwise every row is rewritten.
     pub fn commit(
         &self,
         block: &Block,
         certificate: Option<&[u8]>,
         state: &State,
     ) -> Result<Committed, StoreError> {
+        self.write(block, certificate, state, redb::Durability::Immediate)
+    }
+
+    /// [`ChainStore::commit`] without waiting for the disk: the commit is
+    /// visible at once and durable with the next [`ChainStore::sync`] (or
+    /// durable commit). A crash before that reopens the store at an earlier
+    /// whole commit, so the caller must be able to redo what follows it
+    /// (the validator acknowledges blocks to marshal only once synced).
+    pub fn commit_deferred(
+        &self,
+        block: &Block,
+        certificate: Option<&[u8]>,
+        state: &State,
+    ) -> Result<Committed, StoreError> {
+        self.write(block, certificate, state, redb::Durability::None)
+    }
+
+    /// Makes every commit so far durable (one fsync).
+    pub fn sync(&self) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(redb::Durability::Immediate)
             .map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    fn write(
+        &self,
+        block: &Block,
+        certificate: Option<&[u8]>,
+        state: &State,
+        durability: redb::Durability,
+    ) -> Result<Committed, StoreError> {
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(durability).map_err(db_err)?;
         let mut committed = Committed::default();
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(db_err)?;

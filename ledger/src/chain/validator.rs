@@ -222,7 +222,7 @@ where
             mailbox_size,
             view_retention: ViewDelta::new(64),
             max_repair: NZUsize!(64),
-            max_pending_acks: NZUsize!(16),
+            max_pending_acks: NZUsize!(UNSYNCED_BLOCKS_MAX),
             block_codec_config: (),
             partition_prefix: format!("{prefix}-marshal"),
             prunable_items_per_section: NZU64!(64),
@@ -237,23 +237,14 @@ where
 
     // Finalized blocks: marshal → channel → finalizer (which needs the
     // marshal mailbox for each block's certificate).
-    let (finalized_tx, mut finalized_rx) = futures::channel::mpsc::unbounded();
+    let (finalized_tx, finalized_rx) = futures::channel::mpsc::unbounded();
     let marshal_handle = actor.start(Finalized(finalized_tx), buffer, resolver);
     let finalizer = {
         let chain = chain.clone();
         let marshal = marshal.clone();
-        context.child("finalizer").spawn(move |context| async move {
-            while let Some((block, ack)) = finalized_rx.next().await {
-                let block: Digested<Block> = block;
-                let ack: commonware_utils::acknowledgement::Exact = ack;
-                let certificate = marshal
-                    .get_finalization(Height::new(block.inner().height))
-                    .await
-                    .map(|f| f.encode().to_vec());
-                chain.apply_finalized(&block, certificate, context.current());
-                ack.acknowledge();
-            }
-        })
+        context
+            .child("finalizer")
+            .spawn(move |context| finalize(context, chain, marshal, finalized_rx))
     };
 
     let gossip = spawn_gossip(context.child("gossip"), chain.clone(), channels.txs);
@@ -310,6 +301,65 @@ where
         marshal: marshal_handle,
         finalizer,
         gossip,
+    }
+}
+
+/// Applies finalized blocks in order and commits each to the store
+/// without waiting for the disk; one fsync then covers every block applied
+/// in the last [`STORE_SYNC_INTERVAL`] (or [`UNSYNCED_BLOCKS_MAX`] of them),
+/// and only then are they acknowledged to marshal. A crash loses at most
+/// those unacknowledged blocks, which marshal delivers again on restart.
+async fn finalize<E: Clock>(
+    context: E,
+    chain: Arc<Chain>,
+    marshal: MarshalMailbox,
+    mut finalized_rx: futures::channel::mpsc::UnboundedReceiver<(
+        Digested<Block>,
+        commonware_utils::acknowledgement::Exact,
+    )>,
+) {
+    let mut unsynced = Vec::new();
+    let mut deadline = None;
+    loop {
+        let next = match deadline {
+            None => finalized_rx.next().await,
+            Some(at) => futures::select! {
+                next = finalized_rx.next().fuse() => next,
+                () = context.sleep_until(at).fuse() => {
+                    sync_and_acknowledge(&chain, &mut unsynced);
+                    deadline = None;
+                    continue;
+                }
+            },
+        };
+        let Some((block, ack)) = next else {
+            sync_and_acknowledge(&chain, &mut unsynced);
+            return;
+        };
+        let certificate = marshal
+            .get_finalization(Height::new(block.inner().height))
+            .await
+            .map(|f| f.encode().to_vec());
+        chain.apply_finalized(&block, certificate, context.current());
+        unsynced.push(ack);
+        deadline.get_or_insert(context.current() + STORE_SYNC_INTERVAL);
+        if unsynced.len() >= UNSYNCED_BLOCKS_MAX {
+            sync_and_acknowledge(&chain, &mut unsynced);
+            deadline = None;
+        }
+    }
+}
+
+fn sync_and_acknowledge(
+    chain: &Chain,
+    unsynced: &mut Vec<commonware_utils::acknowledgement::Exact>,
+) {
+    if unsynced.is_empty() {
+        return;
+    }
+    chain.sync_store();
+    for ack in unsynced.drain(..) {
+        ack.acknowledge();
     }
 }
 
@@ -389,6 +439,19 @@ fn archive_config<C>(
 
 /// Gossip batches stop growing past this.
 const GOSSIP_BATCH_BYTES: usize = 256 * 1024;
+
+/// How long a finalized block may wait, applied and committed but not yet
+/// fsynced, for others to share its fsync.
+const STORE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Most finalized blocks applied but not yet fsynced (and so not yet
+/// acknowledged: marshal holds back further blocks at this many).
+const UNSYNCED_BLOCKS_MAX: usize = 16;
+
+type MarshalMailbox = commonware_consensus::marshal::core::Mailbox<
+    Scheme,
+    commonware_consensus::marshal::standard::Standard<Block>,
+>;
 
 /// Largest p2p message the validator's channels must admit.
 pub fn max_message_size() -> u32 {
