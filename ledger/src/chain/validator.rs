@@ -161,22 +161,118 @@ where
     let scheme =
         Scheme::signer(&namespace, participants, signer).expect("a validator is in the set");
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
-    let mailbox_size = NZUsize!(1024);
+    let mailbox_size = NZUsize!(MAILBOX_SIZE);
 
+    // The epoch never changes: the validator set is fixed at genesis.
+    let epocher = FixedEpocher::new(NZU64!(u64::MAX / 2));
+    let (marshal, marshal_handle, finalizer) = start_marshal(
+        &context,
+        &config.partition,
+        &chain,
+        (&scheme, &public),
+        &epocher,
+        (channels.backfill, channels.blocks),
+        peers,
+        blocker.clone(),
+        &page_cache,
+    )
+    .await;
+
+    let gossip = spawn_gossip(context.child("gossip"), chain.clone(), channels.txs);
+
+    let app = LedgerApp {
+        chain: chain.clone(),
+        byzantine: config.byzantine,
+        idle_wait: config.timeouts.leader / 4,
+    };
+    let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher);
+    let reporter = EvidenceReporter {
+        inner: inline.clone(),
+        chain: chain.clone(),
+        key: Arc::new(config.key),
+        reported: Default::default(),
+    };
+    let engine = simplex::Engine::new(
+        context.child("consensus"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: inline.clone(),
+            relay: inline,
+            reporter,
+            strategy: Sequential,
+            partition: format!("{}-consensus", config.partition),
+            mailbox_size,
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(commonware_cryptography::Digestible::digest(
+                chain.genesis(),
+            )),
+            replay_buffer: NZUsize!(64 * 1024),
+            write_buffer: NZUsize!(64 * 1024),
+            page_cache,
+            leader_timeout: config.timeouts.leader,
+            certification_timeout: config.timeouts.certification,
+            timeout_retry: config.timeouts.retry,
+            view_retention: ViewDelta::new(64),
+            skip: SkipPolicy::Enabled {
+                timeout: config.timeouts.certification * 3,
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::Disabled,
+            track_historical_votes: false,
+        },
+    );
+    let consensus = engine.start(channels.votes, channels.certificates, channels.resolver);
+    info!(validator = %public, height = chain.height(), "validator started");
+    Handles {
+        consensus,
+        marshal: marshal_handle,
+        finalizer,
+        gossip,
+    }
+}
+
+/// Marshal, which orders finalized blocks and repairs gaps, with what it
+/// needs: the backfill resolver, the block broadcast engine and its two
+/// archives; and the finalizer it hands blocks to. Returns marshal's
+/// mailbox and the marshal and finalizer tasks.
+#[allow(clippy::too_many_arguments)]
+async fn start_marshal<E, S, R, P, B>(
+    context: &E,
+    prefix: &str,
+    chain: &Arc<Chain>,
+    (scheme, public): (&Scheme, &ed25519::PublicKey),
+    epocher: &FixedEpocher,
+    (backfill, blocks): ((S, R), (S, R)),
+    peers: P,
+    blocker: B,
+    page_cache: &CacheRef,
+) -> (MarshalMailbox, Handle<()>, Handle<()>)
+where
+    E: CryptoRng + Spawner + Metrics + Clock + Storage,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+    P: Provider<PublicKey = ed25519::PublicKey>,
+    B: Blocker<PublicKey = ed25519::PublicKey>,
+{
+    let mailbox_size = NZUsize!(MAILBOX_SIZE);
     // Marshal's backfill resolver and block broadcast.
     let resolver = marshal_resolver::init(
         context.child("marshal_resolver"),
         marshal_resolver::Config {
             public_key: public.clone(),
             peer_provider: peers.clone(),
-            blocker: blocker.clone(),
+            blocker,
             mailbox_size,
             fetch_timeout: NZDuration!(Duration::from_secs(2)),
             fetch_retry_delay: Duration::from_millis(100),
             priority_requests: false,
             priority_responses: false,
         },
-        channels.backfill,
+        backfill,
     );
     let (broadcast, buffer) = buffered::Engine::new(
         context.child("broadcast"),
@@ -186,28 +282,25 @@ where
             deque_size: 16,
             priority: false,
             codec_config: (),
-            peer_provider: peers.clone(),
+            peer_provider: peers,
             strategy: Sequential,
         },
     );
-    broadcast.start(channels.blocks);
+    broadcast.start(blocks);
 
-    let prefix = config.partition.clone();
     let finalizations = immutable::Archive::init(
         context.child("finalizations"),
-        archive_config(&prefix, "finalizations", &page_cache, <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded()),
+        archive_config(prefix, "finalizations", page_cache, <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded()),
     )
     .await
     .expect("cannot open the finalizations archive");
     let blocks = immutable::Archive::init(
         context.child("blocks"),
-        archive_config(&prefix, "blocks", &page_cache, ()),
+        archive_config(prefix, "blocks", page_cache, ()),
     )
     .await
     .expect("cannot open the blocks archive");
 
-    // The epoch never changes: the validator set is fixed at genesis.
-    let epocher = FixedEpocher::new(NZU64!(u64::MAX / 2));
     let (actor, marshal, _floor) = Actor::init(
         context.child("marshal"),
         finalizations,
@@ -247,61 +340,7 @@ where
             .spawn(move |context| finalize(context, chain, marshal, finalized_rx))
     };
 
-    let gossip = spawn_gossip(context.child("gossip"), chain.clone(), channels.txs);
-
-    let app = LedgerApp {
-        chain: chain.clone(),
-        byzantine: config.byzantine,
-        idle_wait: config.timeouts.leader / 4,
-    };
-    let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher);
-    let reporter = EvidenceReporter {
-        inner: inline.clone(),
-        chain: chain.clone(),
-        key: Arc::new(config.key),
-        reported: Default::default(),
-    };
-    let engine = simplex::Engine::new(
-        context.child("consensus"),
-        simplex::config::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker,
-            automaton: inline.clone(),
-            relay: inline,
-            reporter,
-            strategy: Sequential,
-            partition: format!("{prefix}-consensus"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: simplex::config::Floor::Genesis(commonware_cryptography::Digestible::digest(
-                chain.genesis(),
-            )),
-            replay_buffer: NZUsize!(64 * 1024),
-            write_buffer: NZUsize!(64 * 1024),
-            page_cache,
-            leader_timeout: config.timeouts.leader,
-            certification_timeout: config.timeouts.certification,
-            timeout_retry: config.timeouts.retry,
-            view_retention: ViewDelta::new(64),
-            skip: SkipPolicy::Enabled {
-                timeout: config.timeouts.certification * 3,
-                budget: SkipBudget::Participants,
-            },
-            fetch_timeout: NZDuration!(Duration::from_secs(1)),
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
-        },
-    );
-    let consensus = engine.start(channels.votes, channels.certificates, channels.resolver);
-    info!(validator = %public, height = chain.height(), "validator started");
-    Handles {
-        consensus,
-        marshal: marshal_handle,
-        finalizer,
-        gossip,
-    }
+    (marshal, marshal_handle, finalizer)
 }
 
 /// Applies finalized blocks in order and commits each to the store
@@ -439,6 +478,9 @@ fn archive_config<C>(
 
 /// Gossip batches stop growing past this.
 const GOSSIP_BATCH_BYTES: usize = 256 * 1024;
+
+/// Each actor's mailbox, in messages.
+const MAILBOX_SIZE: usize = 1024;
 
 /// How long a finalized block may wait, applied and committed but not yet
 /// fsynced, for others to share its fsync.
