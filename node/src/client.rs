@@ -1,5 +1,6 @@
 //! A small HTTP client for a node's API, used by the CLI's commands.
 
+use crate::wire;
 use anyhow::{Context, bail};
 use bonus_ids::ArtifactId;
 use bytes::Bytes;
@@ -106,7 +107,7 @@ impl NodeClient {
         id: &ArtifactId,
         bytes: Bytes,
         progress: impl Fn(u64) + Send + 'static,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<wire::ArtifactStored> {
         const CHUNK_BYTES: usize = 256 << 10;
         let len = bytes.len();
         let chunks: Vec<Bytes> = (0..len.div_ceil(CHUNK_BYTES).max(1))
@@ -127,7 +128,7 @@ impl NodeClient {
     }
 
     /// Posts a signed manifest.
-    pub async fn post_manifest(&self, encoded: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+    pub async fn post_manifest(&self, encoded: Vec<u8>) -> anyhow::Result<wire::ManifestStored> {
         let request = self
             .request(http::Method::POST, "/v1/manifests")
             .header(http::header::CONTENT_TYPE, "application/octet-stream")
@@ -138,11 +139,29 @@ impl NodeClient {
 
     /// `GET path` as JSON.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.get(path).await
+    }
+
+    /// `GET path`, read as `T`.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let request = self
             .request(http::Method::GET, path)
             .body(Full::new(Bytes::new()))?;
         let (status, _, body) = self.send(request).await?;
         answer(status, &body)
+    }
+
+    /// `GET /v1/node`.
+    pub async fn node_info(&self) -> anyhow::Result<wire::NodeInfo> {
+        self.get("/v1/node").await
+    }
+
+    /// `GET /v1/functions`.
+    pub async fn functions(&self) -> anyhow::Result<Vec<wire::FunctionInfo>> {
+        Ok(self
+            .get::<wire::Functions>("/v1/functions")
+            .await?
+            .functions)
     }
 
     /// `POST path` with a binary body; the JSON answer.
@@ -161,12 +180,51 @@ impl NodeClient {
     }
 }
 
-fn answer(status: http::StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .unwrap_or_else(|_| serde_json::json!({ "error": String::from_utf8_lossy(body) }));
+fn answer<T: serde::de::DeserializeOwned>(
+    status: http::StatusCode,
+    body: &[u8],
+) -> anyhow::Result<T> {
     if !status.is_success() {
-        let message = value["error"].as_str().unwrap_or("no reason given");
+        let message = match serde_json::from_slice::<wire::ErrorBody>(body) {
+            Ok(error) => error.error,
+            Err(_) => String::from_utf8_lossy(body).into_owned(),
+        };
         bail!("the node refused ({status}): {message}");
     }
-    Ok(value)
+    serde_json::from_slice(body).map_err(|e| {
+        anyhow::anyhow!(
+            "the node answered something this bonus cannot read ({e}); is it another version of bonus?"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_their_wire_type_and_refusals_name_the_reason() {
+        let listed: wire::Functions =
+            answer(http::StatusCode::OK, br#"{"functions":[]}"#).expect("a listing");
+        assert!(listed.functions.is_empty());
+
+        let refused = answer::<wire::Functions>(
+            http::StatusCode::CONFLICT,
+            br#"{"error":"the name hello belongs to someone else"}"#,
+        )
+        .expect_err("a refusal");
+        let message = format!("{refused:#}");
+        assert!(
+            message.contains("409") && message.contains("belongs to someone else"),
+            "{message}"
+        );
+
+        let plain = answer::<wire::Functions>(http::StatusCode::BAD_GATEWAY, b"upstream down")
+            .expect_err("a refusal");
+        assert!(format!("{plain:#}").contains("upstream down"));
+
+        let unexpected = answer::<wire::Functions>(http::StatusCode::OK, br#"{"fns":1}"#)
+            .expect_err("not a listing");
+        assert!(format!("{unexpected:#}").contains("another version"));
+    }
 }

@@ -20,6 +20,7 @@ pub mod serve;
 pub mod signals;
 pub mod up;
 pub mod validator;
+pub mod wire;
 pub mod worker;
 
 use anyhow::{Context, bail};

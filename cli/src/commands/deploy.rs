@@ -121,7 +121,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
             None => upload(&client, artifact_id, bytes, global.quiet).await?,
         }
         let answer = client.post_manifest(signed.encode()).await?;
-        let url = format!("{}{}", client.base(), answer["path"].as_str().unwrap_or("/"));
+        let url = format!("{}{}", client.base(), answer.path);
         if global.json {
             println!("{}", serde_json::json!({
                 "name": args.name, "version": version, "manifest_id": signed.id().to_string(),
@@ -179,26 +179,23 @@ async fn current_version(
     name: &str,
     owner: &bonus_ids::PublicKey,
 ) -> anyhow::Result<(u32, Option<ManifestId>)> {
-    let listing = client.get_json("/v1/functions").await?;
-    let current = listing["functions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|f| f["name"] == name && f["current"] == true);
-    let Some(current) = current else {
+    let functions = client.functions().await?;
+    let Some(current) = functions.iter().find(|f| f.name == name && f.current) else {
         return Ok((1, None));
     };
-    if current["owner"].as_str() != Some(owner.to_string().as_str()) {
+    if current.owner != owner.to_string() {
         anyhow::bail!(
             "the name {name:?} belongs to {}; deploy under another --name",
-            current["owner"].as_str().unwrap_or("another account")
+            current.owner
         );
     }
-    let version = current["version"].as_u64().unwrap_or(0) as u32 + 1;
-    let parent = current["manifest_id"]
-        .as_str()
-        .and_then(|id| id.parse().ok());
-    Ok((version, parent))
+    let parent = current.manifest_id.parse().with_context(|| {
+        format!(
+            "the node lists {name:?} with a manifest id it cannot parse: {}",
+            current.manifest_id
+        )
+    })?;
+    Ok((current.version + 1, Some(parent)))
 }
 
 /// What to sign besides the artifact: the function's terms.

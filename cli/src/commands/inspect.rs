@@ -71,19 +71,12 @@ fn inspect_file(path: &Path) -> anyhow::Result<serde_json::Value> {
 }
 
 async fn inspect_remote(client: &NodeClient, target: &str) -> anyhow::Result<serde_json::Value> {
-    let listing = client.get_json("/v1/functions").await?;
-    let functions = listing["functions"].as_array().cloned().unwrap_or_default();
+    let functions = client.functions().await?;
     if let Ok(id) = target.parse::<ArtifactId>() {
         let bytes = client.artifact_bytes(&id).await?;
         let used_by: Vec<_> = functions
             .iter()
-            .filter(|f| {
-                f["artifact_id"] == id.to_string()
-                    || f["manifest_id"]
-                        .as_str()
-                        .is_some_and(|m| m.ends_with(&id.to_hex()))
-            })
-            .cloned()
+            .filter(|f| f.artifact_id == id.to_string() || f.manifest_id.ends_with(&id.to_hex()))
             .collect();
         return Ok(serde_json::json!({
             "id": id.to_hex(),
@@ -92,11 +85,8 @@ async fn inspect_remote(client: &NodeClient, target: &str) -> anyhow::Result<ser
             "functions": used_by,
         }));
     }
-    match functions
-        .iter()
-        .find(|f| f["name"] == target && f["current"] == true)
-    {
-        Some(function) => Ok(function.clone()),
+    match functions.iter().find(|f| f.name == target && f.current) {
+        Some(function) => Ok(serde_json::to_value(function)?),
         None => anyhow::bail!(
             "{target:?} is not a file, an id, or a function on {}; check `bonus ls`",
             client.base()

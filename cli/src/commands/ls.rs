@@ -16,36 +16,25 @@ pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let listing = tokio.block_on(client.get_json("/v1/functions"))?;
+    let mut functions = tokio.block_on(client.functions())?;
     if global.json {
-        println!("{listing}");
+        println!("{}", serde_json::json!({ "functions": functions }));
         return Ok(());
     }
-    let mut functions: Vec<&serde_json::Value> = listing["functions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    functions.sort_by_key(|f| {
-        (
-            f["name"].as_str().unwrap_or("").to_string(),
-            f["version"].as_u64(),
-        )
-    });
+    functions.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
     println!("NAME                     VERSION  CURRENT  MANIFEST             ARTIFACT");
-    for f in functions {
-        let short = |key: &str| {
-            let text = f[key].as_str().unwrap_or("");
-            let hex = text.rsplit(':').next().unwrap_or(text);
-            hex.chars().take(16).collect::<String>()
-        };
+    let short = |text: &str| {
+        let hex = text.rsplit(':').next().unwrap_or(text);
+        hex.chars().take(16).collect::<String>()
+    };
+    for f in &functions {
         println!(
             "{:<24} {:>7}  {:<8} {:<20} {}",
-            f["name"].as_str().unwrap_or("?"),
-            f["version"],
-            if f["current"] == true { "*" } else { "" },
-            short("manifest_id"),
-            short("artifact_id"),
+            f.name,
+            f.version,
+            if f.current { "*" } else { "" },
+            short(&f.manifest_id),
+            short(&f.artifact_id),
         );
     }
     Ok(())

@@ -209,48 +209,49 @@ fn status(global: &GlobalArgs, mut nodes: Vec<String>) -> anyhow::Result<()> {
     for node in &nodes {
         let client = bonus_node::client::NodeClient::new(node)?;
         // One node down (restarting, say) must not hide the others.
-        let info = runtime
-            .block_on(client.get_json("/v1/node"))
-            .unwrap_or_else(|e| serde_json::json!({ "url": node, "error": format!("{e:#}") }));
+        let info = runtime.block_on(client.node_info());
         all.push((node.clone(), info));
     }
     if global.json {
-        let values: Vec<_> = all.iter().map(|(_, v)| v.clone()).collect();
+        let values: Vec<_> = all
+            .iter()
+            .map(|(node, info)| match info {
+                Ok(info) => serde_json::to_value(info).expect("wire types serialize"),
+                Err(e) => serde_json::json!({ "url": node, "error": format!("{e:#}") }),
+            })
+            .collect();
         println!("{}", serde_json::json!({ "nodes": values }));
         return Ok(());
     }
     for (node, info) in &all {
-        if let Some(error) = info["error"].as_str() {
-            println!("{node}  unreachable: {error}");
-            continue;
-        }
-        let usage = &info["usage"];
-        println!("{node}  {}", info["key"].as_str().unwrap_or("?"));
-        if usage.is_null() {
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => {
+                println!("{node}  unreachable: {e:#}");
+                continue;
+            }
+        };
+        println!("{node}  {}", info.key);
+        let Some(usage) = &info.usage else {
             println!("  standalone node (no ledger): nothing to settle");
             continue;
-        }
-        let n = |k: &str| usage[k].as_u64().unwrap_or(0);
+        };
         println!(
             "  served      {} invocations, {} fuel",
-            n("invocations"),
-            n("fuel")
+            usage.invocations, usage.fuel
         );
         println!(
             "  pending     {} routed invocations not yet settled",
-            n("pending_invocations")
+            usage.pending_invocations
         );
         println!(
             "  settled     {} invocations, {} fuel in {} batches: earned {}",
-            n("settled_invocations"),
-            n("settled_fuel"),
-            n("batches"),
-            n("earned")
+            usage.settled_invocations, usage.settled_fuel, usage.batches, usage.earned
         );
-        if n("dropped") > 0 {
+        if usage.dropped > 0 {
             println!(
                 "  dropped     {} receipts (the disk could not keep up)",
-                n("dropped")
+                usage.dropped
             );
         }
     }

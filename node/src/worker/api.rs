@@ -18,6 +18,7 @@ use super::receipts::Receipt;
 use super::{Deployed, NAME_TTL, Worker};
 use crate::http::{HttpLimits, Stop};
 use crate::pipeline::headers;
+use crate::wire;
 use bonus_ids::{ArtifactId, ManifestId, RequestId};
 use bonus_registry::{Error as RegistryError, NameBinder, SignedManifest};
 use bonus_runtime::{Capabilities, Limits, OutboundPolicy};
@@ -87,8 +88,9 @@ async fn route(node: &Arc<Worker>, request: http::Request<Incoming>) -> Response
     }
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    let mut response = http::Response::new(Full::new(Bytes::from(value.to_string())));
+fn json(status: StatusCode, value: impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(&value).expect("wire types serialize");
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -98,7 +100,12 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    json(status, serde_json::json!({ "error": message.to_string() }))
+    json(
+        status,
+        wire::ErrorBody {
+            error: message.to_string(),
+        },
+    )
 }
 
 fn registry_error(e: &RegistryError) -> Response {
@@ -123,19 +130,19 @@ async fn node_info(node: &Worker) -> Response {
     let receipts = node.receipts.as_ref().and_then(|r| r.summary().ok());
     json(
         StatusCode::OK,
-        serde_json::json!({
-            "key": node.key.public().to_string(),
-            "price_per_million_fuel": node.price.to_string(),
-            "usage": receipts,
-            "peer_id": node.p2p.peer_id().to_string(),
-            "p2p_addrs": node.p2p.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "artifacts": blobs,
-            "connected_peers": peers,
-            "idle_only": node.idle.as_ref().map(|idle| serde_json::json!({
-                "backing_off": idle.backing_off(),
-                "others_load": idle.others_load(),
-            })),
-        }),
+        wire::NodeInfo {
+            key: node.key.public().to_string(),
+            price_per_million_fuel: node.price.to_string(),
+            usage: receipts,
+            peer_id: node.p2p.peer_id().to_string(),
+            p2p_addrs: node.p2p.addrs().iter().map(ToString::to_string).collect(),
+            artifacts: blobs,
+            connected_peers: peers,
+            idle_only: node.idle.as_ref().map(|idle| wire::IdleStatus {
+                backing_off: idle.backing_off(),
+                others_load: idle.others_load(),
+            }),
+        },
     )
 }
 
@@ -174,7 +181,11 @@ async fn put_artifact(node: &Arc<Worker>, id: &str, request: http::Request<Incom
     if let Ok(Some(_)) = node.store.blob_info(&id) {
         return json(
             StatusCode::OK,
-            serde_json::json!({ "artifact_id": id.to_string(), "new": false }),
+            wire::ArtifactStored {
+                artifact_id: id.to_string(),
+                bytes: None,
+                new: false,
+            },
         );
     }
     let declared = request
@@ -214,7 +225,11 @@ async fn put_artifact(node: &Arc<Worker>, id: &str, request: http::Request<Incom
             node.p2p.provide(id).await;
             json(
                 StatusCode::CREATED,
-                serde_json::json!({ "artifact_id": id.to_string(), "bytes": bytes, "new": true }),
+                wire::ArtifactStored {
+                    artifact_id: id.to_string(),
+                    bytes: Some(bytes),
+                    new: true,
+                },
             )
         }
         Err(e) => registry_error(&e),
@@ -229,15 +244,17 @@ async fn fetch_artifact(node: &Arc<Worker>, id: &str) -> Response {
     match node.p2p.fetch(id, &node.store).await {
         Ok(report) => json(
             StatusCode::OK,
-            serde_json::json!({
-                "artifact_id": id.to_string(),
-                "bytes": report.bytes,
-                "segments_by_peer": report.segments_by_peer.iter()
-                    .map(|(peer, n)| (peer.to_string(), serde_json::json!(n)))
-                    .collect::<serde_json::Map<_, _>>(),
-                "segments_retried": report.segments_retried,
-                "direct_streams": report.direct_streams,
-            }),
+            wire::Fetched {
+                artifact_id: id.to_string(),
+                bytes: report.bytes,
+                segments_by_peer: report
+                    .segments_by_peer
+                    .iter()
+                    .map(|(peer, n)| (peer.to_string(), *n))
+                    .collect(),
+                segments_retried: report.segments_retried,
+                direct_streams: report.direct_streams,
+            },
         ),
         Err(bonus_registry::p2p::FetchError::NoSource { .. }) => {
             error(StatusCode::NOT_FOUND, format!("no peer holds {id}"))
@@ -283,13 +300,13 @@ async fn post_manifest(node: &Arc<Worker>, request: http::Request<Incoming>) -> 
     let manifest = signed.manifest();
     json(
         StatusCode::CREATED,
-        serde_json::json!({
-            "manifest_id": signed.id().to_string(),
-            "name": manifest.name,
-            "version": manifest.version,
-            "artifact_id": artifact_id.to_string(),
-            "path": format!("/fn/{}/", manifest.name),
-        }),
+        wire::ManifestStored {
+            manifest_id: signed.id().to_string(),
+            name: manifest.name.clone(),
+            version: manifest.version,
+            artifact_id: artifact_id.to_string(),
+            path: format!("/fn/{}/", manifest.name),
+        },
     )
 }
 
@@ -298,28 +315,25 @@ fn list_functions(node: &Worker) -> Response {
         Ok(manifests) => manifests,
         Err(e) => return registry_error(&e),
     };
-    let functions: Vec<serde_json::Value> = manifests
+    let functions = manifests
         .iter()
         .map(|signed| {
             let m = signed.manifest();
             let current = node.store.resolve(&m.name).ok().flatten() == Some(signed.id());
-            serde_json::json!({
-                "name": m.name,
-                "version": m.version,
-                "manifest_id": signed.id().to_string(),
-                "artifact_id": m.artifact_id.to_string(),
-                "artifact_bytes": m.artifact_bytes,
-                "price_per_million_fuel_max": m.budget.price_per_million_fuel_max,
-                "spend_per_period_max": m.budget.spend_per_period_max,
-                "owner": m.owner.to_string(),
-                "current": current,
-            })
+            wire::FunctionInfo {
+                name: m.name.clone(),
+                version: m.version,
+                manifest_id: signed.id().to_string(),
+                artifact_id: m.artifact_id.to_string(),
+                artifact_bytes: m.artifact_bytes,
+                price_per_million_fuel_max: m.budget.price_per_million_fuel_max,
+                spend_per_period_max: m.budget.spend_per_period_max,
+                owner: m.owner.to_string(),
+                current,
+            }
         })
         .collect();
-    json(
-        StatusCode::OK,
-        serde_json::json!({ "functions": functions }),
-    )
+    json(StatusCode::OK, wire::Functions { functions })
 }
 
 /// `/fn/<name>/…`: resolve the name (on the ledger, else locally) and

@@ -1,5 +1,5 @@
-// A node's HTTP API, the same calls `bonus deploy` makes (see
-// `cli/src/node/api.rs`): `GET /v1/node`, `HEAD|PUT /v1/artifacts/<id>`,
+// A node's HTTP API, the same calls `bonus deploy` makes (the answers are
+// typed in `node/src/wire.rs`): `GET /v1/node`, `HEAD|PUT /v1/artifacts/<id>`,
 // `POST /v1/artifacts/<id>/fetch`, `POST /v1/manifests`, `GET /v1/functions`
 // and `/fn/<name>/<path>`.
 
