@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 /// mimalloc rather than glibc's malloc: a validator at 1 M accounts
 /// spends ~16 % less per block and `bonus serve` answers ~5 % more
-/// requests/s (bench/README.md, session 18). Per-request sandboxes and the
+/// requests/s (bench/HISTORY.md, session 18). Per-request sandboxes and the
 /// ledger's copy-on-write maps allocate and free many small blocks.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

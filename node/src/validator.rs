@@ -206,7 +206,7 @@ impl Submissions {
 /// (`yield_now` returns after the runtime has polled its sockets) and
 /// then checks all that queued meanwhile, their signatures in one batch:
 /// checked one at a time as they arrived, client submissions were the
-/// largest share of a validator's CPU under load (`bench/README.md`).
+/// largest share of a validator's CPU under load (`bench/HISTORY.md`).
 /// A task, not the first request itself: a client that hangs up must not
 /// strand the others' submissions.
 async fn submit(

@@ -228,7 +228,7 @@ impl Function {
         };
         // The guest runs on a task of its own, not inside the caller's (a
         // hyper connection's): measured ~30 µs of CPU less per request
-        // (bench/README.md). Dropping this future still ends the guest.
+        // (bench/HISTORY.md). Dropping this future still ends the guest.
         let (function, owned) = (self.clone(), params.clone());
         let mut task = AbortOnDrop(tokio::spawn(async move {
             function.invoke_here(request, &owned, started).await
