@@ -25,8 +25,10 @@ const RECEIPTS: TableDefinition<(u64, u128), &[u8]> = TableDefinition::new("rece
 const SERVED: TableDefinition<(u64, &[u8; 32]), (u64, u64)> = TableDefinition::new("served");
 /// (period, manifest) → (invocations, fuel) claimed by settled batches.
 const CLAIMED: TableDefinition<(u64, &[u8; 32]), (u64, u64)> = TableDefinition::new("claimed");
-/// Counters: `next_sequence`, `settled_invocations`, `settled_fuel`,
-/// `earned`, `batches`.
+/// Counters: `recorded_invocations`, `recorded_fuel` (every receipt ever
+/// committed, so a status query never scans the receipts),
+/// `next_sequence`, `settled_invocations`, `settled_fuel`, `earned`,
+/// `batches`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The batch in flight (at most one), encoded.
 const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");
@@ -190,7 +192,8 @@ pub struct Totals {
 /// A summary for `bonus node status`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
-    /// Invocations recorded (routed or not), all time in the store.
+    /// Invocations recorded (routed or not) since the store was created;
+    /// pruning old receipts does not lower it.
     pub invocations: u64,
     /// Their fuel.
     pub fuel: u64,
@@ -224,11 +227,23 @@ impl Receipts {
         std::fs::create_dir_all(dir).map_err(|e| ReceiptError::Db(e.to_string()))?;
         let db = Arc::new(Database::create(dir.join("receipts.redb"))?);
         let txn = db.begin_write()?;
-        txn.open_table(RECEIPTS)?;
-        txn.open_table(SERVED)?;
-        txn.open_table(CLAIMED)?;
-        txn.open_table(META)?;
-        txn.open_table(PENDING)?;
+        {
+            let receipts = txn.open_table(RECEIPTS)?;
+            txn.open_table(SERVED)?;
+            txn.open_table(CLAIMED)?;
+            let mut meta = txn.open_table(META)?;
+            txn.open_table(PENDING)?;
+            // A store from before the counters: count what it holds, once.
+            if meta.get("recorded_invocations")?.is_none() {
+                let (mut invocations, mut fuel) = (0u64, 0u64);
+                for row in receipts.iter()? {
+                    invocations += 1;
+                    fuel = fuel.saturating_add(receipt_fuel(row?.1.value()));
+                }
+                meta.insert("recorded_invocations", invocations)?;
+                meta.insert("recorded_fuel", fuel)?;
+            }
+        }
         txn.commit()?;
         let (sender, receiver) = mpsc::sync_channel(QUEUE_MAX);
         let writer_db = db.clone();
@@ -416,20 +431,11 @@ impl Receipts {
         Ok(())
     }
 
-    /// Totals for `bonus node status`.
+    /// Totals for `bonus node status`: counters, and the settleable
+    /// periods' usage (a few rows per period and function), never a scan of
+    /// the receipts.
     pub fn summary(&self) -> Result<Summary, ReceiptError> {
         let txn = self.db.begin_read()?;
-        let receipts = txn.open_table(RECEIPTS)?;
-        let (mut invocations, mut fuel) = (0u64, 0u64);
-        for row in receipts.iter()? {
-            let (_, value) = row?;
-            invocations += 1;
-            fuel += value
-                .value()
-                .get(32..40)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-        }
         let served = txn.open_table(SERVED)?;
         let claimed = txn.open_table(CLAIMED)?;
         // Pending counts only periods still settleable (both tables are
@@ -445,8 +451,8 @@ impl Receipts {
         let get =
             |k: &str| -> Result<u64, ReceiptError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
         Ok(Summary {
-            invocations,
-            fuel,
+            invocations: get("recorded_invocations")?,
+            fuel: get("recorded_fuel")?,
             pending_invocations: routed.saturating_sub(claimed_now),
             settled_invocations: get("settled_invocations")?,
             settled_fuel: get("settled_fuel")?,
@@ -518,23 +524,41 @@ fn write_loop(
     }
 }
 
+/// A stored receipt's fuel (bytes 32..40 of [`Receipt::encode`]).
+fn receipt_fuel(encoded: &[u8]) -> u64 {
+    encoded
+        .get(32..40)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 fn commit(db: &Database, group: &[Receipt]) -> Result<(), ReceiptError> {
     let txn = db.begin_write()?;
     {
         let mut receipts = txn.open_table(RECEIPTS)?;
         let mut served = txn.open_table(SERVED)?;
+        let mut meta = txn.open_table(META)?;
+        let (mut invocations, mut fuel) = (0u64, 0u64);
         for r in group {
             let key = (r.period, r.request_id.as_u128());
             if receipts.get(key)?.is_some() {
                 continue; // A replayed request id counts once.
             }
             receipts.insert(key, r.encode().as_slice())?;
+            invocations += 1;
+            fuel = fuel.saturating_add(r.fuel);
             if r.routed {
                 let skey = (r.period, r.manifest_id.as_bytes());
                 let (n, f) = served.get(skey)?.map_or((0, 0), |v| v.value());
                 served.insert(skey, (n + 1, f.saturating_add(r.fuel)))?;
             }
         }
+        let counter =
+            |k: &str| -> Result<u64, ReceiptError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+        let (recorded, recorded_fuel) =
+            (counter("recorded_invocations")?, counter("recorded_fuel")?);
+        meta.insert("recorded_invocations", recorded + invocations)?;
+        meta.insert("recorded_fuel", recorded_fuel.saturating_add(fuel))?;
     }
     txn.commit()?;
     Ok(())
@@ -636,6 +660,36 @@ mod tests {
         let unclaimed = receipts.unclaimed().expect("unclaimed");
         assert_eq!(unclaimed.len(), 1);
         assert_eq!(unclaimed[0].2.served, (500, 50_000), "only routed count");
+    }
+
+    #[test]
+    fn the_summary_counts_without_scanning_and_outlives_pruning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let receipts = Receipts::open(dir.path()).expect("open");
+            for n in 0..50 {
+                receipts.record(receipt(n, 5, true));
+                receipts.record(receipt(1_000 + n, 1_000, true));
+            }
+            receipts.flush();
+            wait_for(&receipts, 100);
+            // Period 5's receipts leave the audit window.
+            receipts.prune(5 + AUDIT_PERIODS + 1).expect("prune");
+            let summary = receipts.summary().expect("summary");
+            assert_eq!((summary.invocations, summary.fuel), (100, 10_000));
+            // A store from before the counters has none.
+            let txn = receipts.db.begin_write().expect("write");
+            {
+                let mut meta = txn.open_table(META).expect("meta");
+                meta.remove("recorded_invocations").expect("remove");
+                meta.remove("recorded_fuel").expect("remove");
+            }
+            txn.commit().expect("commit");
+        }
+        // Reopened, it counts what it still holds, once.
+        let receipts = Receipts::open(dir.path()).expect("reopen");
+        let summary = receipts.summary().expect("summary");
+        assert_eq!((summary.invocations, summary.fuel), (50, 5_000));
     }
 
     #[test]
