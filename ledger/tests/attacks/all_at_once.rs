@@ -46,25 +46,40 @@ fn submit(chains: &[Arc<Chain>], tx: SignedTx) -> Option<[u8; 32]> {
     chains[target].submit_tx(tx).ok()
 }
 
-async fn final_on_all(context: &deterministic::Context, chains: &[Arc<Chain>], id: [u8; 32]) {
+/// Waits (in simulated time, up to 120 s) until `done` holds on every
+/// honest validator; past the deadline, fails with `why()`.
+async fn on_every_honest(
+    context: &deterministic::Context,
+    chains: &[Arc<Chain>],
+    done: impl Fn(&Chain) -> bool,
+    why: impl Fn() -> String,
+) {
     let started = context.current();
-    while !chains[..HONEST]
-        .iter()
-        .all(|c| matches!(c.status(&id), TxStatus::Finalized(_)))
-    {
+    while !chains[..HONEST].iter().all(|c| done(c)) {
         let waited = context
             .current()
             .duration_since(started)
             .unwrap_or_default();
-        assert!(
-            waited < Duration::from_secs(120),
-            "an honest transaction never finalized: {:?} at heights {:?}, mempools {:?}",
-            chains.iter().map(|c| c.status(&id)).collect::<Vec<_>>(),
-            chains.iter().map(|c| c.height()).collect::<Vec<_>>(),
-            chains.iter().map(|c| c.mempool_len()).collect::<Vec<_>>(),
-        );
+        assert!(waited < Duration::from_secs(120), "{}", why());
         context.sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn final_on_all(context: &deterministic::Context, chains: &[Arc<Chain>], id: [u8; 32]) {
+    on_every_honest(
+        context,
+        chains,
+        |c| matches!(c.status(&id), TxStatus::Finalized(_)),
+        || {
+            format!(
+                "an honest transaction never finalized: {:?} at heights {:?}, mempools {:?}",
+                chains.iter().map(|c| c.status(&id)).collect::<Vec<_>>(),
+                chains.iter().map(|c| c.height()).collect::<Vec<_>>(),
+                chains.iter().map(|c| c.mempool_len()).collect::<Vec<_>>(),
+            )
+        },
+    )
+    .await;
 }
 
 #[test]
@@ -249,21 +264,14 @@ fn every_attacker_at_once_beside_honest_traffic() {
         .expect("a top-up admitted");
         final_on_all(&context, &chains, id).await;
         // The equivocation is seen, turned into evidence and slashed.
-        let started = context.current();
-        while !chains[..HONEST]
-            .iter()
-            .all(|c| c.state().is_slashed(&validator(EQUIVOCATOR).public()))
-        {
-            let waited = context
-                .current()
-                .duration_since(started)
-                .unwrap_or_default();
-            assert!(
-                waited < Duration::from_secs(120),
-                "the equivocator was never slashed"
-            );
-            context.sleep(Duration::from_millis(20)).await;
-        }
+        let equivocator = validator(EQUIVOCATOR).public();
+        on_every_honest(
+            &context,
+            &chains,
+            |c| c.state().is_slashed(&equivocator),
+            || "the equivocator was never slashed".to_string(),
+        )
+        .await;
 
         // Agreement, conservation, and every balance explained.
         let fee = Params::DEV.tx_fee;
