@@ -4,6 +4,7 @@
 use crate::http::stopped;
 use crate::signals::StopSignals;
 use anyhow::{Context, bail};
+use bonus_ledger::chain::Chain;
 use bonus_ledger::client::LedgerClient;
 use bonus_registry::p2p::Multiaddr;
 use serde::Deserialize;
@@ -186,16 +187,18 @@ pub fn run(
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let report = Arc::new(report);
     let mut ledger_urls = config.ledger.clone();
+    let mut validator = None;
     if config.roles.contains(&Role::Validator) {
-        let url = start_validator(&config, report.clone())?;
+        let (url, chain) = start_validator(&config, report.clone())?;
         ledger_urls.insert(0, url);
+        validator = Some(chain);
     }
     let serves = config.roles.iter().any(|r| *r != Role::Validator);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    tokio.block_on(async move {
+    let result = tokio.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let signals = {
             let report = report.clone();
@@ -287,7 +290,12 @@ pub fn run(
             Some(e) => Err(e),
             None => Ok(()),
         }
-    })
+    });
+    // The validator thread ends with the process; what it applied is
+    // made durable first (see `validator::exit_on_signal`).
+    let persisted = validator.map_or(Ok(()), |chain| chain.persist());
+    result?;
+    persisted.context("persisting the last finalized blocks")
 }
 
 /// Waits for the worker in this process, if any.
@@ -344,7 +352,7 @@ async fn run_router(
 fn start_validator(
     config: &NodeConfig,
     report: Arc<impl Fn(Event) + Send + Sync + 'static>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Arc<Chain>)> {
     let v = &config.validator;
     let genesis_path = v
         .genesis
@@ -373,7 +381,7 @@ fn start_validator(
             retry: leader,
         },
     };
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Arc<Chain>>>();
     let failed_tx = ready_tx.clone();
     std::thread::Builder::new()
         .name("validator".into())
@@ -383,7 +391,7 @@ fn start_validator(
                     api: format!("http://{}", ready.api),
                     height: ready.chain.height(),
                 });
-                let _ = ready_tx.send(Ok(()));
+                let _ = ready_tx.send(Ok(ready.chain.clone()));
             });
             if let Err(e) = result {
                 tracing::error!(error = %e, "the validator stopped");
@@ -392,7 +400,7 @@ fn start_validator(
         })
         .context("spawning the validator thread")?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(format!("http://{api}")),
+        Ok(Ok(chain)) => Ok((format!("http://{api}"), chain)),
         Ok(Err(e)) => Err(e),
         Err(_) => bail!("the validator stopped before it was ready; see the log above"),
     }

@@ -2,6 +2,7 @@
 //! query API over HTTP with the same limits as every other listener.
 
 use crate::http::{HttpLimits, Stop};
+use crate::signals::StopSignals;
 use anyhow::Context as _;
 use bonus_ids::SecretKey;
 use bonus_ledger::chain::{Chain, Timeouts, tcp};
@@ -79,6 +80,54 @@ pub fn run(
         },
     )?;
     Ok(())
+}
+
+/// For a process that runs only a validator (`bonus validator`): catches
+/// SIGINT and SIGTERM from now on, and at the first makes every applied
+/// block durable, runs `stopped` with the height that is now on disk and
+/// exits 0. The consensus engine has no
+/// stop of its own; what it was writing when the process exits is what a
+/// crash leaves, which its journals survive, and blocks finalized after
+/// the sync are not yet acknowledged, so marshal delivers them again.
+pub fn exit_on_signal(
+    chain: Arc<Chain>,
+    stopped: impl FnOnce(u64) + Send + 'static,
+) -> std::io::Result<()> {
+    // Caught before this returns (the thread reports it), so that no
+    // signal after the validator's start kills it; built on a thread of
+    // its own because this may be called inside another runtime.
+    let (caught_tx, caught) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    std::thread::Builder::new()
+        .name("validator-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return drop(caught_tx.send(Err(e))),
+            };
+            let mut signals = match runtime.block_on(async { StopSignals::catch() }) {
+                Ok(signals) => signals,
+                Err(e) => return drop(caught_tx.send(Err(e))),
+            };
+            let _ = caught_tx.send(Ok(()));
+            runtime.block_on(signals.recv());
+            // Applied (committed without a sync), so on disk after it.
+            let height = chain.height();
+            let code = match chain.persist() {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot persist the last finalized blocks; marshal will deliver them again at the next start");
+                    1
+                }
+            };
+            stopped(height);
+            std::process::exit(code);
+        })?;
+    caught
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the signal thread ended early")))
 }
 
 fn serve_api(listener: std::net::TcpListener, chain: Arc<Chain>) {

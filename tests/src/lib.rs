@@ -716,6 +716,25 @@ impl ValidatorProcess {
         self.daemon.kill();
     }
 
+    /// `kill -TERM`, then waits (up to `timeout`) for it to exit; its exit
+    /// status, or `None` if it is still running (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-s", "TERM", &self.daemon.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -s TERM failed");
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.daemon.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            self.daemon.kill();
+        }
+        status
+    }
+
     /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.daemon.stderr()

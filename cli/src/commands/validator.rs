@@ -84,6 +84,17 @@ pub fn run(global: &GlobalArgs, args: ValidatorArgs) -> anyhow::Result<()> {
                 "Validating",
                 format!("as {me}; API http://{api}, p2p {p2p}, resuming at height {height}"),
             );
+            let stopped = move |height| {
+                output::status(
+                    quiet,
+                    "Stopped",
+                    format!("with blocks up to {height} on disk"),
+                );
+            };
+            if let Err(e) = bonus_node::validator::exit_on_signal(ready.chain.clone(), stopped) {
+                // It still validates; a signal then ends it as a crash would.
+                tracing::warn!(error = %e, "cannot catch SIGINT and SIGTERM");
+            }
         },
     )
 }
