@@ -773,6 +773,39 @@ fn a_stale_nonce_is_refused_by_the_mempool() {
 }
 
 #[test]
+fn a_reopened_chain_still_says_where_a_transaction_finalized() {
+    use crate::chain::{Block, Chain, ChainStore, TxStatus};
+    let net = Net::new();
+    let store = ChainStore::in_memory().expect("db");
+    let transfer = net.h.sign(
+        &net.alice,
+        TxBody::Transfer {
+            to: net.bob.public(),
+            amount: 5,
+        },
+    );
+    let mut after = net.h.state.clone();
+    let ctx = crate::BlockCtx {
+        height: 1,
+        time_ms: net.h.time_ms + 1,
+    };
+    after.begin_block(ctx).expect("time");
+    after.apply(&transfer, ctx).expect("applies");
+    let block = Block {
+        parent: Block::genesis(net.h.state.root()).parent,
+        height: 1,
+        time_ms: ctx.time_ms,
+        state_root: after.root(),
+        txs: vec![transfer.clone()],
+    };
+    store.commit(&block, None, &after).expect("commit");
+    // As after a restart: a client that saw it pending is told it is
+    // final, not that it was dropped.
+    let chain = Chain::open(store, net.h.state.clone()).expect("chain");
+    assert_eq!(chain.status(&transfer.id()), TxStatus::Finalized(1));
+}
+
+#[test]
 fn frames_split_back_to_what_was_pushed_and_nothing_malformed_passes() {
     use crate::DecodeError;
     use crate::limits::TX_BYTES_MAX;

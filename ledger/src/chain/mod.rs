@@ -11,6 +11,7 @@ pub mod block;
 mod mempool;
 pub mod store;
 pub mod tcp;
+mod txindex;
 mod validator;
 
 pub use block::{Block, Digest};
@@ -29,6 +30,7 @@ use futures::{Stream, StreamExt as _};
 use mempool::Mempool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use txindex::TxIndex;
 
 /// Messages per second each peer may send on each consensus channel. The
 /// network sizes each channel's buffer from it (a burst per peer), so it
@@ -105,8 +107,8 @@ struct Inner {
     speculative: HashMap<Digest, (u64, Arc<State>)>,
     /// Waiting transactions.
     mempool: Mempool,
-    /// Finalized transaction ids (recent ones) → height.
-    finalized_txs: HashMap<[u8; 32], u64>,
+    /// Recent finalized transaction ids → height.
+    finalized_txs: TxIndex,
     /// Ids of transactions whose signature this validator has checked:
     /// re-executing them (proposal, verification, finalization) skips the
     /// ed25519 verification, the dominant cost of a transaction.
@@ -149,6 +151,7 @@ impl Chain {
             Some(applied) => (applied.state, applied.height, applied.block.digest()),
             None => (genesis_state, 0, genesis.digest()),
         };
+        let finalized_txs = TxIndex::refill(&store, height, txindex::FINALIZED_TXS_MAX)?;
         let state = Arc::new(state);
         let mut speculative = HashMap::new();
         speculative.insert(digest, (height, state.clone()));
@@ -160,7 +163,7 @@ impl Chain {
                 digest,
                 speculative,
                 mempool: Mempool::default(),
-                finalized_txs: HashMap::new(),
+                finalized_txs,
                 verified: Default::default(),
             }),
             store,
@@ -345,7 +348,7 @@ impl Chain {
     pub fn status(&self, id: &[u8; 32]) -> TxStatus {
         let inner = self.lock();
         if let Some(height) = inner.finalized_txs.get(id) {
-            return TxStatus::Finalized(*height);
+            return TxStatus::Finalized(height);
         }
         if inner.mempool.contains(id) {
             return TxStatus::Pending;
@@ -607,12 +610,7 @@ impl Chain {
         let height = block.height;
         inner.speculative.retain(|_, (h, _)| *h > height);
         inner.speculative.insert(digest, (height, state.clone()));
-        for tx in &block.txs {
-            inner.finalized_txs.insert(tx.id(), height);
-        }
-        if inner.finalized_txs.len() > 1_000_000 {
-            inner.finalized_txs.clear();
-        }
+        inner.finalized_txs.insert_block(block);
         let inner = &mut *inner;
         // Each signer once, however many of its transactions the block has.
         let signers: std::collections::BTreeSet<_> =
