@@ -733,10 +733,10 @@ fn submissions_checked_together_get_each_their_own_verdict() {
     assert_eq!(chain.next_nonce(&net.alice.public()), 2);
 }
 
-#[test]
-fn a_stale_nonce_is_refused_by_the_mempool() {
-    use crate::chain::{Block, Chain, ChainStore, SubmitError};
-    let net = Net::new();
+/// A chain reopened on a store whose block 1 holds alice's transfer of 5
+/// to bob (nonce 0), as after a restart; and that transfer.
+fn reopened_after_one_transfer(net: &Net) -> (std::sync::Arc<crate::chain::Chain>, SignedTx) {
+    use crate::chain::{Block, Chain, ChainStore};
     let store = ChainStore::in_memory().expect("db");
     let transfer = net.h.sign(
         &net.alice,
@@ -745,7 +745,6 @@ fn a_stale_nonce_is_refused_by_the_mempool() {
             amount: 5,
         },
     );
-    // A store whose applied state already used alice's nonce 0.
     let mut after = net.h.state.clone();
     let ctx = crate::BlockCtx {
         height: 1,
@@ -762,6 +761,14 @@ fn a_stale_nonce_is_refused_by_the_mempool() {
     };
     store.commit(&block, None, &after).expect("commit");
     let chain = Chain::open(store, net.h.state.clone()).expect("chain");
+    (chain, transfer)
+}
+
+#[test]
+fn a_stale_nonce_is_refused_by_the_mempool() {
+    use crate::chain::SubmitError;
+    let net = Net::new();
+    let (chain, transfer) = reopened_after_one_transfer(&net);
     assert!(matches!(
         chain.submit_tx(transfer),
         Err(SubmitError::StaleNonce {
@@ -774,35 +781,13 @@ fn a_stale_nonce_is_refused_by_the_mempool() {
 
 #[test]
 fn a_reopened_chain_still_says_where_a_transaction_finalized() {
-    use crate::chain::{Block, Chain, ChainStore, TxStatus};
     let net = Net::new();
-    let store = ChainStore::in_memory().expect("db");
-    let transfer = net.h.sign(
-        &net.alice,
-        TxBody::Transfer {
-            to: net.bob.public(),
-            amount: 5,
-        },
+    let (chain, transfer) = reopened_after_one_transfer(&net);
+    // A client that saw it pending is told it is final, not dropped.
+    assert_eq!(
+        chain.status(&transfer.id()),
+        crate::chain::TxStatus::Finalized(1)
     );
-    let mut after = net.h.state.clone();
-    let ctx = crate::BlockCtx {
-        height: 1,
-        time_ms: net.h.time_ms + 1,
-    };
-    after.begin_block(ctx).expect("time");
-    after.apply(&transfer, ctx).expect("applies");
-    let block = Block {
-        parent: Block::genesis(net.h.state.root()).parent,
-        height: 1,
-        time_ms: ctx.time_ms,
-        state_root: after.root(),
-        txs: vec![transfer.clone()],
-    };
-    store.commit(&block, None, &after).expect("commit");
-    // As after a restart: a client that saw it pending is told it is
-    // final, not that it was dropped.
-    let chain = Chain::open(store, net.h.state.clone()).expect("chain");
-    assert_eq!(chain.status(&transfer.id()), TxStatus::Finalized(1));
 }
 
 #[test]
