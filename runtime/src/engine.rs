@@ -289,32 +289,33 @@ impl Runtime {
         })
     }
 
-    /// Compiles `wasm` with Cranelift on a thread of its own, caches the
+    /// Compiles `wasm` with Cranelift on the background pool, caches the
     /// code, and switches `loaded` to it (if it is still loaded; the cache
     /// serves the next load otherwise). Requests never wait for it.
     fn optimize_in_background(&self, loaded: &Arc<LoadedComponent>, wasm: Vec<u8>) {
+        let Some(pool) = background_pool() else {
+            tracing::warn!("no background compile threads; staying on the baseline tier");
+            return;
+        };
         let (runtime, artifact_id) = (self.clone(), loaded.artifact_id);
         let loaded = Arc::downgrade(loaded);
-        let spawned = std::thread::Builder::new()
-            .name("bonus-optimize".into())
-            .spawn(move || {
-                let optimized = runtime.compile(&artifact_id, &wasm).and_then(|component| {
-                    runtime.prepare(&artifact_id, component, Tier::Optimized)
-                });
-                match (optimized, loaded.upgrade()) {
-                    (Ok(optimized), Some(loaded)) => {
-                        let _ = loaded.optimized.set(optimized);
-                        tracing::debug!(%artifact_id, "optimized code ready");
-                    }
-                    (Ok(_), None) => {}
-                    (Err(e), _) => {
-                        tracing::warn!(%artifact_id, error = %e, "Cranelift could not compile what Winch did; staying on the baseline tier");
-                    }
+        // On a pool thread, wasmtime's parallel compile runs on this pool
+        // too, so all of it has the pool's low priority.
+        pool.spawn(move || {
+            let optimized = runtime
+                .compile(&artifact_id, &wasm)
+                .and_then(|component| runtime.prepare(&artifact_id, component, Tier::Optimized));
+            match (optimized, loaded.upgrade()) {
+                (Ok(optimized), Some(loaded)) => {
+                    let _ = loaded.optimized.set(optimized);
+                    tracing::debug!(%artifact_id, "optimized code ready");
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start a compile thread; staying on the baseline tier");
-        }
+                (Ok(_), None) => {}
+                (Err(e), _) => {
+                    tracing::warn!(%artifact_id, error = %e, "Cranelift could not compile what Winch did; staying on the baseline tier");
+                }
+            }
+        });
     }
 
     /// What the runtime has done so far.
@@ -399,6 +400,44 @@ impl Runtime {
             }
         }
         Ok(component)
+    }
+}
+
+/// Nice value of the background compile threads. The optimized code only
+/// makes later requests faster, so it must not slow the requests being
+/// served now (on Winch's code, which is what it replaces): at nice 0 its
+/// threads took half the cores from them. Not the idle class: under
+/// steady load the compile must still finish (here it gets about a tenth
+/// of a busy core, and every idle one).
+const BACKGROUND_NICE: i32 = 10;
+
+/// The process's pool for background (optimizing) compiles, one thread per
+/// core at [`BACKGROUND_NICE`]; `None` if its threads cannot start.
+fn background_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("bonus-optimize-{i}"))
+            .start_handler(|_| lower_this_threads_priority())
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "cannot start the background compile pool"))
+            .ok()
+    })
+    .as_ref()
+}
+
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers;
+        // on Linux a nice value belongs to one thread, this one.
+        let done = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE)
+        };
+        if done != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "background compile thread keeps its priority");
+        }
     }
 }
 
