@@ -85,10 +85,10 @@ pub fn run(
 /// For a process that runs only a validator (`bonus validator`): catches
 /// SIGINT and SIGTERM from now on, and at the first makes every applied
 /// block durable, runs `stopped` with the height that is now on disk and
-/// exits 0. The consensus engine has no
-/// stop of its own; what it was writing when the process exits is what a
-/// crash leaves, which its journals survive, and blocks finalized after
-/// the sync are not yet acknowledged, so marshal delivers them again.
+/// exits 0. The consensus engine has no stop of its own; what it was
+/// writing when the process exits is what a crash leaves, which its
+/// journals survive, and blocks finalized after the sync are not yet
+/// acknowledged, so marshal delivers them again.
 pub fn exit_on_signal(
     chain: Arc<Chain>,
     stopped: impl FnOnce(u64) + Send + 'static,

@@ -419,6 +419,12 @@ fn background_pool() -> Option<&'static rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("bonus-optimize-{i}"))
             .start_handler(|_| lower_this_threads_priority())
+            // Rayon aborts the process on a job's panic unless handled: a
+            // compiler bug on one hostile component must not end the node
+            // (the component stays on the baseline tier).
+            .panic_handler(|_| {
+                tracing::error!("a background compile panicked; staying on the baseline tier")
+            })
             .build()
             .map_err(|e| tracing::warn!(error = %e, "cannot start the background compile pool"))
             .ok()
