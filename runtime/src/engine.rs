@@ -559,3 +559,27 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
         tracing::error!(error = %e, "cannot start the epoch ticker thread");
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn this_threads_nice() -> i32 {
+        // SAFETY: plain integers in and out.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn background_compiles_run_below_the_priority_of_requests() {
+        let ours = this_threads_nice();
+        let pool = background_pool().expect("the background pool starts");
+        let theirs = pool.install(this_threads_nice);
+        // Nice 10, or the process's own if it already runs nicer than that
+        // (lowering a nice value needs privileges).
+        assert!(
+            theirs >= BACKGROUND_NICE && theirs >= ours,
+            "background compiles at nice {theirs}, requests at {ours}"
+        );
+        assert_eq!(this_threads_nice(), ours, "the caller's priority changed");
+    }
+}
