@@ -368,7 +368,9 @@ pub enum TxStatusView {
         /// Height.
         height: u64,
     },
-    /// Never seen here, or dropped because it no longer applies.
+    /// Never seen here, dropped because it no longer applies, or
+    /// finalized before the newest 2²⁰ transactions a validator indexes
+    /// (its block still holds it).
     Unknown,
 }
 

@@ -93,7 +93,8 @@ pub enum TxStatus {
     Pending,
     /// Finalized at this height.
     Finalized(u64),
-    /// Neither (never seen, or dropped because it no longer applies).
+    /// Neither: never seen, dropped because it no longer applies, or
+    /// finalized before the newest transactions the index holds.
     Unknown,
 }
 
