@@ -10,6 +10,9 @@
 //! | GET | `/v1/ledger/accounts/<ed25519:hex>` | [`AccountView`] |
 //! | GET | `/v1/ledger/accounts/<ed25519:hex>/proof` | [`AccountProofView`]: the account under the finalized state root |
 //! | GET | `/v1/ledger/names` and `/v1/ledger/names/<name>` | [`Names`], [`NameView`] |
+//! | GET | `/v1/ledger/names/<name>/usage` | [`NameUsageView`]: invocations, fuel and charges per period, the last [`USAGE_HISTORY_PERIODS`](crate::limits::USAGE_HISTORY_PERIODS) |
+//! | GET | `/v1/ledger/manifests/<manifest:hex>` | [`ManifestView`] |
+//! | GET | `/v1/ledger/usage/<period>` | [`UsageView`]: every line of a period in the settlement window |
 //! | GET | `/v1/ledger/nodes` | [`Nodes`] |
 //! | GET | `/v1/ledger/batches/<worker>/<sequence>` | [`BatchView`] |
 //! | GET | `/v1/ledger/blocks/<height>` | [`BlockView`] with its certificate |
@@ -311,6 +314,42 @@ pub struct Charged {
     pub amount: u64,
 }
 
+/// One period of a name's usage.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NamePeriod {
+    /// The period.
+    pub period: u64,
+    /// When it began: block time, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// Invocations routers vouched for.
+    #[serde(with = "amount")]
+    pub routed: u64,
+    /// Invocations workers settled.
+    #[serde(with = "amount")]
+    pub settled: u64,
+    /// Fuel of the settled invocations.
+    #[serde(with = "amount")]
+    pub fuel: u64,
+    /// What the owner paid for them (fees included).
+    #[serde(with = "amount")]
+    pub charged: u64,
+}
+
+/// `GET /v1/ledger/names/<name>/usage`: the name's usage in each of the
+/// last [`USAGE_HISTORY_PERIODS`](crate::limits::USAGE_HISTORY_PERIODS)
+/// periods that had any, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NameUsageView {
+    /// The name.
+    pub name: String,
+    /// The current period, for context.
+    pub current_period: u64,
+    /// Length of a period, ms.
+    pub period_ms: u64,
+    /// Periods with usage.
+    pub periods: Vec<NamePeriod>,
+}
+
 /// `GET /v1/ledger/batches/<worker>/<sequence>`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BatchView {
@@ -499,6 +538,10 @@ pub fn handle(chain: &Chain, method: &str, path: &str, body: &[u8]) -> Answer {
             Some(view) => ok(200, view),
             None => err(404, format!("no name {n:?} on the ledger")),
         },
+        ("GET", ["names", n, "usage"]) => match name_usage(&chain.state(), n) {
+            Some(view) => ok(200, view),
+            None => err(404, format!("no name {n:?} on the ledger")),
+        },
         ("GET", ["nodes"]) => ok(200, nodes(&chain.state())),
         ("GET", ["manifests", id]) => match id.parse::<ManifestId>() {
             Ok(id) => match manifest(&chain.state(), &id) {
@@ -641,6 +684,33 @@ pub fn name(state: &State, n: &str) -> Option<NameView> {
         spend_per_period_max: entry.spend_per_period_max,
         spent_this_period: state.spent(state.period(), n),
         unpaid: state.is_unpaid(n),
+    })
+}
+
+/// A name's usage history, if the name is bound.
+pub fn name_usage(state: &State, n: &str) -> Option<NameUsageView> {
+    state.name(n)?;
+    let current_period = state.period();
+    let period_ms = state.params().period_ms;
+    let oldest = (current_period + 1).saturating_sub(crate::limits::USAGE_HISTORY_PERIODS);
+    let periods = (oldest..=current_period)
+        .filter_map(|period| {
+            let usage = state.name_usage(period, n)?;
+            Some(NamePeriod {
+                period,
+                start_ms: period.saturating_mul(period_ms),
+                routed: usage.routed,
+                settled: usage.settled,
+                fuel: usage.fuel,
+                charged: usage.charged,
+            })
+        })
+        .collect();
+    Some(NameUsageView {
+        name: n.to_string(),
+        current_period,
+        period_ms,
+        periods,
     })
 }
 

@@ -5,8 +5,8 @@
 //! validator being down costs a failed connection, not a failed call.
 
 use crate::api::{
-    AccountView, ApiError, BatchView, ManifestView, NameView, Names, Nodes, Status, Submitted,
-    TxStatusView, UsageView,
+    AccountView, ApiError, BatchView, ManifestView, NameUsageView, NameView, Names, Nodes, Status,
+    Submitted, TxStatusView, UsageView,
 };
 use crate::{ChainId, SignedTx, TxBody};
 use bonus_ids::{ManifestId, PublicKey, SecretKey};
@@ -230,6 +230,15 @@ impl LedgerClient {
     /// A bound name, or `None`.
     pub async fn name(&self, name: &str) -> Result<Option<NameView>, ClientError> {
         match self.get(&format!("/v1/ledger/names/{name}")).await {
+            Ok(view) => Ok(Some(view)),
+            Err(ClientError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A name's usage per period (`None`: no such name).
+    pub async fn name_usage(&self, name: &str) -> Result<Option<NameUsageView>, ClientError> {
+        match self.get(&format!("/v1/ledger/names/{name}/usage")).await {
             Ok(view) => Ok(Some(view)),
             Err(ClientError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),

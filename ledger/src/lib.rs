@@ -50,8 +50,8 @@ pub use codec::DecodeError;
 pub use error::TxError;
 pub use params::{BlockCtx, ChainId, Params};
 pub use state::{
-    Account, FEE_BASIS_POINTS, GenesisSpec, ManifestEntry, NameEntry, NodeEntry, State, StateProof,
-    Usage, verify_account,
+    Account, FEE_BASIS_POINTS, GenesisSpec, ManifestEntry, NameEntry, NameUsage, NodeEntry, State,
+    StateProof, Usage, verify_account,
 };
 pub use tx::{Aggregate, Attestation, NodeRole, SettleBatch, SignedTx, TxBody};
 

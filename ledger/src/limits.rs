@@ -33,6 +33,12 @@ pub const INVOCATIONS_PER_ATTESTATION_MAX: u64 = 1_000_000_000;
 /// a period older than this is pruned and can no longer settle.
 pub const SETTLEMENT_WINDOW_PERIODS: u64 = 4;
 
+/// How many periods of each name's usage the ledger keeps for its owner
+/// to read back (`bonus usage`), after the settlement window has closed:
+/// an hour of the dev network's 10 s periods. A name has at most one
+/// history row per period, so this bounds the history to names × this.
+pub const USAGE_HISTORY_PERIODS: u64 = 360;
+
 /// A block's timestamp may run at most this far ahead of a verifier's
 /// clock; a proposal further ahead is held until the clock catches up.
 pub const CLOCK_DRIFT_MAX_MS: u64 = 2_000;
@@ -56,3 +62,4 @@ const _: () = assert!(MEMPOOL_NONCE_WINDOW as usize <= TXS_PER_BLOCK_MAX);
 const _: () = assert!(MEMPOOL_MAX >= TXS_PER_BLOCK_MAX);
 const _: () = assert!(CLOCK_DRIFT_MAX_MS < CLOCK_AHEAD_REFUSE_MS);
 const _: () = assert!(SETTLEMENT_WINDOW_PERIODS >= 1);
+const _: () = assert!(USAGE_HISTORY_PERIODS >= SETTLEMENT_WINDOW_PERIODS);

@@ -322,6 +322,41 @@ fn settlement_pays_the_operator_and_the_fee_pool_once() {
 }
 
 #[test]
+fn a_names_usage_is_kept_for_its_owner_after_the_window_then_pruned() {
+    use crate::limits::{SETTLEMENT_WINDOW_PERIODS, USAGE_HISTORY_PERIODS};
+    let mut net = Net::new().with_function();
+    let period = net.h.period();
+    net.attest(100);
+    net.attest(20);
+    let worker = net.worker.clone_key();
+    net.run(&worker, net.batch(0, 100, 50_000_000))
+        .expect("settles");
+    let usage = |net: &Net| net.h.state.name_usage(period, "hello");
+    let expected = crate::state::NameUsage {
+        routed: 120,
+        settled: 100,
+        fuel: 50_000_000,
+        charged: 50_500,
+    };
+    assert_eq!(usage(&net), Some(expected));
+    assert_eq!(net.h.state.name_usage(period, "other"), None);
+    // Past the settlement window, the lines that settle are gone but the
+    // name's record stays for its owner, until the history ends.
+    for _ in 0..SETTLEMENT_WINDOW_PERIODS {
+        net.h.next_period();
+    }
+    assert_eq!(net.h.state.period_usage(period).count(), 0);
+    assert_eq!(usage(&net), Some(expected));
+    for _ in SETTLEMENT_WINDOW_PERIODS..USAGE_HISTORY_PERIODS - 1 {
+        net.h.next_period();
+    }
+    assert_eq!(usage(&net), Some(expected), "the last period it is kept");
+    net.h.next_period();
+    assert_eq!(usage(&net), None, "pruned");
+    assert_eq!(net.h.state.root(), net.h.state.root_recomputed());
+}
+
+#[test]
 fn settlement_is_capped_by_attestations_and_fuel_limits() {
     let mut net = Net::new().with_function();
     net.attest(10);

@@ -151,6 +151,20 @@ fn settled(ledger: &str, name: &str) -> (u64, u64, u64) {
     (attested, settled, charged)
 }
 
+/// A name's usage as `bonus usage --json` totals it over the ledger's
+/// history: (routed, settled, charged).
+fn usage_totals(home: &Path, name: &str) -> (u64, u64, u64) {
+    let json = bonus_ok(home, &["--json", "usage", name]);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("usage JSON");
+    let total = |field: &str| {
+        value["total"][field]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("usage total {field}: {json}"))
+    };
+    (total("routed"), total("settled"), total("charged"))
+}
+
 /// Invocations settled by every worker, all time (their own counters);
 /// `None` while one is unreachable (restarting).
 fn worker_settled(home: &Path) -> Option<u64> {
@@ -400,6 +414,20 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
     assert_eq!(
         by_workers, routed,
         "exactly the invocations routed: nothing twice, nothing forged"
+    );
+    // The ledger's record agrees, all of it: `bonus usage` reads each
+    // name's history, which outlives the settlement window.
+    let mut on_ledger = (0, 0);
+    let recorded = wait_until(DEADLINE, || {
+        let (hello, broke) = (usage_totals(home, "hello"), usage_totals(home, "broke"));
+        on_ledger = (hello.0 + broke.0, hello.1 + broke.1);
+        on_ledger.1 >= routed
+    });
+    assert!(recorded, "the ledger shows {on_ledger:?} (routed, settled)");
+    assert_eq!(
+        on_ledger,
+        (routed, routed),
+        "the ledger records exactly the invocations routed and settled"
     );
     // What the ledger still holds (its settlement window) agrees.
     let last = settled(&ledger, "hello");

@@ -36,7 +36,7 @@ use crate::TxError;
 use crate::params::{BlockCtx, ChainId, Params};
 use crate::tx::{NodeRole, SignedTx, TxBody};
 use bonus_ids::{ManifestId, PublicKey};
-use rows::{Accounts, Batches, ChangeSet, Manifests, Names, Nodes, Spent, UsageLines};
+use rows::{Accounts, Batches, ChangeSet, History, Manifests, Names, Nodes, Spent, UsageLines};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use table::Table;
@@ -112,6 +112,24 @@ pub struct Usage {
     pub settled: u64,
 }
 
+/// One name's usage in one period, summed over its manifests and workers:
+/// what its owner reads back with `bonus usage`, kept for
+/// [`USAGE_HISTORY_PERIODS`](crate::limits::USAGE_HISTORY_PERIODS) periods
+/// after the settlement window has closed. Informational: no rule reads it,
+/// so its sums saturate instead of refusing a transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameUsage {
+    /// Invocations routers vouched for.
+    pub routed: u64,
+    /// Invocations workers settled.
+    pub settled: u64,
+    /// Fuel of the settled invocations.
+    pub fuel: u64,
+    /// What the owner paid for them (workers' earnings and the protocol
+    /// fee), within the name's budget.
+    pub charged: u64,
+}
+
 /// The ledger state. Cheap to clone (persistent maps): each speculative
 /// block works on its own copy.
 #[derive(Clone, Debug)]
@@ -132,6 +150,9 @@ pub struct State {
     usage: Table<UsageLines>,
     /// (period, name) → charged to the owner; pruned with the window.
     spent: Table<Spent>,
+    /// (period, name) → the name's usage; pruned after
+    /// `USAGE_HISTORY_PERIODS`, oldest first.
+    history: Table<History>,
     /// (release time, account) for every unbonding entry, so releasing
     /// touches only what is due (derived, not a row).
     releases: imbl::OrdSet<(u64, PublicKey)>,
@@ -169,6 +190,7 @@ impl PartialEq for State {
             && self.settled_batches == other.settled_batches
             && self.usage == other.usage
             && self.spent == other.spent
+            && self.history == other.history
             && self.releases == other.releases
             && self.fee_pool == other.fee_pool
             && self.minted == other.minted
@@ -236,6 +258,7 @@ impl State {
             settled_batches: Table::new(),
             usage: Table::new(),
             spent: Table::new(),
+            history: Table::new(),
             releases: imbl::OrdSet::new(),
             fee_pool: 0,
             minted: 0,
@@ -357,6 +380,12 @@ impl State {
             .get(&(period, name.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// `name`'s usage in `period`, if any was recorded in the last
+    /// `USAGE_HISTORY_PERIODS` periods.
+    pub fn name_usage(&self, period: u64, name: &str) -> Option<NameUsage> {
+        self.history.get(&(period, name.to_string())).copied()
     }
 
     /// Whether routers should answer 402 for `name` now: its owner could

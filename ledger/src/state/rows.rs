@@ -1,6 +1,7 @@
 //! The state as rows: what the root commits to and what the chain store
 //! keeps, one key/value entry per account, name, manifest, node, batch id,
-//! usage line, spent budget and validator, plus one row of globals.
+//! usage line, spent budget, name's usage history and validator, plus one
+//! row of globals.
 //!
 //! A row key is a tag byte then the entry's key; a row value is the
 //! entry's canonical encoding (the crate's one codec). Derived indexes (the
@@ -12,7 +13,7 @@
 //! and the change set stays with the state until the store writes it.
 
 use super::tree::{Hash, StateProof, Tree, key_hash, value_hash};
-use super::{Account, ManifestEntry, NameEntry, NodeEntry, State, Usage};
+use super::{Account, ManifestEntry, NameEntry, NameUsage, NodeEntry, State, Usage};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::limits::{NAME_BYTES_MAX, NODE_STRING_BYTES_MAX, TX_BYTES_MAX};
 use crate::params::{ChainId, Params};
@@ -32,6 +33,7 @@ const TAG_BATCH: u8 = 5;
 const TAG_USAGE: u8 = 6;
 const TAG_SPENT: u8 = 7;
 const TAG_VALIDATOR: u8 = 8;
+const TAG_HISTORY: u8 = 9;
 
 /// One changed row: its key and its new value (`None`: deleted).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +270,35 @@ impl Schema for Spent {
     }
 }
 
+/// (period, name) → the name's usage in that period.
+pub(crate) struct History;
+impl Schema for History {
+    type Key = (u64, String);
+    type Value = NameUsage;
+    const TAG: u8 = TAG_HISTORY;
+    fn write_key((period, name): &(u64, String), w: &mut Writer) {
+        w.u64(*period);
+        w.bytes(name.as_bytes());
+    }
+    fn write_value(usage: &NameUsage, w: &mut Writer) {
+        w.u64(usage.routed);
+        w.u64(usage.settled);
+        w.u64(usage.fuel);
+        w.u64(usage.charged);
+    }
+    fn read_key(r: &mut Reader<'_>) -> Result<(u64, String), DecodeError> {
+        Ok((r.u64()?, read_name_tail(r)?))
+    }
+    fn read_value(r: &mut Reader<'_>) -> Result<NameUsage, DecodeError> {
+        Ok(NameUsage {
+            routed: r.u64()?,
+            settled: r.u64()?,
+            fuel: r.u64()?,
+            charged: r.u64()?,
+        })
+    }
+}
+
 impl State {
     fn globals_row(&self) -> (Vec<u8>, Vec<u8>) {
         let mut w = Writer::with_capacity(128);
@@ -305,6 +336,7 @@ impl State {
             && self.settled_batches.is_clean()
             && self.usage.is_clean()
             && self.spent.is_clean()
+            && self.history.is_clean()
     }
 
     /// Re-encodes the changed rows, updates the tree with them and keeps
@@ -334,6 +366,7 @@ impl State {
         self.settled_batches.take_changes(&mut rows);
         self.usage.take_changes(&mut rows);
         self.spent.take_changes(&mut rows);
+        self.history.take_changes(&mut rows);
         let base_root = self.tree.root();
         self.tree.update(rows.iter().map(|row| {
             let value = row.value.as_deref().map(value_hash);
@@ -359,6 +392,7 @@ impl State {
         self.settled_batches.rows(&mut out);
         self.usage.rows(&mut out);
         self.spent.rows(&mut out);
+        self.history.rows(&mut out);
         out
     }
 
@@ -421,6 +455,7 @@ impl State {
                 TAG_BATCH => state.settled_batches.load(rest, value)?,
                 TAG_USAGE => state.usage.load(rest, value)?,
                 TAG_SPENT => state.spent.load(rest, value)?,
+                TAG_HISTORY => state.history.load(rest, value)?,
                 _ => return Err(DecodeError::Malformed("an unknown row")),
             }
         }

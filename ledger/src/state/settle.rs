@@ -17,7 +17,10 @@
 
 use super::{FEE_BASIS_POINTS, State, Usage};
 use crate::TxError;
-use crate::limits::{INVOCATIONS_PER_ATTESTATION_MAX, LIST_ITEMS_MAX, SETTLEMENT_WINDOW_PERIODS};
+use crate::limits::{
+    INVOCATIONS_PER_ATTESTATION_MAX, LIST_ITEMS_MAX, SETTLEMENT_WINDOW_PERIODS,
+    USAGE_HISTORY_PERIODS,
+};
 use crate::params::BlockCtx;
 use crate::tx::{Aggregate, Attestation, NodeRole, SettleBatch};
 use bonus_ids::{ManifestId, PublicKey};
@@ -88,6 +91,12 @@ impl State {
         }
         for (key, invocations) in added {
             self.usage.or_default(key).attested += invocations;
+            let (period, manifest_id, _) = key;
+            let name = self.manifests.get(&manifest_id).map(|m| m.name.clone());
+            if let Some(name) = name {
+                let history = self.history.or_default((period, name));
+                history.routed = history.routed.saturating_add(invocations);
+            }
         }
         Ok(())
     }
@@ -200,6 +209,9 @@ impl State {
             .usage
             .or_default((period, aggregate.manifest_id, worker));
         usage.settled += aggregate.invocations;
+        let history = self.history.or_default((period, name.clone()));
+        history.settled = history.settled.saturating_add(aggregate.invocations);
+        history.fuel = history.fuel.saturating_add(aggregate.fuel);
         let due = cost + fee;
         let spent_key = (period, name);
         let spent = self.spent.get(&spent_key).copied().unwrap_or(0);
@@ -219,6 +231,8 @@ impl State {
             .expect("a part of a u64 fits in u64");
         self.credit(operator, pay - fee_part);
         self.add_to_fee_pool(fee_part);
+        let history = self.history.or_default((period, spent_key.1.clone()));
+        history.charged = history.charged.saturating_add(pay);
         *self.spent.or_default(spent_key) += pay;
     }
 
@@ -249,11 +263,15 @@ impl State {
     }
 
     /// Drops usage, budgets and batch ids of periods that can no longer
-    /// settle, so the state does not grow with history.
+    /// settle, and names' usage older than the history kept for their
+    /// owners, so the state does not grow with time.
     pub(super) fn prune_before_window(&mut self) {
         let oldest = (self.period + 1).saturating_sub(SETTLEMENT_WINDOW_PERIODS);
         self.usage.retain(|(period, _, _), _| *period >= oldest);
         self.spent.retain(|(period, _), _| *period >= oldest);
         self.settled_batches.retain(|_, period| *period >= oldest);
+        let kept_from = (self.period + 1).saturating_sub(USAGE_HISTORY_PERIODS);
+        self.history
+            .remove_first_while(|(period, _)| *period < kept_from);
     }
 }

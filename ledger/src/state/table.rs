@@ -122,6 +122,18 @@ impl<S: Schema> Table<S> {
         }
     }
 
+    /// Removes the smallest keys while `expired` says so: O(removed), for
+    /// a table keyed by period first.
+    pub(crate) fn remove_first_while(&mut self, mut expired: impl FnMut(&S::Key) -> bool) {
+        while let Some((key, _)) = self.map.get_min() {
+            if !expired(key) {
+                break;
+            }
+            let key = key.clone();
+            self.remove(&key);
+        }
+    }
+
     /// Whether nothing changed since the last flush.
     pub(crate) fn is_clean(&self) -> bool {
         self.dirty.is_empty()

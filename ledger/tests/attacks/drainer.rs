@@ -3,7 +3,7 @@
 //! at any price, settle `fuel × own price`).
 
 use crate::world::*;
-use bonus_ledger::limits::SETTLEMENT_WINDOW_PERIODS;
+use bonus_ledger::limits::{SETTLEMENT_WINDOW_PERIODS, USAGE_HISTORY_PERIODS};
 use bonus_ledger::{NodeRole, Params, TxError};
 
 #[test]
@@ -196,8 +196,8 @@ fn a_period_past_the_window_cannot_be_replayed_and_its_usage_is_pruned() {
     );
     assert_eq!(
         w.h.state.rows().len(),
-        rows_before,
-        "the state is back to its size before the period"
+        rows_before + 1,
+        "the state is back to its size before the period, but for the name's usage history"
     );
     // With its batch id forgotten, the old batch must still not pay twice,
     // nor may a router vouch for a period that can no longer settle.
@@ -214,4 +214,11 @@ fn a_period_past_the_window_cannot_be_replayed_and_its_usage_is_pruned() {
     );
     assert_eq!(w.balance(&owner), before);
     w.assert_supply();
+    // The owner's record of the period is kept for a bounded time only.
+    assert!(w.h.state.name_usage(period, "hello").is_some());
+    while w.h.period() < period + USAGE_HISTORY_PERIODS {
+        w.h.next_period();
+    }
+    assert!(w.h.state.name_usage(period, "hello").is_none());
+    assert_eq!(w.h.state.rows().len(), rows_before, "all of it pruned");
 }
