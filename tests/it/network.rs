@@ -312,6 +312,15 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         up.ready["functions"]["hello"].as_str(),
         Some(format!("http://hello.localhost:{base}/").as_str())
     );
+    // With no --node, `bonus ls` asks a worker of this network, and marks
+    // the version the ledger binds.
+    let listing: serde_json::Value =
+        serde_json::from_str(&bonus_ok(home, &["--json", "ls"])).expect("ls JSON");
+    let hello = listing["functions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["name"] == "hello"))
+        .unwrap_or_else(|| panic!("hello in {listing}"));
+    assert_eq!(hello["current"], true, "{listing}");
     let workers: Vec<String> = up.ready["workers"]
         .as_array()
         .expect("workers")

@@ -269,6 +269,18 @@ pub fn ledger_client(ledger: &[String]) -> anyhow::Result<LedgerClient> {
     }
 }
 
+/// The given node's API, or the first worker of the local network's.
+pub fn node_url(node: Option<&str>) -> anyhow::Result<String> {
+    if let Some(node) = node {
+        return Ok(node.to_string());
+    }
+    let network = Network::load(&crate::guest_build::bonus_home()?.join("up"))?;
+    match network.and_then(|n| n.workers.first().cloned()) {
+        Some(worker) => Ok(worker),
+        None => bail!("no node: pass --node URL, or start a network with `bonus up`"),
+    }
+}
+
 impl Target {
     /// A local network's workers and ledger.
     pub fn of_network(network: &Network) -> anyhow::Result<Target> {

@@ -1,6 +1,7 @@
 //! `bonus inspect`: what a file, an id or a name is.
 
 use crate::commands::GlobalArgs;
+use crate::commands::deploy::node_url;
 use bonus_ids::ArtifactId;
 use bonus_node::client::NodeClient;
 use bonus_runtime::{Runtime, RuntimeConfig};
@@ -15,16 +16,17 @@ use std::path::Path;
 pub struct InspectArgs {
     /// A `.wasm` file, an artifact id, or a function name.
     target: String,
-    /// The node's API (for ids and names).
-    #[arg(long, env = "BONUS_NODE", default_value = "http://127.0.0.1:4000")]
-    node: String,
+    /// The node's API, for ids and names [default: a worker of the local
+    /// network `bonus up` started].
+    #[arg(long, env = "BONUS_NODE")]
+    node: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
     let value = if Path::new(&args.target).is_file() {
         inspect_file(Path::new(&args.target))?
     } else {
-        let client = NodeClient::new(&args.node)?;
+        let client = NodeClient::new(&node_url(args.node.as_deref())?)?;
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -1,18 +1,20 @@
 //! `bonus ls`: functions and versions a node knows.
 
 use crate::commands::GlobalArgs;
+use crate::commands::deploy::node_url;
 use bonus_node::client::NodeClient;
 
 /// List the functions (and their versions) a node knows.
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// The node's API.
-    #[arg(long, env = "BONUS_NODE", default_value = "http://127.0.0.1:4000")]
-    node: String,
+    /// The node's API [default: a worker of the local network `bonus up`
+    /// started].
+    #[arg(long, env = "BONUS_NODE")]
+    node: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<()> {
-    let client = NodeClient::new(&args.node)?;
+    let client = NodeClient::new(&node_url(args.node.as_deref())?)?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ async fn route(node: &Arc<Worker>, request: http::Request<Incoming>) -> Response
         (Method::PUT, ["v1", "artifacts", id]) => put_artifact(node, id, request).await,
         (Method::POST, ["v1", "artifacts", id, "fetch"]) => fetch_artifact(node, id).await,
         (Method::POST, ["v1", "manifests"]) => post_manifest(node, request).await,
-        (Method::GET, ["v1", "functions"]) => list_functions(node),
+        (Method::GET, ["v1", "functions"]) => list_functions(node).await,
         (Method::GET, ["v1", "health"]) => {
             if !node.probe_delay.is_zero() {
                 tokio::time::sleep(node.probe_delay).await;
@@ -310,16 +311,34 @@ async fn post_manifest(node: &Arc<Worker>, request: http::Request<Incoming>) -> 
     )
 }
 
-fn list_functions(node: &Worker) -> Response {
+/// The manifests this worker holds; `current` as the ledger binds names
+/// (one query for all of them), or as this node does when it has no ledger.
+async fn list_functions(node: &Worker) -> Response {
     let manifests = match node.store.manifests() {
         Ok(manifests) => manifests,
         Err(e) => return registry_error(&e),
+    };
+    let on_ledger: Option<HashMap<String, String>> = match &node.ledger {
+        None => None,
+        Some(ledger) => match ledger.names().await {
+            Ok(names) => Some(
+                names
+                    .names
+                    .into_iter()
+                    .map(|n| (n.name, n.manifest_id))
+                    .collect(),
+            ),
+            Err(e) => return error(StatusCode::BAD_GATEWAY, e),
+        },
     };
     let functions = manifests
         .iter()
         .map(|signed| {
             let m = signed.manifest();
-            let current = node.store.resolve(&m.name).ok().flatten() == Some(signed.id());
+            let current = match &on_ledger {
+                Some(names) => names.get(&m.name) == Some(&signed.id().to_string()),
+                None => node.store.resolve(&m.name).ok().flatten() == Some(signed.id()),
+            };
             wire::FunctionInfo {
                 name: m.name.clone(),
                 version: m.version,
