@@ -324,7 +324,8 @@ fn bad_transactions_get_clear_errors() {
     assert_eq!(response.status, 413, "{}", response.text());
     assert_eq!(v.get("/v1/ledger/status")["mempool"].as_u64(), Some(0));
 
-    // Overdraft: the CLI says the transfer was dropped.
+    // Overdraft: the CLI says what the account has and what it needs,
+    // before sending anything.
     let (ok, _, stderr) = bonus(
         &home,
         &[
@@ -339,9 +340,10 @@ fn bad_transactions_get_clear_errors() {
     );
     assert!(!ok);
     assert!(
-        stderr.contains("dropped") || stderr.contains("funds"),
+        stderr.contains("to spend") && stderr.contains("needs 1000000000000000"),
         "{stderr}"
     );
+    assert_eq!(v.get("/v1/ledger/status")["mempool"].as_u64(), Some(0));
 
     // Not a validator's key: a clear refusal at start.
     let (ok, _, _) = bonus(&home, &["keys", "new", "--name", "stranger"]);

@@ -365,6 +365,12 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
         .as_str()
         .expect("public key")
         .to_string();
+    let keys = bonus_ok(home, &["--json", "keys", "list"]);
+    assert!(
+        keys.contains(&format!(r#"{{"name":"broke","public_key":"{broke}"}}"#))
+            && keys.contains(&format!(r#"{{"name":"default","public_key":"{dev}"}}"#)),
+        "{keys}"
+    );
     bonus_ok(home, &["-q", "transfer", &broke, "1000"]);
     let hello_path = hello_wasm.to_str().expect("utf-8 path");
     bonus_ok(

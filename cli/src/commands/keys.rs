@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use bonus_ids::SecretKey;
 use std::path::PathBuf;
 
-/// Create, show or import signing keys (stored under $BONUS_HOME/keys, mode 0600).
+/// Create, list, show or import signing keys (stored under $BONUS_HOME/keys,
+/// mode 0600).
 #[derive(clap::Args, Debug)]
 pub struct KeysArgs {
     #[command(subcommand)]
@@ -21,6 +22,8 @@ enum KeysCommand {
         #[arg(long, default_value = "default")]
         name: String,
     },
+    /// List every key: its name and public key.
+    List,
     /// Print a key's public key (the secret is never printed).
     Show {
         /// Key name.
@@ -63,8 +66,59 @@ pub fn load_key(name: &str) -> anyhow::Result<SecretKey> {
     Ok(SecretKey::load(&path)?)
 }
 
+/// Every stored key, by name; a file that is not a key is reported, not
+/// fatal.
+fn list(global: &GlobalArgs) -> anyhow::Result<()> {
+    let dir = guest_build::bonus_home()?.join("keys");
+    let mut keys = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.collect::<Result<Vec<_>, _>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".key"))
+        else {
+            continue;
+        };
+        match SecretKey::load(&path) {
+            Ok(key) => keys.push((name.to_string(), key.public().to_string())),
+            Err(e) => output::status(
+                global.quiet,
+                "Skipped",
+                format!("{}: not a key ({e})", path.display()),
+            ),
+        }
+    }
+    keys.sort();
+    if global.json {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|(name, public)| serde_json::json!({ "name": name, "public_key": public }))
+            .collect();
+        println!("{}", serde_json::json!({ "keys": keys }));
+    } else if keys.is_empty() {
+        output::status(
+            global.quiet,
+            "Note",
+            format!("no keys in {}; run `bonus keys new`", dir.display()),
+        );
+    } else {
+        let width = keys.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (name, public) in &keys {
+            println!("{name:<width$}  {public}");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(global: &GlobalArgs, args: KeysArgs) -> anyhow::Result<()> {
     let (name, key, verb) = match args.command {
+        KeysCommand::List => return list(global),
         KeysCommand::New { name } => {
             let path = key_path(&name)?;
             if path.exists() {

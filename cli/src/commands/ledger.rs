@@ -332,6 +332,17 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> anyhow::Result<()> {
         let chain_id = parse_chain_id(&status.chain_id)?;
         let account: AccountView =
             get(&client, &format!("/v1/ledger/accounts/{}", key.public())).await?;
+        // The ledger would drop it at its block; say why before sending.
+        let needed = u128::from(args.amount) + u128::from(status.tx_fee);
+        if u128::from(account.balance) < needed {
+            bail!(
+                "{} has {} to spend; this transfer needs {needed} ({} and the fee of {})",
+                key.public(),
+                account.balance,
+                args.amount,
+                status.tx_fee
+            );
+        }
         let tx = SignedTx::sign(
             &key,
             &chain_id,
