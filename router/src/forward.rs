@@ -283,7 +283,10 @@ async fn send<'t>(
                 shared.retried.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            Ok(Ok(response)) => return Ok((response, worker, outstanding)),
+            Ok(Ok(response)) => {
+                worker.health.served(outgoing.split.manifest_id);
+                return Ok((response, worker, outstanding));
+            }
             Ok(Err(error)) => error,
             Err(_) => {
                 return Err(Refusal::new(
@@ -350,6 +353,7 @@ fn pick_worker<'t>(
             key: worker.key,
             rtt_us,
             outstanding: worker.health.outstanding.load(Ordering::Relaxed),
+            warm: worker.health.is_warm(&outgoing.split.manifest_id),
         });
     }
     if let Some(index) = select::choose(&outgoing.split.manifest_id, &candidates, random) {

@@ -48,7 +48,10 @@
 //!   Worker health and per-name load carry across swaps.
 //! - Worker choice: healthy workers within the manifest's price, then the
 //!   near set by probed RTT, then the two with the highest rendezvous hash
-//!   for the manifest (warm), then the less loaded of those.
+//!   for the manifest (where it stays warm), then the less loaded of those;
+//!   and if that one has not run the manifest in the last minute, a worker
+//!   that has, if it is within 2 ms of the nearest and not busy (a probe
+//!   slowed by a compile must not send the next request to a cold worker).
 //! - [`RouterStatus`]: what `GET /v1/router/status` answers.
 //!
 //! # Limits

@@ -43,6 +43,23 @@ pub const ATTEST_PENDING_LINES_MAX: usize = 64 << 10;
 /// onto two workers while others idle.
 pub const SPILL_OUTSTANDING: u64 = 64;
 
+/// How far (in RTT, µs, beyond twice the nearest worker's) a worker that
+/// already runs a function may be and still be preferred to a nearer one
+/// that would have to compile it first. Small next to a cold start, small
+/// next to the distance between regions (tens of ms).
+pub const WARM_RTT_SLACK_US: u64 = 2_000;
+
+/// Requests in flight on a warm worker from which a cold one is used
+/// instead: under load a function warms up on a second worker (its
+/// rendezvous pair), at low load it stays on the one that has it.
+pub const WARM_BUSY_OUTSTANDING: u64 = 8;
+
+/// A worker counts as warm for a function it answered within this long.
+pub const WARM_FOR: Duration = Duration::from_secs(60);
+
+/// Functions remembered as warm per worker (the most recently served).
+pub const WARM_MANIFESTS_MAX: usize = 32;
+
 /// Idle keep-alive connections kept per worker by the forwarding pool.
 pub const POOL_IDLE_PER_WORKER_MAX: usize = 128;
 

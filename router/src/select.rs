@@ -2,9 +2,13 @@
 //! then least loaded). The choices are pure functions of their inputs and
 //! one random number, so they are tested without sockets.
 
-use crate::limits::SPILL_OUTSTANDING;
+use crate::limits::{
+    SPILL_OUTSTANDING, WARM_BUSY_OUTSTANDING, WARM_FOR, WARM_MANIFESTS_MAX, WARM_RTT_SLACK_US,
+};
 use bonus_ids::{ManifestId, PublicKey};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Weight of a new RTT sample in the moving average, in tenths.
 const EWMA_NEW_TENTHS: u64 = 3;
@@ -24,6 +28,9 @@ pub(crate) struct WorkerHealth {
     pub outstanding: AtomicU64,
     /// A probe is in flight: the next tick skips this worker.
     pub probing: AtomicBool,
+    /// The manifests this worker answered most recently, with when: it
+    /// holds their code compiled.
+    warm: Mutex<Vec<(ManifestId, Instant)>>,
 }
 
 impl WorkerHealth {
@@ -45,6 +52,27 @@ impl WorkerHealth {
         };
         self.rtt_us.store(average, Ordering::Relaxed);
         !self.healthy.swap(true, Ordering::Relaxed)
+    }
+
+    /// The worker ran `manifest_id` (answered without refusing to run it):
+    /// its code is loaded there now.
+    pub(crate) fn served(&self, manifest_id: ManifestId) {
+        let now = Instant::now();
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = warm.iter_mut().find(|(m, _)| *m == manifest_id) {
+            entry.1 = now;
+        } else if warm.len() < WARM_MANIFESTS_MAX {
+            warm.push((manifest_id, now));
+        } else if let Some(oldest) = warm.iter_mut().min_by_key(|(_, at)| *at) {
+            *oldest = (manifest_id, now);
+        }
+    }
+
+    /// Whether the worker answered `manifest_id` in the last [`WARM_FOR`].
+    pub(crate) fn is_warm(&self, manifest_id: &ManifestId) -> bool {
+        let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.iter()
+            .any(|(m, at)| m == manifest_id && at.elapsed() < WARM_FOR)
     }
 
     /// A probe failed, or a connection to the worker could not be made;
@@ -107,6 +135,8 @@ pub(crate) struct Candidate {
     pub key: PublicKey,
     pub rtt_us: u64,
     pub outstanding: u64,
+    /// It answered this manifest recently ([`WorkerHealth::is_warm`]).
+    pub warm: bool,
 }
 
 /// The worker to send a request for `manifest_id` to, as an index into
@@ -117,7 +147,14 @@ pub(crate) struct Candidate {
 /// 3. of those two, the one with fewer requests outstanding, the first on
 ///    a tie (so at low load a function runs on one warm worker: measured,
 ///    alternating between two idle workers added ~110 µs per request), or
-///    a third random near worker if both are busy.
+///    a third random near worker if both are busy;
+/// 4. if that worker is cold for the manifest, a warm one instead, if one
+///    is within [`WARM_RTT_SLACK_US`] of the nearest and has fewer than
+///    [`WARM_BUSY_OUTSTANDING`] requests in flight: a cold
+///    start costs a compile (0.1–3 s), far more than a millisecond or two
+///    of round trip. A compile also slows the probes of the worker doing
+///    it, so without this a function's second request went to another,
+///    cold worker, which then compiled it too.
 pub(crate) fn choose(
     manifest_id: &ManifestId,
     candidates: &[Candidate],
@@ -144,6 +181,19 @@ pub(crate) fn choose(
         let spill = near[2 + ((random >> 1) % (near.len() as u64 - 2)) as usize].1;
         if candidates[spill].outstanding < candidates[best].outstanding {
             best = spill;
+        }
+    }
+    if !candidates[best].warm {
+        let warm_max = rtt_min.saturating_mul(2).saturating_add(WARM_RTT_SLACK_US);
+        let warm = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.warm && c.rtt_us <= warm_max && c.outstanding < WARM_BUSY_OUTSTANDING
+            })
+            .max_by_key(|(_, c)| rendezvous(manifest_id, &c.key));
+        if let Some((index, _)) = warm {
+            best = index;
         }
     }
     Some(best)
@@ -174,6 +224,7 @@ mod tests {
             key: key(seed),
             rtt_us,
             outstanding,
+            warm: false,
         }
     }
 
@@ -244,6 +295,42 @@ mod tests {
         }
         let counts = counts(&manifest_id, &candidates, 100);
         assert_eq!(counts[pair[0]] + counts[pair[1]], 0, "{counts:?}");
+    }
+
+    #[test]
+    fn a_warm_worker_beats_a_slightly_nearer_cold_one_but_not_a_far_or_busy_one() {
+        let manifest_id = ManifestId::of(b"compiled once");
+        // The cold worker is nearest and first by rendezvous or not: the
+        // warm one within the slack wins either way.
+        for (cold, warm) in [(1, 2), (2, 1)] {
+            let mut candidates = [candidate(cold, 300, 0), candidate(warm, 2_500, 0)];
+            candidates[1].warm = true;
+            assert_eq!(counts(&manifest_id, &candidates, 100), [0, 100]);
+            // Another region: the cold near worker, even if it must compile.
+            candidates[1].rtt_us = 2 * 300 + WARM_RTT_SLACK_US + 1;
+            assert_eq!(counts(&manifest_id, &candidates, 100), [100, 0]);
+            // Busy: the cold worker takes the load, and warms up.
+            candidates[1].rtt_us = 300;
+            candidates[1].outstanding = WARM_BUSY_OUTSTANDING;
+            assert_eq!(counts(&manifest_id, &candidates, 100), [100, 0]);
+            candidates[1].outstanding = WARM_BUSY_OUTSTANDING - 1;
+            assert_eq!(counts(&manifest_id, &candidates, 100), [0, 100]);
+        }
+    }
+
+    #[test]
+    fn a_worker_is_warm_for_what_it_served_recently() {
+        let health = WorkerHealth::default();
+        let (a, b) = (ManifestId::of(b"a"), ManifestId::of(b"b"));
+        assert!(!health.is_warm(&a));
+        health.served(a);
+        assert!(health.is_warm(&a) && !health.is_warm(&b));
+        // Past its capacity it forgets the least recently served.
+        for n in 0..WARM_MANIFESTS_MAX {
+            health.served(ManifestId::of(&n.to_le_bytes()));
+        }
+        assert!(!health.is_warm(&a));
+        assert!(health.is_warm(&ManifestId::of(&0usize.to_le_bytes())));
     }
 
     #[test]

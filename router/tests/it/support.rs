@@ -28,7 +28,8 @@ pub enum Behaviour {
     DropRun,
 }
 
-/// A worker stand-in. `/v1/health` answers "ok" after `health_delay`;
+/// A worker stand-in. `/v1/health` answers "ok" after `health_delay`
+/// (changed with [`FakeWorker::set_health_delay`]);
 /// `/v1/run/<hex><path>` counts the request and, for [`Behaviour::Echo`],
 /// answers with `x-echo-path`, `x-echo-method`, `x-echo-request-id`,
 /// `x-echo-forwarded-host`, `x-echo-router`, `x-bonus-fuel: 42`,
@@ -38,6 +39,7 @@ pub struct FakeWorker {
     pub key: PublicKey,
     pub url: String,
     pub runs: Arc<AtomicU64>,
+    health_delay_us: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -49,6 +51,9 @@ impl FakeWorker {
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let runs = Arc::new(AtomicU64::new(0));
         let counter = runs.clone();
+        let delay_us = u64::try_from(health_delay.as_micros()).expect("a test delay");
+        let health_delay_us = Arc::new(AtomicU64::new(delay_us));
+        let delay = health_delay_us.clone();
         let task = tokio::spawn(async move {
             // Owned by this task: aborting it closes every connection.
             let mut connections = tokio::task::JoinSet::new();
@@ -56,8 +61,9 @@ impl FakeWorker {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let counter = counter.clone();
+                let (counter, delay) = (counter.clone(), delay.clone());
                 let service = hyper::service::service_fn(move |request| {
+                    let health_delay = Duration::from_micros(delay.load(Ordering::SeqCst));
                     answer(request, behaviour, health_delay, counter.clone())
                 });
                 connections.spawn(async move {
@@ -71,8 +77,15 @@ impl FakeWorker {
             key: SecretKey::from_seed([seed; 32]).public(),
             url,
             runs,
+            health_delay_us,
             task,
         }
+    }
+
+    /// From now on, health probes are answered after `delay`.
+    pub fn set_health_delay(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).expect("a test delay");
+        self.health_delay_us.store(micros, Ordering::SeqCst);
     }
 
     pub fn runs(&self) -> u64 {
