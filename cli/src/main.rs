@@ -13,7 +13,9 @@ use std::process::ExitCode;
 /// mimalloc rather than glibc's malloc: a validator at 1 M accounts
 /// spends ~16 % less per block and `bonus serve` answers ~5 % more
 /// requests/s (bench/HISTORY.md, session 18). Per-request sandboxes and the
-/// ledger's copy-on-write maps allocate and free many small blocks.
+/// ledger's copy-on-write maps allocate and free many small blocks. Built
+/// without its transparent huge pages (the workspace's `no_thp`): with them
+/// an artifact fetch took 1.75x as long, and blocks were no faster.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
