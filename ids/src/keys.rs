@@ -43,8 +43,30 @@ pub enum KeyError {
 }
 
 /// An ed25519 public key: an account, a node or a validator.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey([u8; 32]);
+
+/// The order of the bytes, compared as four big-endian words: the ledger's
+/// maps compare keys at every level of every lookup, and the derived order
+/// on `[u8; 32]` is a call to `memcmp` each time.
+impl Ord for PublicKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        fn words(bytes: &[u8; 32]) -> [u64; 4] {
+            std::array::from_fn(|i| {
+                let mut word = [0; 8];
+                word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+                u64::from_be_bytes(word)
+            })
+        }
+        words(&self.0).cmp(&words(&other.0))
+    }
+}
+
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// An ed25519 signature.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -233,6 +255,26 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_order_as_their_bytes() {
+        let keys: Vec<[u8; 32]> = (0u8..=255)
+            .map(|i| {
+                let mut bytes = *blake3::hash(&[i]).as_bytes();
+                // Pairs that differ only late, in every word.
+                bytes[31 - usize::from(i % 32)] = i;
+                if i % 3 == 0 {
+                    bytes[..24].fill(0);
+                }
+                bytes
+            })
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(PublicKey(*a).cmp(&PublicKey(*b)), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn sign_verify_and_text_round_trip() {

@@ -153,6 +153,7 @@ fn transfers_move_funds_pay_the_fee_and_reject_double_spends() {
         },
     )
     .expect("first spend");
+    // `Harness::apply` checks that a refused transaction changes nothing.
     let second = net.run(
         &alice,
         TxBody::Transfer {
@@ -163,6 +164,13 @@ fn transfers_move_funds_pay_the_fee_and_reject_double_spends() {
     assert!(
         matches!(second, Err(TxError::InsufficientFunds { .. })),
         "{second:?}"
+    );
+    assert_eq!(net.h.state.nonce(&alice.public()), 1, "nonce given back");
+    let broke = key(99);
+    let unpaid = net.run(&broke, TxBody::Transfer { to: bob, amount: 1 });
+    assert!(
+        matches!(unpaid, Err(TxError::CannotPayFee { .. })),
+        "{unpaid:?}"
     );
     assert_eq!(net.h.state.balance(&bob), 600_010);
     assert_eq!(

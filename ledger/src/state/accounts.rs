@@ -10,19 +10,73 @@ use bonus_ids::PublicKey;
 impl State {
     /// Takes `amount` from `account`'s balance.
     pub(super) fn debit(&mut self, account: PublicKey, amount: u64) -> Result<(), TxError> {
-        let available = self.balance(&account);
-        if available < amount {
-            return Err(TxError::InsufficientFunds {
+        if amount == 0 {
+            return Ok(());
+        }
+        let debited = self.accounts.try_modify(&account, |entry| {
+            entry.balance = entry.balance.checked_sub(amount).ok_or(entry.balance)?;
+            Ok(())
+        });
+        match debited.unwrap_or(Err(0)) {
+            Ok(()) => {
+                self.supply -= u128::from(amount);
+                Ok(())
+            }
+            Err(available) => Err(TxError::InsufficientFunds {
                 account,
                 available,
                 needed: amount,
-            });
+            }),
         }
-        if amount > 0 {
-            self.accounts.or_default(account).balance -= amount;
-            self.supply -= u128::from(amount);
+    }
+
+    /// Takes a transaction's fee from its signer and uses up its nonce, in
+    /// one walk to the account. Refuses a nonce other than the next one,
+    /// then a fee the balance does not cover; refused, nothing changes.
+    pub(super) fn take_fee_and_nonce(
+        &mut self,
+        signer: PublicKey,
+        nonce: u64,
+        fee: u64,
+    ) -> Result<(), TxError> {
+        let wrong_nonce = |expected| TxError::WrongNonce {
+            signer,
+            expected,
+            got: nonce,
+        };
+        let cannot_pay = TxError::CannotPayFee { signer, fee };
+        let taken = self.accounts.try_modify(&signer, |entry| {
+            if entry.nonce != nonce {
+                return Err(wrong_nonce(entry.nonce));
+            }
+            let Some(balance) = entry.balance.checked_sub(fee) else {
+                return Err(cannot_pay.clone());
+            };
+            entry.balance = balance;
+            entry.nonce += 1;
+            Ok(())
+        });
+        match taken {
+            Some(result) => result?,
+            // No account: its next nonce is 0 and it has nothing to pay
+            // with (the fee is at least 1, see `Params::validate`).
+            None if nonce != 0 => return Err(wrong_nonce(0)),
+            None => return Err(cannot_pay),
         }
+        self.supply -= u128::from(fee);
         Ok(())
+    }
+
+    /// Undoes [`State::take_fee_and_nonce`] for a transaction whose body
+    /// was refused (and changed nothing), so it leaves no trace.
+    pub(super) fn return_fee_and_nonce(&mut self, signer: PublicKey, fee: u64) {
+        let entry = self.accounts.or_default(signer);
+        entry.nonce -= 1;
+        entry.balance = entry
+            .balance
+            .checked_add(fee)
+            .expect("a balance exceeds the total supply");
+        self.supply += u128::from(fee);
     }
 
     /// Adds `amount` to `account`'s balance. Never overflows: every amount
@@ -126,11 +180,16 @@ impl State {
             return Err(TxError::Malformed("transfer of zero"));
         }
         self.debit(from, amount)?;
-        self.credit(to, amount);
+        let entry = self.accounts.or_default(to);
+        entry.balance = entry
+            .balance
+            .checked_add(amount)
+            .expect("a balance exceeds the total supply");
         if from != to {
             // A top-up: the owner can pay again.
-            self.accounts.or_default(to).unpaid = false;
+            entry.unpaid = false;
         }
+        self.supply += u128::from(amount);
         Ok(())
     }
 

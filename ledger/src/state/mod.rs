@@ -447,29 +447,16 @@ impl State {
     /// already checked with [`SignedTx::verify`] against this chain id (a
     /// validator verifies each transaction once, not on every re-execution).
     pub fn apply_verified(&mut self, tx: &SignedTx, ctx: BlockCtx) -> Result<(), TxError> {
-        let expected = self.nonce(&tx.signer);
-        if tx.nonce != expected {
-            return Err(TxError::WrongNonce {
-                signer: tx.signer,
-                expected,
-                got: tx.nonce,
-            });
-        }
         // The fee first: a transaction its signer cannot pay for does
-        // nothing. Refunded if the body is refused (which changed nothing),
-        // so a refused transaction leaves no trace.
+        // nothing. Returned with the nonce if the body is refused (which
+        // changed nothing), so a refused transaction leaves no trace.
         let fee = self.params.tx_fee;
-        self.debit(tx.signer, fee)
-            .map_err(|_| TxError::CannotPayFee {
-                signer: tx.signer,
-                fee,
-            })?;
+        self.take_fee_and_nonce(tx.signer, tx.nonce, fee)?;
         if let Err(error) = self.apply_body(tx.signer, &tx.body, ctx) {
-            self.credit(tx.signer, fee);
+            self.return_fee_and_nonce(tx.signer, fee);
             return Err(error);
         }
         self.add_to_fee_pool(fee);
-        self.accounts.or_default(tx.signer).nonce += 1;
         self.check_supply();
         Ok(())
     }

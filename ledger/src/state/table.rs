@@ -83,6 +83,26 @@ impl<S: Schema> Table<S> {
         Some(value)
     }
 
+    /// Changes the value at `key`, if there is one, when `change` accepts
+    /// it: one walk down the tree where a check and then a write take two.
+    /// `change` must leave the value as it found it when it returns an
+    /// error; the key is marked only when it returns `Ok`.
+    pub(crate) fn try_modify<Q, R, E>(
+        &mut self,
+        key: &Q,
+        change: impl FnOnce(&mut S::Value) -> Result<R, E>,
+    ) -> Option<Result<R, E>>
+    where
+        Q: Ord + ToOwned<Owned = S::Key> + ?Sized,
+        S::Key: Borrow<Q>,
+    {
+        let result = change(self.map.get_mut(key)?);
+        if result.is_ok() {
+            self.dirty.insert(key.to_owned());
+        }
+        Some(result)
+    }
+
     pub(crate) fn or_default(&mut self, key: S::Key) -> &mut S::Value
     where
         S::Value: Default,

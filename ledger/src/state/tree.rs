@@ -11,10 +11,9 @@
 //!
 //! Updating rows recomputes only their buckets and those buckets'
 //! ancestors (4 nodes each), so a block costs what it touches, whatever
-//! the size of the state. Every part is copy-on-write (persistent maps and
-//! vectors): cloning a tree for a speculative state is O(1).
+//! the size of the state. Every part is copy-on-write (shared until
+//! written): cloning a tree for a speculative state is O(1).
 
-use imbl::Vector;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -76,18 +75,33 @@ fn hash_node(children: &[Hash]) -> Hash {
 /// One bucket's leaves, sorted by key hash; shared until written.
 type Bucket = Arc<Vec<(Hash, Hash)>>;
 
+/// Groups of [`FANOUT`] neighbouring buckets (4 096).
+const GROUPS: usize = BUCKETS / FANOUT;
+
+/// Sixteen neighbouring buckets, the children of one node of the first
+/// level: their hashes and their leaves, copied together the first time a
+/// tree that shares them writes one of them.
+#[derive(Clone)]
+struct Group {
+    hashes: [Hash; FANOUT],
+    leaves: [Bucket; FANOUT],
+}
+
 /// The tree. Invariant: every bucket and node hash is the hash of what is
 /// below it (kept by [`Tree::update`]; [`Tree::from_leaves`] recomputes
 /// everything, which tests compare against).
 #[derive(Clone)]
 pub(crate) struct Tree {
-    /// Each bucket's leaves. A fixed-size persistent vector, so finding
-    /// and copying a bucket costs the same at 10 k rows as at 1 M (no
-    /// search through a tree of every row).
-    leaves: Vector<Bucket>,
-    buckets: Vector<Hash>,
-    /// Levels above the buckets, widest first; `upper[LEVELS - 1][0]` is
-    /// the root. Small (140 KB): copied once per block when first written.
+    /// Every group, so finding and copying a bucket costs the same at
+    /// 10 k rows as at 1 M (no search through a tree of every row). A
+    /// block's first write copies the 4 096 pointers, then each group it
+    /// writes: 16 shared counts to raise, where the 64-wide chunks of a
+    /// persistent vector cost 64 (each a cache miss at 1 M rows, where
+    /// every bucket is its own allocation).
+    groups: Arc<Vec<Arc<Group>>>,
+    /// Levels above the buckets, widest first (`upper[0][g]` is group g's
+    /// node); `upper[LEVELS - 1][0]` is the root. Small (140 KB): copied
+    /// once per block when first written.
     upper: Arc<[Vec<Hash>; LEVELS]>,
 }
 
@@ -112,31 +126,28 @@ impl Tree {
         for leaf in leaves {
             grouped[bucket_of(&leaf.0)].push(leaf);
         }
-        let buckets: Vec<Hash> = grouped
-            .iter()
-            .map(|leaves| hash_bucket(leaves.iter().map(|(k, v)| (k, v))))
-            .collect();
-        let mut upper: [Vec<Hash>; LEVELS] = Default::default();
-        let mut below = &buckets;
-        for (level, nodes) in upper.iter_mut().enumerate() {
-            *nodes = below.chunks(FANOUT).map(hash_node).collect();
-            debug_assert_eq!(nodes.len(), BUCKETS >> (4 * (level + 1)));
-            below = nodes;
-        }
         let empty: Bucket = Arc::new(Vec::new());
-        let leaves = grouped
-            .into_iter()
-            .map(|leaves| {
-                if leaves.is_empty() {
-                    empty.clone()
-                } else {
-                    Arc::new(leaves)
-                }
+        let mut buckets = grouped.into_iter();
+        let groups: Vec<Arc<Group>> = (0..GROUPS)
+            .map(|_| {
+                let leaves: [Bucket; FANOUT] =
+                    std::array::from_fn(|_| match buckets.next().unwrap_or_default() {
+                        leaves if leaves.is_empty() => empty.clone(),
+                        leaves => Arc::new(leaves),
+                    });
+                let hashes =
+                    std::array::from_fn(|i| hash_bucket(leaves[i].iter().map(|(k, v)| (k, v))));
+                Arc::new(Group { hashes, leaves })
             })
             .collect();
+        let mut upper: [Vec<Hash>; LEVELS] = Default::default();
+        upper[0] = groups.iter().map(|g| hash_node(&g.hashes)).collect();
+        for level in 1..LEVELS {
+            upper[level] = upper[level - 1].chunks(FANOUT).map(hash_node).collect();
+            debug_assert_eq!(upper[level].len(), BUCKETS >> (4 * (level + 1)));
+        }
         Tree {
-            leaves,
-            buckets: buckets.into_iter().collect(),
+            groups: Arc::new(groups),
             upper: Arc::new(upper),
         }
     }
@@ -160,8 +171,11 @@ impl Tree {
         if by_bucket.is_empty() {
             return;
         }
+        let groups = Arc::make_mut(&mut self.groups);
         for (&bucket, changes) in &by_bucket {
-            let mut leaves: Vec<(Hash, Hash)> = self.leaves[bucket].as_ref().clone();
+            let group = Arc::make_mut(&mut groups[bucket / FANOUT]);
+            let slot = bucket % FANOUT;
+            let mut leaves: Vec<(Hash, Hash)> = group.leaves[slot].as_ref().clone();
             for (key, value) in changes {
                 let at = leaves.binary_search_by(|(k, _)| k.cmp(key));
                 match (at, value) {
@@ -173,23 +187,19 @@ impl Tree {
                     (Err(_), None) => {}
                 }
             }
-            self.buckets
-                .set(bucket, hash_bucket(leaves.iter().map(|(k, v)| (k, v))));
-            self.leaves.set(bucket, Arc::new(leaves));
+            group.hashes[slot] = hash_bucket(leaves.iter().map(|(k, v)| (k, v)));
+            group.leaves[slot] = Arc::new(leaves);
         }
-        let mut touched: BTreeSet<usize> = by_bucket.into_keys().collect();
         let upper = Arc::make_mut(&mut self.upper);
-        for level in 0..LEVELS {
+        let mut touched: BTreeSet<usize> = by_bucket.keys().map(|b| b / FANOUT).collect();
+        for &group in &touched {
+            upper[0][group] = hash_node(&groups[group].hashes);
+        }
+        for level in 1..LEVELS {
             let parents: BTreeSet<usize> = touched.iter().map(|i| i / FANOUT).collect();
             for &parent in &parents {
                 let range = parent * FANOUT..(parent + 1) * FANOUT;
-                let hash = if level == 0 {
-                    let children: Vec<Hash> = range.map(|i| self.buckets[i]).collect();
-                    hash_node(&children)
-                } else {
-                    hash_node(&upper[level - 1][range])
-                };
-                upper[level][parent] = hash;
+                upper[level][parent] = hash_node(&upper[level - 1][range]);
             }
             touched = parents;
         }
@@ -198,7 +208,8 @@ impl Tree {
     /// The proof that `key` has its current value (or no value) here.
     pub(crate) fn prove(&self, key: &Hash) -> StateProof {
         let bucket = bucket_of(key);
-        let others = self.leaves[bucket]
+        let group = &self.groups[bucket / FANOUT];
+        let others = group.leaves[bucket % FANOUT]
             .iter()
             .filter(|(k, _)| k != key)
             .copied()
@@ -211,7 +222,7 @@ impl Tree {
                 .filter(|i| *i != index)
                 .map(|i| {
                     if level == 0 {
-                        self.buckets[i]
+                        group.hashes[i % FANOUT]
                     } else {
                         self.upper[level - 1][i]
                     }
