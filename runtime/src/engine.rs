@@ -448,8 +448,9 @@ fn lower_this_threads_priority() {
 }
 
 /// Rejects what is not a component before spending time in the compiler,
-/// with an error that says what the bytes are.
-fn check_header(wasm: &[u8]) -> Result<()> {
+/// with an error that says what the bytes are. Also for clients, which
+/// check a file before they upload it.
+pub fn check_header(wasm: &[u8]) -> Result<()> {
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
         return Err(Error::NotWasm {
             len: wasm.len() as u64,

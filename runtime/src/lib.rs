@@ -57,7 +57,7 @@ mod outbound;
 mod rng;
 
 pub use bonus_ids::{ArtifactId, InvalidArtifactId, RequestId};
-pub use engine::{Compiler, Runtime, RuntimeConfig, RuntimeStats, Tier};
+pub use engine::{Compiler, Runtime, RuntimeConfig, RuntimeStats, Tier, check_header};
 pub use error::{Error, Result};
 pub use invoke::{Capabilities, Function, Invocation, InvokeParams, Outcome, Usage};
 pub use limits::Limits;

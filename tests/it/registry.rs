@@ -318,6 +318,27 @@ fn deploy_signs_with_the_developer_key_and_checks_ownership() {
     let secret = std::fs::read_to_string(&key_file).expect("key");
     assert!(!shown.contains(secret.trim()), "the secret was printed");
 
+    // Not a component: refused before anything is signed or sent.
+    let text = alice.path().join("notes.wasm");
+    std::fs::write(&text, b"just text").expect("writes");
+    let (ok, _, stderr) = bonus(
+        alice.path(),
+        &[
+            "deploy",
+            text.to_str().expect("utf-8 path"),
+            "--name",
+            "mine",
+            "--node",
+            &node.api,
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not a WebAssembly binary"), "{stderr}");
+    assert!(!stderr.contains("Deploying"), "{stderr}");
+    let (ok, listed, _) = bonus(alice.path(), &["--json", "ls", "--node", &node.api]);
+    assert!(ok);
+    assert!(!listed.contains("\"mine\""), "{listed}");
+
     let (ok, _, stderr) = bonus(
         alice.path(),
         &["deploy", wasm, "--name", "mine", "--node", &node.api],

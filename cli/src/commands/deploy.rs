@@ -79,13 +79,22 @@ pub struct DeployArgs {
     no_upload: bool,
 }
 
+/// Reads the file to deploy and refuses what is not a component before
+/// anything is signed or sent.
+fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {}; check the path", path.display()))?;
+    bonus_runtime::check_header(&bytes)
+        .with_context(|| format!("cannot deploy {}", path.display()))?;
+    Ok(bytes)
+}
+
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
     if args.node.is_none() || !args.ledger.is_empty() {
         return run_network(global, args);
     }
     let key = keys::load_key(&args.key)?;
-    let bytes = std::fs::read(&args.wasm)
-        .with_context(|| format!("cannot read {}; check the path", args.wasm.display()))?;
+    let bytes = read_component(&args.wasm)?;
     let artifact_id = ArtifactId::of(&bytes);
     let terms = Terms::from_args(&args)?;
     let client = NodeClient::new(args.node.as_deref().unwrap_or_default())?;
@@ -454,8 +463,7 @@ async fn ledger_version(
 
 fn run_network(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
     let key = keys::load_key(&args.key)?;
-    let bytes = std::fs::read(&args.wasm)
-        .with_context(|| format!("cannot read {}; check the path", args.wasm.display()))?;
+    let bytes = read_component(&args.wasm)?;
     let terms = Terms::from_args(&args)?;
     if args.dry_run || args.no_upload {
         bail!("--dry-run and --no-upload apply to a standalone node (--node without --ledger)");
