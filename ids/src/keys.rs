@@ -25,6 +25,12 @@ pub enum KeyError {
         /// The file.
         path: String,
     },
+    /// Not 128 hex digits.
+    #[error("invalid signature {text:?}…: expected 128 hex digits")]
+    InvalidSignatureText {
+        /// The start of the rejected text.
+        text: String,
+    },
     /// The signature does not verify for this key and message.
     #[error("signature does not verify for {signer}")]
     BadSignature {
@@ -150,6 +156,24 @@ impl Signature {
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 64] {
         &self.0
+    }
+}
+
+/// Hex, 128 digits: a signature carried in text (an HTTP header).
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl FromStr for Signature {
+    type Err = KeyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = unhex::<64>(text).ok_or_else(|| KeyError::InvalidSignatureText {
+            text: text.chars().take(16).collect(),
+        })?;
+        Ok(Signature(bytes))
     }
 }
 

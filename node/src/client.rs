@@ -151,6 +151,28 @@ impl NodeClient {
         answer(status, &body)
     }
 
+    /// `GET /v1/logs/<name>?after=<seq>`, signed by `owner` now.
+    pub async fn logs(
+        &self,
+        name: &str,
+        after: u64,
+        owner: &bonus_ids::SecretKey,
+    ) -> anyhow::Result<wire::Logs> {
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let signature = owner.sign(&wire::logs_auth_message(name, time_ms));
+        let request = self
+            .request(http::Method::GET, &format!("/v1/logs/{name}?after={after}"))
+            .header(
+                wire::LOGS_AUTH_HEADER,
+                format!("{},{time_ms},{signature}", owner.public()),
+            )
+            .body(Full::new(Bytes::new()))?;
+        let (status, _, body) = self.send(request).await?;
+        answer(status, &body)
+    }
+
     /// `GET /v1/node`.
     pub async fn node_info(&self) -> anyhow::Result<wire::NodeInfo> {
         self.get("/v1/node").await

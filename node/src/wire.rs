@@ -114,3 +114,43 @@ pub struct ErrorBody {
     /// What went wrong and what to do.
     pub error: String,
 }
+
+/// The header a logs request carries: `<owner key>,<time_ms>,<signature>`,
+/// the signature over [`logs_auth_message`].
+pub const LOGS_AUTH_HEADER: &str = "x-bonus-logs-auth";
+
+/// What the owner signs to read a name's logs: the name and the time, so
+/// a request cannot be turned to another name, nor replayed after
+/// the worker's window (`worker::logs::AUTH_WINDOW_MS`).
+pub fn logs_auth_message(name: &str, time_ms: u64) -> Vec<u8> {
+    let mut message = b"bonus/logs/v1\0".to_vec();
+    message.extend_from_slice(&time_ms.to_be_bytes());
+    message.extend_from_slice(name.as_bytes());
+    message
+}
+
+/// `GET /v1/logs/<name>?after=<seq>`: the name's recent lines on this worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logs {
+    /// The name.
+    pub name: String,
+    /// Oldest first.
+    pub lines: Vec<LogLine>,
+}
+
+/// One line of a function's logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Its number on this worker: ask `after` the last one to follow.
+    pub seq: u64,
+    /// When the invocation ended, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The request it belongs to (`x-bonus-request-id`).
+    pub request_id: String,
+    /// The version that ran.
+    pub manifest_id: String,
+    /// `stdout`, `stderr`, or `error` (how a failed invocation ended).
+    pub stream: String,
+    /// What was printed (bounded), or the failure's reason.
+    pub text: String,
+}

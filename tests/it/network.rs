@@ -390,6 +390,14 @@ fn bonus_up_routes_settles_and_survives_a_killed_worker() {
     assert_eq!(empty.balance, 0, "the owner has nothing left");
     router_caught_up(&router, &ledger);
     assert_eq!(hit(&router, "broke", 5).ok, 5, "served until settlement");
+    // Logs: every worker asked, the owner taken from the ledger's names.
+    let (ok, _, stderr) = bonus_tests::bonus(home, &["logs", "hello"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = bonus_tests::bonus(home, &["logs", "hello", "--key", "broke"]);
+    assert!(
+        !ok && stderr.contains("only the owner of \"hello\""),
+        "{stderr}"
+    );
 
     // Anyone can send `x-bonus-router` straight to a worker: it runs, but
     // no router attested it, so it is never paid (checked below: settled

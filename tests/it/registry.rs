@@ -434,6 +434,88 @@ fn inspect_prints_the_b3sum_of_a_file() {
     );
 }
 
+/// `bonus logs`: the owner reads what the function printed and why its
+/// invocations failed; anyone else, or an unsigned request, reads nothing.
+#[test]
+fn a_functions_owner_reads_its_logs_and_nobody_else_does() {
+    let (alice, bob, dir) = (temp(), temp(), temp());
+    let node = NodeProcess::start(dir.path(), &[], &[]);
+    for home in [&alice, &bob] {
+        assert!(bonus(home.path(), &["keys", "new"]).0);
+    }
+    let wasm = guest("hostile");
+    let (ok, _, stderr) = bonus(
+        alice.path(),
+        &[
+            "deploy",
+            wasm.to_str().expect("utf-8"),
+            "--name",
+            "noisy",
+            "--node",
+            &node.api,
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = bonus(alice.path(), &["logs", "noisy", "--node", &node.api]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("no worker holds lines"), "{stderr}");
+
+    assert_eq!(node.request("GET", "/fn/noisy/spam?kb=4", b"").status, 200);
+    let trapped = node.request("GET", "/fn/noisy/trap", b"");
+    assert_eq!(trapped.status, 500);
+    let trap_id = trapped
+        .header("x-bonus-request-id")
+        .expect("request id")
+        .to_string();
+
+    let (ok, stdout, stderr) = bonus(
+        alice.path(),
+        &["--json", "logs", "noisy", "--node", &node.api],
+    );
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let streams: Vec<&str> = lines.iter().filter_map(|l| l["stream"].as_str()).collect();
+    assert_eq!(streams, ["stderr", "stderr", "error"], "{stdout}");
+    assert!(
+        lines[0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("spam spam")
+    );
+    assert!(
+        lines[0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("more bytes not kept")
+    );
+    assert!(
+        lines[1]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("panicked on purpose")
+    );
+    assert!(lines[2]["text"].as_str().unwrap_or("").starts_with("trap"));
+    assert_eq!(lines[2]["request_id"], trap_id.as_str());
+
+    let (ok, stdout, stderr) = bonus(alice.path(), &["logs", "noisy", "--node", &node.api]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("panicked on purpose"), "{stdout}");
+
+    let (ok, stdout, stderr) = bonus(bob.path(), &["logs", "noisy", "--node", &node.api]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("only the owner of \"noisy\""), "{stderr}");
+    let unsigned = node.request("GET", "/v1/logs/noisy", b"");
+    assert_eq!(unsigned.status, 401);
+    assert!(!String::from_utf8_lossy(&unsigned.body).contains("panicked"));
+    let (ok, _, stderr) = bonus(alice.path(), &["logs", "nobody", "--node", &node.api]);
+    assert!(!ok);
+    assert!(stderr.contains("no function named \"nobody\""), "{stderr}");
+}
+
 /// A client that declares more bytes than it sends, then hangs up: the node
 /// says so and keeps nothing.
 #[test]

@@ -5,6 +5,7 @@ mod deploy;
 mod inspect;
 pub mod keys;
 mod ledger;
+mod logs;
 mod ls;
 mod node;
 mod rollout;
@@ -69,6 +70,8 @@ enum Command {
     Names(ledger::NamesArgs),
     /// A function's invocations and cost per settlement period.
     Usage(usage::UsageArgs),
+    /// A function's recent output and failures, from every worker (owner only).
+    Logs(logs::LogsArgs),
     /// Split a name's traffic between its versions (gradual rollout).
     Traffic(rollout::TrafficArgs),
     /// Make a name's previous version current again.
@@ -94,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transfer(args) => ledger::transfer(&cli.global, args),
         Command::Names(args) => ledger::names(&cli.global, args),
         Command::Usage(args) => usage::run(&cli.global, args),
+        Command::Logs(args) => logs::run(&cli.global, args),
         Command::Traffic(args) => rollout::traffic(&cli.global, args),
         Command::Rollback(args) => rollout::rollback(&cli.global, args),
         Command::Fund(args) => rollout::fund(&cli.global, args),

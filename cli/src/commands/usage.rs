@@ -111,7 +111,7 @@ impl Total {
 }
 
 /// `07 Dec 2026 02:57:40`: a block time, to the second.
-fn utc(ms: u64) -> String {
+pub(crate) fn utc(ms: u64) -> String {
     let time = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
     // "Mon, 07 Dec 2026 02:57:40 GMT" without the weekday and the zone.
     let http = httpdate::fmt_http_date(time);

@@ -10,6 +10,8 @@
 //!   peers if needed.
 //! - `GET  /v1/functions`: the functions this node knows.
 //! - `GET  /v1/health`: for routers' probes.
+//! - `GET  /v1/logs/<name>?after=<seq>`: the name's recent lines here, for
+//!   its owner only (a signed, timed request: `logs.rs`).
 //! - `/v1/run/<manifest>/<path>`: run a function version (routers call it;
 //!   `x-bonus-router` marks the request as routed, so it is settled).
 //! - `/fn/<name>/<path>`: invoke the function a name points at.
@@ -19,7 +21,7 @@ use super::{Deployed, NAME_TTL, Worker};
 use crate::http::{HttpLimits, Stop};
 use crate::pipeline::headers;
 use crate::wire;
-use bonus_ids::{ArtifactId, ManifestId, RequestId};
+use bonus_ids::{ArtifactId, ManifestId, PublicKey, RequestId};
 use bonus_registry::{Error as RegistryError, NameBinder, SignedManifest};
 use bonus_runtime::{Capabilities, Limits, OutboundPolicy};
 use bytes::Bytes;
@@ -61,6 +63,10 @@ async fn route(node: &Arc<Worker>, request: http::Request<Incoming>) -> Response
         (Method::POST, ["v1", "artifacts", id, "fetch"]) => fetch_artifact(node, id).await,
         (Method::POST, ["v1", "manifests"]) => post_manifest(node, request).await,
         (Method::GET, ["v1", "functions"]) => list_functions(node).await,
+        (Method::GET, ["v1", "logs", name]) => {
+            let name = name.to_string();
+            read_logs(node, &name, &request).await
+        }
         (Method::GET, ["v1", "health"]) => {
             if !node.probe_delay.is_zero() {
                 tokio::time::sleep(node.probe_delay).await;
@@ -355,6 +361,80 @@ async fn list_functions(node: &Worker) -> Response {
     json(StatusCode::OK, wire::Functions { functions })
 }
 
+/// `GET /v1/logs/<name>?after=<seq>`: for the name's owner only.
+async fn read_logs(
+    worker: &Arc<Worker>,
+    name: &str,
+    request: &http::Request<Incoming>,
+) -> Response {
+    let auth = request
+        .headers()
+        .get(wire::LOGS_AUTH_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let signer = match super::logs::signer(auth, name, super::logs::auth_now_ms()) {
+        Ok(signer) => signer,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, e),
+    };
+    let owner = match name_owner(worker, name).await {
+        Ok(owner) => owner,
+        Err(response) => return *response,
+    };
+    if signer != owner {
+        let refusal = super::logs::AuthError::NotOwner {
+            name: name.to_string(),
+            owner,
+        };
+        return error(StatusCode::FORBIDDEN, refusal);
+    }
+    let after = request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("after="))
+        .map(str::parse::<u64>);
+    let after = match after {
+        None => 0,
+        Some(Ok(after)) => after,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "`after` is a line number"),
+    };
+    json(
+        StatusCode::OK,
+        wire::Logs {
+            name: name.to_string(),
+            lines: worker.logs.since(name, after),
+        },
+    )
+}
+
+/// Who owns `name`: on the ledger, else the manifest it is bound to here.
+async fn name_owner(worker: &Arc<Worker>, name: &str) -> Result<PublicKey, Box<Response>> {
+    let Some(ledger) = &worker.ledger else {
+        let id = resolve_name(worker, name).await?;
+        return match worker.store.manifest(&id) {
+            Ok(Some(signed)) => Ok(signed.manifest().owner),
+            Ok(None) => Err(Box::new(error(
+                StatusCode::NOT_FOUND,
+                format!("{name:?} is bound to {id}, which this node does not hold"),
+            ))),
+            Err(e) => Err(Box::new(registry_error(&e))),
+        };
+    };
+    match ledger.name(name).await {
+        Ok(Some(view)) => view.owner.parse().map_err(|e| {
+            Box::new(error(
+                StatusCode::BAD_GATEWAY,
+                format!("the ledger's owner of {name:?}: {e}"),
+            ))
+        }),
+        Ok(None) => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("no function named {name:?} is deployed; deploy it with `bonus deploy`"),
+        ))),
+        Err(e) => Err(Box::new(error(StatusCode::BAD_GATEWAY, e))),
+    }
+}
+
 /// `/fn/<name>/…`: resolve the name (on the ledger, else locally) and
 /// run it. Not routed: nobody vouches for it, so it is never paid for.
 async fn invoke_name(
@@ -470,6 +550,9 @@ where
     if let Some(rate) = &worker.fuel_rate {
         rate.charge(invocation.usage.fuel);
     }
+    worker
+        .logs
+        .record(&deployed.name, manifest_id, &invocation, &deployed.limits);
     if let Some(receipts) = &worker.receipts {
         receipts.record(Receipt {
             request_id,
@@ -662,6 +745,7 @@ async fn deployed(worker: &Arc<Worker>, id: ManifestId) -> Result<Arc<Deployed>,
         OutboundPolicy::from_patterns(&manifest.allowed_outbound_hosts).unwrap_or_default();
     let deployed = Arc::new(Deployed {
         manifest_id: id,
+        name: manifest.name.clone(),
         function,
         limits,
         caps: Arc::new(Capabilities {

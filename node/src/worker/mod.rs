@@ -10,6 +10,7 @@
 //! name map: posting a signed manifest binds its name here.
 
 mod api;
+pub mod logs;
 pub mod owner;
 pub mod receipts;
 mod settle;
@@ -67,6 +68,8 @@ pub struct WorkerConfig {
 pub struct Deployed {
     /// The manifest it was loaded from.
     pub manifest_id: ManifestId,
+    /// Its name (its logs are kept under it).
+    pub name: String,
     /// The loaded component.
     pub function: bonus_runtime::Function,
     /// The manifest's limits, capped by the node's.
@@ -93,6 +96,8 @@ pub struct Worker {
     loading: tokio::sync::Mutex<()>,
     /// Names resolved on the ledger, with when.
     names: Mutex<HashMap<String, (Instant, ManifestId)>>,
+    /// What functions printed, for their owners.
+    logs: logs::RecentLogs,
     ledger: Option<Arc<LedgerClient>>,
     receipts: Option<Receipts>,
     period_ms: u64,
@@ -204,6 +209,7 @@ pub async fn run(
         deployed: Mutex::new(HashMap::new()),
         loading: tokio::sync::Mutex::new(()),
         names: Mutex::new(HashMap::new()),
+        logs: logs::RecentLogs::default(),
         ledger: config.ledger,
         receipts,
         period_ms,
