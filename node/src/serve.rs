@@ -16,16 +16,64 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
-/// What to serve and how.
+/// What to serve.
 pub struct ServerConfig {
-    pub addr: SocketAddr,
-    pub threads: usize,
     pub function: Function,
     pub limits: Limits,
     pub caps: Arc<Capabilities>,
 }
 
-/// Listeners bound, not yet serving.
+/// Listeners bound before the component is loaded: a taken port fails at
+/// once, not after a compile that can take seconds, and a request sent
+/// during that compile waits in the backlog for its answer instead of
+/// being refused.
+pub struct Listening {
+    listeners: Vec<std::net::TcpListener>,
+    local_addr: SocketAddr,
+}
+
+impl Listening {
+    /// `threads` `SO_REUSEPORT` listeners on `addr`.
+    pub fn bind(addr: SocketAddr, threads: usize) -> anyhow::Result<Listening> {
+        let listeners =
+            crate::http::reuseport_listeners(addr, threads.max(1)).with_context(|| {
+                format!(
+                    "cannot listen on {addr}; is another server using it? pick another with --addr"
+                )
+            })?;
+        let local_addr = listeners[0]
+            .local_addr()
+            .context("reading the bound address")?;
+        Ok(Listening {
+            listeners,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Ready to serve `config`; stop signals are caught from here on.
+    pub fn serve(self, config: ServerConfig) -> anyhow::Result<Server> {
+        let signals = Signals::catch()?;
+        let mut node_secret = [0u8; 32];
+        getrandom::fill(&mut node_secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+        Ok(Server {
+            listeners: self.listeners,
+            local_addr: self.local_addr,
+            state: Arc::new(State {
+                function: config.function,
+                limits: config.limits,
+                caps: config.caps,
+                pipeline: Pipeline::new(&node_secret),
+            }),
+            signals,
+        })
+    }
+}
+
+/// Listeners bound and a component loaded, not yet serving.
 pub struct Server {
     listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
@@ -33,7 +81,7 @@ pub struct Server {
     signals: Signals,
 }
 
-/// SIGINT and SIGTERM, caught from [`Server::bind`] on: a signal that
+/// SIGINT and SIGTERM, caught from [`Listening::serve`] on: a signal that
 /// arrives once the address is printed stops the server gracefully
 /// instead of killing it mid-request.
 struct Signals {
@@ -88,33 +136,6 @@ const SERVE_LIMITS: ServeLimits = ServeLimits {
 };
 
 impl Server {
-    pub fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        let listeners = crate::http::reuseport_listeners(config.addr, config.threads.max(1))
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}; is another server using it? pick another with --addr",
-                    config.addr
-                )
-            })?;
-        let local_addr = listeners[0]
-            .local_addr()
-            .context("reading the bound address")?;
-        let signals = Signals::catch()?;
-        let mut node_secret = [0u8; 32];
-        getrandom::fill(&mut node_secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-        Ok(Server {
-            listeners,
-            local_addr,
-            state: Arc::new(State {
-                function: config.function,
-                limits: config.limits,
-                caps: config.caps,
-                pipeline: Pipeline::new(&node_secret),
-            }),
-            signals,
-        })
-    }
-
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

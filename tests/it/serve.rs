@@ -322,3 +322,56 @@ fn serving_a_file_that_is_not_a_component_fails_clearly() {
     );
     check("missing.wasm.d", b"", "not a WebAssembly binary");
 }
+
+/// The port is bound before the component is compiled: a request sent
+/// while it compiles waits for its answer instead of being refused, and a
+/// taken port fails before any compile.
+#[test]
+fn a_request_sent_while_the_component_loads_is_answered() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(bonus_tests::bonus_bin())
+        .arg("serve")
+        .arg(guest("hello"))
+        .args(["--addr", &addr, "--threads", "1", "--no-tiered"])
+        .env("BONUS_HOME", home.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running bonus serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    // "Loading" is printed after the bind and before the compile.
+    let loading = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("Loading"));
+    assert!(loading.is_some(), "bonus serve exited before loading");
+    let mut stream = TcpStream::connect(&addr).expect("listening before the compile");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let taken = std::process::Command::new(bonus_tests::bonus_bin())
+        .arg("serve")
+        .arg(guest("hello"))
+        .args(["--addr", &addr])
+        .env("BONUS_HOME", home.path())
+        .output()
+        .expect("running a second bonus serve");
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(!taken.status.success());
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stderr.contains("Loading"), "{stderr}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

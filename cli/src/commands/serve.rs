@@ -90,6 +90,10 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         },
         ..RuntimeConfig::default()
     })?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let listening = server::Listening::bind(args.addr, threads)?;
     output::status(global.quiet, "Loading", wasm_path.display());
     let function = runtime
         .load(&wasm)
@@ -102,12 +106,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         response_body_bytes_max: args.max_response_body,
         ..Limits::DEFAULT
     };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
     let config = server::ServerConfig {
-        addr: args.addr,
-        threads: threads.max(1),
         function,
         limits,
         caps: Arc::new(Capabilities {
@@ -115,7 +114,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             outbound: Arc::new(outbound),
         }),
     };
-    let bound = server::Server::bind(config)?;
+    let bound = listening.serve(config)?;
     let url = format!("http://{}", bound.local_addr());
     if global.json {
         let line = serde_json::json!({
