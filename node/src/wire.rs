@@ -154,3 +154,14 @@ pub struct LogLine {
     /// What was printed (bounded), or the failure's reason.
     pub text: String,
 }
+
+#[cfg(test)]
+mod tests {
+    /// The vector sdk-js's `logs.test.js` checks too.
+    #[test]
+    fn the_logs_auth_message_is_the_shared_vector() {
+        let message = super::logs_auth_message("mine", 1_700_000_000_000);
+        let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "626f6e75732f6c6f67732f7631000000018bcfe568006d696e65");
+    }
+}

@@ -24,7 +24,18 @@ export {
   signManifest,
   validateManifest,
 } from "./manifest.js";
-export { type DeployOptions, type Deployment, type FunctionInfo, NodeClient, NodeError, type Usage, usageOf } from "./node.js";
+export {
+  type DeployOptions,
+  type Deployment,
+  type FunctionInfo,
+  LOGS_AUTH_HEADER,
+  type LogLine,
+  logsAuthMessage,
+  NodeClient,
+  NodeError,
+  type Usage,
+  usageOf,
+} from "./node.js";
 export {
   LedgerClient,
   LedgerError,

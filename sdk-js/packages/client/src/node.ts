@@ -1,7 +1,7 @@
 // A node's HTTP API, the same calls `bonus deploy` makes (the answers are
 // typed in `node/src/wire.rs`): `GET /v1/node`, `HEAD|PUT /v1/artifacts/<id>`,
-// `POST /v1/artifacts/<id>/fetch`, `POST /v1/manifests`, `GET /v1/functions`
-// and `/fn/<name>/<path>`.
+// `POST /v1/artifacts/<id>/fetch`, `POST /v1/manifests`, `GET /v1/functions`,
+// `GET /v1/logs/<name>` and `/fn/<name>/<path>`.
 
 import { ArtifactId, ManifestId } from "./ids.js";
 import {
@@ -13,6 +13,7 @@ import {
   compareUtf8,
   signManifest,
 } from "./manifest.js";
+import { toHex } from "./bytes.js";
 import type { SecretKey } from "./keys.js";
 import { parseJsonLossless } from "./ledger.js";
 
@@ -30,6 +31,38 @@ export interface FunctionInfo {
   owner: string;
   /** Whether the name is bound to this manifest on this node. */
   current: boolean;
+}
+
+/** One line of a function's logs on a worker (`GET /v1/logs/<name>`). */
+export interface LogLine {
+  /** Its number on this worker: ask `after` the last one to follow. */
+  seq: number;
+  /** When the invocation ended, ms since the Unix epoch. */
+  time_ms: number;
+  request_id: string;
+  /** The version that ran. */
+  manifest_id: string;
+  /** `stdout`, `stderr`, or `error` (how a failed invocation ended). */
+  stream: string;
+  text: string;
+}
+
+/** The header a logs request carries (`node/src/wire.rs`). */
+export const LOGS_AUTH_HEADER = "x-bonus-logs-auth";
+
+/**
+ * What a name's owner signs to read its logs: the name and the time (a
+ * worker refuses a time more than 5 minutes from its clock). The bytes
+ * of `node/src/wire.rs`'s `logs_auth_message`.
+ */
+export function logsAuthMessage(name: string, timeMs: number | bigint): Uint8Array {
+  const prefix = new TextEncoder().encode("bonus/logs/v1\0");
+  const nameBytes = new TextEncoder().encode(name);
+  const message = new Uint8Array(prefix.length + 8 + nameBytes.length);
+  message.set(prefix, 0);
+  new DataView(message.buffer).setBigUint64(prefix.length, BigInt(timeMs), false);
+  message.set(nameBytes, prefix.length + 8);
+  return message;
 }
 
 /** What {@link NodeClient.deploy} did. */
@@ -124,6 +157,19 @@ export class NodeClient {
   /** Peer id, P2P addresses, counts. */
   node(): Promise<{ peer_id: string; p2p_addrs: string[]; artifacts: number; connected_peers: number }> {
     return this.json("/v1/node");
+  }
+
+  /**
+   * `name`'s recent output and failures on this worker, numbered `after`
+   * or later; `key` must be the name's owner.
+   */
+  async logs(name: string, key: SecretKey, after = 0): Promise<LogLine[]> {
+    const timeMs = Date.now();
+    const signature = toHex(key.sign(logsAuthMessage(name, timeMs)));
+    const { lines } = await this.json<{ lines: LogLine[] }>(`/v1/logs/${encodeURIComponent(name)}?after=${after}`, {
+      headers: { [LOGS_AUTH_HEADER]: `${key.publicKey},${timeMs},${signature}` },
+    });
+    return lines;
   }
 
   /** The functions this node knows. */
