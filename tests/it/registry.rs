@@ -500,9 +500,18 @@ fn a_functions_owner_reads_its_logs_and_nobody_else_does() {
     assert!(lines[2]["text"].as_str().unwrap_or("").starts_with("trap"));
     assert_eq!(lines[2]["request_id"], trap_id.as_str());
 
-    let (ok, stdout, stderr) = bonus(alice.path(), &["logs", "noisy", "--node", &node.api]);
+    // A worker that is down does not hide the others; with none up, an error.
+    let down = "http://127.0.0.1:1";
+    let (ok, stdout, stderr) = bonus(
+        alice.path(),
+        &["logs", "noisy", "--node", down, "--node", &node.api],
+    );
     assert!(ok, "{stderr}");
     assert!(stdout.contains("panicked on purpose"), "{stdout}");
+    assert!(stderr.contains("Skipping"), "{stderr}");
+    let (ok, _, stderr) = bonus(alice.path(), &["logs", "noisy", "--node", down]);
+    assert!(!ok);
+    assert!(stderr.contains("no worker answered"), "{stderr}");
 
     let (ok, stdout, stderr) = bonus(bob.path(), &["logs", "noisy", "--node", &node.api]);
     assert!(!ok);

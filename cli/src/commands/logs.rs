@@ -55,28 +55,40 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<()> {
     let mut first = true;
     loop {
         let mut lines: Vec<(&str, LogLine)> = Vec::new();
-        let mut refused = None;
+        let (mut answered, mut refused, mut unknown) = (false, None, None);
         for (i, client) in clients.iter().enumerate() {
             match runtime.block_on(client.logs(&args.name, after[i], &key)) {
                 Ok(logs) => {
+                    answered = true;
                     if let Some(last) = logs.lines.last() {
                         after[i] = last.seq + 1;
                     }
                     lines.extend(logs.lines.into_iter().map(|l| (workers[i].as_str(), l)));
                 }
-                // A worker down or restarting must not hide the others;
-                // a refusal (not the owner, unknown name) is the same on
-                // every worker, so it is the answer.
-                Err(e) if format!("{e:#}").contains("cannot reach") => {
-                    if first {
-                        crate::output::status(global.quiet, "Skipping", format!("{e:#}"));
+                // A worker down or restarting must not hide the others,
+                // nor a standalone node that does not bind the name; a
+                // refusal (not the owner) is the answer.
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    if text.contains("cannot reach") {
+                        if first {
+                            crate::output::status(global.quiet, "Skipping", text);
+                        }
+                    } else if text.contains("(404") {
+                        unknown = Some(e);
+                    } else {
+                        refused = Some(e);
                     }
                 }
-                Err(e) => refused = Some(e),
             }
         }
-        if let Some(e) = refused {
+        if let Some(e) = refused.or(if answered { None } else { unknown }) {
             return Err(e.context(format!("cannot read the logs of {:?}", args.name)));
+        }
+        if !answered && first {
+            anyhow::bail!(
+                "no worker answered; start the network with `bonus up`, or pass --node http://<worker API>"
+            );
         }
         lines.sort_by_key(|(_, line)| line.time_ms);
         for (worker, line) in &lines {
