@@ -427,12 +427,16 @@ async fn name_owner(worker: &Arc<Worker>, name: &str) -> Result<PublicKey, Box<R
                 format!("the ledger's owner of {name:?}: {e}"),
             ))
         }),
-        Ok(None) => Err(Box::new(error(
-            StatusCode::NOT_FOUND,
-            format!("no function named {name:?} is deployed; deploy it with `bonus deploy`"),
-        ))),
+        Ok(None) => Err(unknown_name(name)),
         Err(e) => Err(Box::new(error(StatusCode::BAD_GATEWAY, e))),
     }
+}
+
+fn unknown_name(name: &str) -> Box<Response> {
+    Box::new(error(
+        StatusCode::NOT_FOUND,
+        format!("no function named {name:?} is deployed; deploy it with `bonus deploy`"),
+    ))
 }
 
 /// `/fn/<name>/…`: resolve the name (on the ledger, else locally) and
@@ -595,12 +599,7 @@ fn not_run(mut response: Response) -> Response {
 }
 
 async fn resolve_name(worker: &Arc<Worker>, name: &str) -> Result<ManifestId, Box<Response>> {
-    let not_found = || {
-        Box::new(error(
-            StatusCode::NOT_FOUND,
-            format!("no function named {name:?} is deployed; deploy it with `bonus deploy`"),
-        ))
-    };
+    let not_found = || unknown_name(name);
     let Some(ledger) = &worker.ledger else {
         return match worker.store.resolve(name) {
             Ok(Some(id)) => Ok(id),
