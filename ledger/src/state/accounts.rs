@@ -85,11 +85,12 @@ impl State {
         if amount == 0 {
             return;
         }
-        let entry = self.accounts.or_default(account);
-        entry.balance = entry
-            .balance
-            .checked_add(amount)
-            .expect("a balance exceeds the total supply");
+        self.accounts.modify_or_default(account, |entry| {
+            entry.balance = entry
+                .balance
+                .checked_add(amount)
+                .expect("a balance exceeds the total supply");
+        });
         self.supply += u128::from(amount);
     }
 
@@ -180,15 +181,16 @@ impl State {
             return Err(TxError::Malformed("transfer of zero"));
         }
         self.debit(from, amount)?;
-        let entry = self.accounts.or_default(to);
-        entry.balance = entry
-            .balance
-            .checked_add(amount)
-            .expect("a balance exceeds the total supply");
-        if from != to {
-            // A top-up: the owner can pay again.
-            entry.unpaid = false;
-        }
+        self.accounts.modify_or_default(to, |entry| {
+            entry.balance = entry
+                .balance
+                .checked_add(amount)
+                .expect("a balance exceeds the total supply");
+            if from != to {
+                // A top-up: the owner can pay again.
+                entry.unpaid = false;
+            }
+        });
         self.supply += u128::from(amount);
         Ok(())
     }
