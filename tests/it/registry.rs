@@ -520,6 +520,30 @@ fn a_functions_owner_reads_its_logs_and_nobody_else_does() {
     let unsigned = node.request("GET", "/v1/logs/noisy", b"");
     assert_eq!(unsigned.status, 401);
     assert!(!String::from_utf8_lossy(&unsigned.body).contains("panicked"));
+    // Alice's own signed request, answered once; the same header seen on
+    // the wire and sent again reads nothing.
+    let key = bonus_ids::SecretKey::load(&alice.path().join("keys/default.key")).expect("key");
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let signature = key.sign(&bonus_node::wire::logs_auth_message("noisy", time_ms));
+    let header = format!("{},{time_ms},{signature}", key.public());
+    let read = || {
+        let headers = [(bonus_node::wire::LOGS_AUTH_HEADER, header.as_str())];
+        bonus_tests::http_request(&node.api, "GET", "/v1/logs/noisy", &headers, b"")
+    };
+    let first = read();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.text().contains("panicked"), "{}", first.text());
+    let replayed = read();
+    assert_eq!(replayed.status, 401, "{}", replayed.text());
+    assert!(
+        replayed.text().contains("already answered"),
+        "{}",
+        replayed.text()
+    );
+    assert!(!replayed.text().contains("panicked"));
     let (ok, _, stderr) = bonus(alice.path(), &["logs", "nobody", "--node", &node.api]);
     assert!(!ok);
     assert!(stderr.contains("no function named \"nobody\""), "{stderr}");

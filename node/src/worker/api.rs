@@ -371,20 +371,28 @@ async fn read_logs(
         .headers()
         .get(wire::LOGS_AUTH_HEADER)
         .and_then(|v| v.to_str().ok());
-    let signer = match super::logs::signer(auth, name, super::logs::auth_now_ms()) {
-        Ok(signer) => signer,
+    let now_ms = super::logs::auth_now_ms();
+    let read = match super::logs::signer(auth, name, now_ms) {
+        Ok(read) => read,
         Err(e) => return error(StatusCode::UNAUTHORIZED, e),
     };
     let owner = match name_owner(worker, name).await {
         Ok(owner) => owner,
         Err(response) => return *response,
     };
-    if signer != owner {
+    if read.signer != owner {
         let refusal = super::logs::AuthError::NotOwner {
             name: name.to_string(),
             owner,
         };
         return error(StatusCode::FORBIDDEN, refusal);
+    }
+    match worker.answered_reads.admit(&read, now_ms) {
+        Ok(()) => {}
+        Err(e @ super::logs::AuthError::TooManyReads) => {
+            return error(StatusCode::TOO_MANY_REQUESTS, e);
+        }
+        Err(e) => return error(StatusCode::UNAUTHORIZED, e),
     }
     let after = request
         .uri()

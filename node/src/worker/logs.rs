@@ -26,6 +26,9 @@ pub const TOTAL_BYTES_MAX: usize = 16 << 20;
 const LINE_OVERHEAD: usize = 256;
 /// How far a logs request's signed time may be from this worker's clock.
 pub const AUTH_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Owners' logs reads remembered within [`AUTH_WINDOW_MS`] (80 bytes
+/// each); past it, reads are refused until older ones expire.
+pub const READS_REMEMBERED_MAX: usize = 1 << 16;
 
 /// The recent lines of every name this worker ran.
 #[derive(Default)]
@@ -202,29 +205,84 @@ pub enum AuthError {
         /// Its owner.
         owner: PublicKey,
     },
+    /// This very signed request was answered already: a copy of it.
+    #[error(
+        "this signed logs request was already answered; sign each request anew (`bonus logs` does)"
+    )]
+    Replayed,
+    /// The owners of this worker's names read too often.
+    #[error(
+        "too many logs requests in the last {} minutes; wait and retry",
+        AUTH_WINDOW_MS / 60_000
+    )]
+    TooManyReads,
 }
 
-/// Checks that `header` is `name`'s `owner` asking now.
+/// A logs request whose signature verified, for one name.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedRead {
+    /// Who signed it.
+    pub signer: PublicKey,
+    time_ms: u64,
+    signature: Signature,
+}
+
+/// The owners' reads answered within [`AUTH_WINDOW_MS`], so that a header
+/// seen on the wire cannot be sent again to read what came after it.
+/// Only reads by a name's owner are remembered (see [`Self::admit`]): a
+/// stranger's valid signatures over its own key cost no memory here.
+#[derive(Default)]
+pub struct AnsweredReads {
+    /// By signed time, then signature: expired entries leave from the
+    /// front.
+    seen: Mutex<std::collections::BTreeSet<(u64, [u8; 64])>>,
+}
+
+impl AnsweredReads {
+    /// Admits `read`, which the name's owner signed, once: a second
+    /// arrival of the same request is refused.
+    pub fn admit(&self, read: &SignedRead, now_ms: u64) -> Result<(), AuthError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // A time this old fails the freshness check before it gets here.
+        let expired = now_ms.saturating_sub(AUTH_WINDOW_MS);
+        while seen.first().is_some_and(|(time, _)| *time < expired) {
+            seen.pop_first();
+        }
+        let entry = (read.time_ms, *read.signature.as_bytes());
+        if seen.contains(&entry) {
+            return Err(AuthError::Replayed);
+        }
+        if seen.len() >= READS_REMEMBERED_MAX {
+            return Err(AuthError::TooManyReads);
+        }
+        seen.insert(entry);
+        Ok(())
+    }
+}
+
+/// Checks that `header` is `name`'s `owner` asking now, for the first
+/// time.
 pub fn check_auth(
     header: Option<&str>,
     name: &str,
     owner: PublicKey,
+    answered: &AnsweredReads,
     now_ms: u64,
 ) -> Result<(), AuthError> {
-    let key = signer(header, name, now_ms)?;
-    if key != owner {
+    let read = signer(header, name, now_ms)?;
+    if read.signer != owner {
         return Err(AuthError::NotOwner {
             name: name.to_string(),
             owner,
         });
     }
-    Ok(())
+    answered.admit(&read, now_ms)
 }
 
 /// Who signed `header` for `name`, if it is well formed, fresh and its
 /// signature verifies: checked before the owner is looked up, so an
 /// unsigned or forged request costs the worker no ledger query.
-pub fn signer(header: Option<&str>, name: &str, now_ms: u64) -> Result<PublicKey, AuthError> {
+pub fn signer(header: Option<&str>, name: &str, now_ms: u64) -> Result<SignedRead, AuthError> {
     let malformed = || AuthError::Malformed {
         header: wire::LOGS_AUTH_HEADER,
     };
@@ -243,7 +301,11 @@ pub fn signer(header: Option<&str>, name: &str, now_ms: u64) -> Result<PublicKey
     }
     key.verify(&wire::logs_auth_message(name, time_ms), &signature)
         .map_err(|_| AuthError::BadSignature)?;
-    Ok(key)
+    Ok(SignedRead {
+        signer: key,
+        time_ms,
+        signature,
+    })
 }
 
 /// The current time for [`signer`].
@@ -373,8 +435,13 @@ mod tests {
             let signature = key.sign(&wire::logs_auth_message(name, time));
             format!("{},{time},{signature}", key.public())
         };
-        let check = |h: Option<&str>| check_auth(h, "mine", owner.public(), now);
-        assert_eq!(check(Some(&header(&owner, "mine", now - 1000))), Ok(()));
+        let answered = AnsweredReads::default();
+        let check = |h: Option<&str>| check_auth(h, "mine", owner.public(), &answered, now);
+        let fresh = header(&owner, "mine", now - 1000);
+        assert_eq!(check(Some(&fresh)), Ok(()));
+        // The same header again: a copy seen on the wire.
+        assert_eq!(check(Some(&fresh)), Err(AuthError::Replayed));
+        assert_eq!(check(Some(&header(&owner, "mine", now - 999))), Ok(()));
         assert!(matches!(check(None), Err(AuthError::Malformed { .. })));
         assert!(matches!(
             check(Some("x,y")),
@@ -395,5 +462,36 @@ mod tests {
         // The time is signed: moving it forward breaks the signature.
         let moved = header(&owner, "mine", old).replacen(&old.to_string(), &now.to_string(), 1);
         assert_eq!(check(Some(&moved)), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn answered_reads_forget_what_expired_and_stay_bounded() {
+        let owner = SecretKey::from_seed([1; 32]);
+        // `admit` runs after the signature was checked; one signature
+        // with many times keeps this test fast.
+        let signature = owner.sign(b"checked before");
+        let read = |time_ms: u64| SignedRead {
+            signer: owner.public(),
+            time_ms,
+            signature,
+        };
+        let answered = AnsweredReads::default();
+        let start = 10 * AUTH_WINDOW_MS;
+        for i in 0..READS_REMEMBERED_MAX as u64 {
+            assert_eq!(answered.admit(&read(start + i), start), Ok(()));
+        }
+        // Full: a new read waits for old ones to expire...
+        let next = read(start + READS_REMEMBERED_MAX as u64);
+        assert_eq!(answered.admit(&next, start), Err(AuthError::TooManyReads));
+        // ...which they do once their time leaves the window, and only
+        // then: the newest are still refused as copies.
+        let later = start + AUTH_WINDOW_MS + 10;
+        assert_eq!(answered.admit(&next, later), Ok(()));
+        assert_eq!(
+            answered.admit(&read(start + 100), later),
+            Err(AuthError::Replayed)
+        );
+        let seen = answered.seen.lock().unwrap().len();
+        assert_eq!(seen, READS_REMEMBERED_MAX + 1 - 10);
     }
 }

@@ -98,6 +98,8 @@ pub struct Worker {
     names: Mutex<HashMap<String, (Instant, ManifestId)>>,
     /// What functions printed, for their owners.
     logs: logs::RecentLogs,
+    /// Owners' logs reads already answered (no replays).
+    answered_reads: logs::AnsweredReads,
     ledger: Option<Arc<LedgerClient>>,
     receipts: Option<Receipts>,
     period_ms: u64,
@@ -210,6 +212,7 @@ pub async fn run(
         loading: tokio::sync::Mutex::new(()),
         names: Mutex::new(HashMap::new()),
         logs: logs::RecentLogs::default(),
+        answered_reads: logs::AnsweredReads::default(),
         ledger: config.ledger,
         receipts,
         period_ms,
