@@ -104,6 +104,39 @@ fn a_lying_peer_is_detected_and_avoided() {
     assert_eq!(held(&fetcher, &id).as_deref(), Some(&wasm[..]));
 }
 
+/// A node whose disk fills up mid-fetch says so, keeps no partial blob and
+/// goes on working: a smaller artifact fetches afterwards.
+#[test]
+fn a_fetch_that_cannot_be_stored_fails_cleanly() {
+    let dirs = [temp(), temp()];
+    let origin = NodeProcess::start(dirs[0].path(), &[], &[]);
+    let full = NodeProcess::start_with_file_limit(dirs[1].path(), &[&origin.p2p], &[], 4 << 20);
+    let (big, small) = (
+        inflated_component(8 << 20, 3),
+        inflated_component(1 << 20, 4),
+    );
+    let (big_id, small_id) = (artifact_id(&big), artifact_id(&small));
+    for (id, wasm) in [(&big_id, &big), (&small_id, &small)] {
+        let put = origin.request("PUT", &format!("/v1/artifacts/{id}"), wasm);
+        assert_eq!(put.status, 201, "{}", put.text());
+    }
+    bonus_tests::wait_until(Duration::from_secs(10), || {
+        full.json("GET", "/v1/node", b"").1["connected_peers"] == 1
+    });
+
+    let (status, report) = fetch(&full, &big_id);
+    assert_eq!(status, 500, "{report}");
+    let message = report["error"].as_str().unwrap_or_default();
+    assert!(message.contains("File too large"), "{report}");
+    assert_eq!(held(&full, &big_id), None);
+    let (_, info) = full.json("GET", "/v1/node", b"");
+    assert_eq!(info["artifacts"], 0, "{info}");
+
+    let (status, report) = fetch(&full, &small_id);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(held(&full, &small_id).as_deref(), Some(&small[..]));
+}
+
 /// A fetch that loses a source mid-transfer finishes from the others.
 #[test]
 fn a_fetch_survives_losing_a_source() {

@@ -373,7 +373,33 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts a node in `data_dir`, joining through `bootstrap`.
     pub fn start(data_dir: &Path, bootstrap: &[&str], extra: &[&str]) -> NodeProcess {
-        let mut command = Command::new(bonus_bin());
+        Self::start_with(Command::new(bonus_bin()), data_dir, bootstrap, extra)
+    }
+
+    /// Starts a node that cannot write a file past `bytes`, as on a full
+    /// disk: a write past it fails with `EFBIG` (SIGXFSZ, which would
+    /// kill the node instead, is ignored).
+    pub fn start_with_file_limit(
+        data_dir: &Path,
+        bootstrap: &[&str],
+        extra: &[&str],
+        bytes: u64,
+    ) -> NodeProcess {
+        let mut command = Command::new("sh");
+        let script = format!(
+            "trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"",
+            bytes / 1024
+        );
+        command.arg("-c").arg(script).arg(bonus_bin());
+        Self::start_with(command, data_dir, bootstrap, extra)
+    }
+
+    fn start_with(
+        mut command: Command,
+        data_dir: &Path,
+        bootstrap: &[&str],
+        extra: &[&str],
+    ) -> NodeProcess {
         command
             .args([
                 "node",

@@ -266,6 +266,8 @@ async fn fetch_artifact(node: &Arc<Worker>, id: &str) -> Response {
         Err(bonus_registry::p2p::FetchError::NoSource { .. }) => {
             error(StatusCode::NOT_FOUND, format!("no peer holds {id}"))
         }
+        // This node's own disk or index failed, not the peers.
+        Err(bonus_registry::p2p::FetchError::Store(e)) => registry_error(&e),
         Err(e) => error(StatusCode::BAD_GATEWAY, e),
     }
 }
