@@ -382,19 +382,15 @@ async fn read_logs(
         Ok(owner) => owner,
         Err(response) => return *response,
     };
-    if read.signer != owner {
-        let refusal = super::logs::AuthError::NotOwner {
-            name: name.to_string(),
-            owner,
+    let answered = &worker.answered_reads;
+    if let Err(e) = super::logs::authorize(&read, name, owner, answered, now_ms) {
+        use super::logs::AuthError;
+        let status = match e {
+            AuthError::NotOwner { .. } => StatusCode::FORBIDDEN,
+            AuthError::TooManyReads => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::UNAUTHORIZED,
         };
-        return error(StatusCode::FORBIDDEN, refusal);
-    }
-    match worker.answered_reads.admit(&read, now_ms) {
-        Ok(()) => {}
-        Err(e @ super::logs::AuthError::TooManyReads) => {
-            return error(StatusCode::TOO_MANY_REQUESTS, e);
-        }
-        Err(e) => return error(StatusCode::UNAUTHORIZED, e),
+        return error(status, e);
     }
     let after = request
         .uri()

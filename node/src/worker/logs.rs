@@ -269,14 +269,31 @@ pub fn check_auth(
     answered: &AnsweredReads,
     now_ms: u64,
 ) -> Result<(), AuthError> {
-    let read = signer(header, name, now_ms)?;
+    authorize(
+        &signer(header, name, now_ms)?,
+        name,
+        owner,
+        answered,
+        now_ms,
+    )
+}
+
+/// Lets a verified `read` through if `owner`, who owns `name`, signed it
+/// and it was not answered before.
+pub fn authorize(
+    read: &SignedRead,
+    name: &str,
+    owner: PublicKey,
+    answered: &AnsweredReads,
+    now_ms: u64,
+) -> Result<(), AuthError> {
     if read.signer != owner {
         return Err(AuthError::NotOwner {
             name: name.to_string(),
             owner,
         });
     }
-    answered.admit(&read, now_ms)
+    answered.admit(read, now_ms)
 }
 
 /// Who signed `header` for `name`, if it is well formed, fresh and its
