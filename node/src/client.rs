@@ -158,9 +158,7 @@ impl NodeClient {
         after: u64,
         owner: &bonus_ids::SecretKey,
     ) -> anyhow::Result<wire::Logs> {
-        let time_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let time_ms = signed_read_time_ms();
         let signature = owner.sign(&wire::logs_auth_message(name, time_ms));
         let request = self
             .request(http::Method::GET, &format!("/v1/logs/{name}?after={after}"))
@@ -199,6 +197,25 @@ impl NodeClient {
     /// The base URL.
     pub fn base(&self) -> String {
         self.base.to_string().trim_end_matches('/').to_string()
+    }
+}
+
+/// The time a signed logs read carries: the clock's, but always after this
+/// process's previous one. A worker answers each signed read once (a
+/// captured header cannot be replayed), and ed25519 signatures are
+/// deterministic, so two reads of a name in one millisecond would
+/// otherwise be one read and a refused "replay".
+fn signed_read_time_ms() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let next = |last: u64| now.max(last + 1);
+    match LAST.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+        Some(next(last))
+    }) {
+        Ok(last) | Err(last) => next(last),
     }
 }
 
@@ -248,5 +265,19 @@ mod tests {
         let unexpected = answer::<wire::Functions>(http::StatusCode::OK, br#"{"fns":1}"#)
             .expect_err("not a listing");
         assert!(format!("{unexpected:#}").contains("another version"));
+    }
+
+    #[test]
+    fn signed_reads_never_carry_the_same_time_twice() {
+        let times: Vec<u64> = (0..1_000).map(|_| signed_read_time_ms()).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_millis() as u64;
+        // Ahead of the clock by at most the reads made in the same ms,
+        // far inside the worker's 5-minute window.
+        let last = times[times.len() - 1];
+        assert!(last <= now + 1_000, "{last} against {now}");
     }
 }

@@ -65,6 +65,20 @@ export function logsAuthMessage(name: string, timeMs: number | bigint): Uint8Arr
   return message;
 }
 
+let lastSignedReadMs = 0;
+
+/**
+ * The time a signed logs read carries: the clock's, but always after this
+ * process's previous one. A worker answers each signed read once (a
+ * captured header cannot be replayed), and ed25519 signatures are
+ * deterministic, so two reads of a name in one millisecond would otherwise
+ * be one read and a refused "replay".
+ */
+function signedReadTimeMs(): number {
+  lastSignedReadMs = Math.max(Date.now(), lastSignedReadMs + 1);
+  return lastSignedReadMs;
+}
+
 /** What {@link NodeClient.deploy} did. */
 export interface Deployment {
   name: string;
@@ -164,7 +178,7 @@ export class NodeClient {
    * or later; `key` must be the name's owner.
    */
   async logs(name: string, key: SecretKey, after = 0): Promise<LogLine[]> {
-    const timeMs = Date.now();
+    const timeMs = signedReadTimeMs();
     const signature = toHex(key.sign(logsAuthMessage(name, timeMs)));
     const { lines } = await this.json<{ lines: LogLine[] }>(`/v1/logs/${encodeURIComponent(name)}?after=${after}`, {
       headers: { [LOGS_AUTH_HEADER]: `${key.publicKey},${timeMs},${signature}` },
