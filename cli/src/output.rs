@@ -49,3 +49,18 @@ pub fn init_tracing(verbose: bool, quiet: bool) {
         .with_target(false)
         .try_init();
 }
+
+/// `count` and the noun for it: "1 batch", "2 batches".
+pub fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_take_the_noun_their_number_needs() {
+        assert_eq!(super::counted(0, "batch", "batches"), "0 batches");
+        assert_eq!(super::counted(1, "batch", "batches"), "1 batch");
+        assert_eq!(super::counted(2, "batch", "batches"), "2 batches");
+    }
+}

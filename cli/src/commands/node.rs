@@ -236,22 +236,31 @@ fn status(global: &GlobalArgs, mut nodes: Vec<String>) -> anyhow::Result<()> {
             println!("  standalone node (no ledger): nothing to settle");
             continue;
         };
+        let invocations = |n| output::counted(n, "invocation", "invocations");
         println!(
-            "  served      {} invocations, {} fuel",
-            usage.invocations, usage.fuel
+            "  served      {}, {} fuel",
+            invocations(usage.invocations),
+            usage.fuel
         );
         println!(
-            "  pending     {} routed invocations not yet settled",
-            usage.pending_invocations
+            "  pending     {} not yet settled",
+            output::counted(
+                usage.pending_invocations,
+                "routed invocation",
+                "routed invocations"
+            )
         );
         println!(
-            "  settled     {} invocations, {} fuel in {} batches: earned {}",
-            usage.settled_invocations, usage.settled_fuel, usage.batches, usage.earned
+            "  settled     {}, {} fuel in {}: earned {}",
+            invocations(usage.settled_invocations),
+            usage.settled_fuel,
+            output::counted(usage.batches, "batch", "batches"),
+            usage.earned
         );
         if usage.dropped > 0 {
             println!(
-                "  dropped     {} receipts (the disk could not keep up)",
-                usage.dropped
+                "  dropped     {} (the disk could not keep up)",
+                output::counted(usage.dropped, "receipt", "receipts")
             );
         }
     }
