@@ -13,6 +13,36 @@ fn artifact_id(bytes: &[u8]) -> String {
     bonus_runtime::ArtifactId::of(bytes).to_hex()
 }
 
+/// A raw connection to `node`'s API that has sent the head of `PUT
+/// /v1/artifacts/<id>` declaring `length` bytes and `body` (a part of
+/// them), as a client that stalls or hangs up mid-upload would.
+fn upload_started(node: &NodeProcess, id: &str, length: usize, body: &[u8]) -> std::net::TcpStream {
+    let host = node.api.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
+    write!(
+        stream,
+        "PUT /v1/artifacts/{id} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {length}\r\n\r\n"
+    )
+    .expect("head");
+    stream.write_all(body).expect("part of the body");
+    stream.flush().expect("flush");
+    stream
+}
+
+/// What a node shows of an upload that never completed: nothing under
+/// its id, and no temp file left.
+fn assert_no_partial_upload(node: &NodeProcess, dir: &std::path::Path, id: &str) {
+    assert_eq!(
+        node.request("HEAD", &format!("/v1/artifacts/{id}"), b"")
+            .status,
+        404
+    );
+    let leftovers = std::fs::read_dir(dir.join("worker/store/tmp"))
+        .expect("tmp")
+        .count();
+    assert_eq!(leftovers, 0, "the partial upload was discarded");
+}
+
 fn fetch(node: &NodeProcess, id: &str) -> (u16, serde_json::Value) {
     node.json("POST", &format!("/v1/artifacts/{id}/fetch"), b"")
 }
@@ -201,18 +231,7 @@ fn a_crash_mid_upload_leaves_nothing_partial() {
     let mut node = NodeProcess::start(dir.path(), &[], &[]);
     let wasm = inflated_component(8 << 20, 3);
     let id = artifact_id(&wasm);
-    let host = node.api.trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
-    write!(
-        stream,
-        "PUT /v1/artifacts/{id} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n\r\n",
-        wasm.len()
-    )
-    .expect("head");
-    stream
-        .write_all(&wasm[..wasm.len() / 2])
-        .expect("half the body");
-    stream.flush().expect("flush");
+    let stream = upload_started(&node, &id, wasm.len(), &wasm[..wasm.len() / 2]);
     // The node holds a partial temp file now.
     assert!(bonus_tests::wait_until(Duration::from_secs(10), || {
         std::fs::read_dir(dir.path().join("worker/store/tmp"))
@@ -224,17 +243,7 @@ fn a_crash_mid_upload_leaves_nothing_partial() {
     drop(stream);
 
     let node = NodeProcess::start(dir.path(), &[], &[]);
-    assert_eq!(
-        node.request("HEAD", &format!("/v1/artifacts/{id}"), b"")
-            .status,
-        404
-    );
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("worker/store/tmp"))
-            .expect("tmp")
-            .count(),
-        0
-    );
+    assert_no_partial_upload(&node, dir.path(), &id);
     assert!(!dir.path().join("worker/store/blobs").join(&id).exists());
     // A complete upload then succeeds.
     assert_eq!(
@@ -271,14 +280,7 @@ fn bad_uploads_and_manifests_are_refused() {
 
     // Declared too large: refused from the headers alone, before any of
     // the body is sent.
-    let host = node.api.trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
-    write!(
-        stream,
-        "PUT /v1/artifacts/{} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 3000000\r\n\r\n",
-        artifact_id(b"big")
-    )
-    .expect("head");
+    let mut stream = upload_started(&node, &artifact_id(b"big"), 3_000_000, b"");
     let mut answer = [0u8; 12];
     std::io::Read::read_exact(&mut stream, &mut answer).expect("an answer without a body");
     assert_eq!(
@@ -590,29 +592,11 @@ fn a_truncated_upload_stores_nothing() {
     let node = NodeProcess::start(dir.path(), &[], &[]);
     let wasm = inflated_component(1 << 20, 5);
     let id = artifact_id(&wasm);
-    let host = node.api.trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&host).expect("connects");
-    write!(
-        stream,
-        "PUT /v1/artifacts/{id} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n\r\n",
-        wasm.len()
-    )
-    .expect("head");
-    stream
-        .write_all(&wasm[..wasm.len() / 3])
-        .expect("a third of the body");
+    let mut stream = upload_started(&node, &id, wasm.len(), &wasm[..wasm.len() / 3]);
     stream.shutdown(std::net::Shutdown::Write).expect("hang up");
     let mut answer = String::new();
     let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("upload interrupted"), "{answer}");
-    assert_eq!(
-        node.request("HEAD", &format!("/v1/artifacts/{id}"), b"")
-            .status,
-        404
-    );
-    let leftovers = std::fs::read_dir(dir.path().join("worker/store/tmp"))
-        .expect("tmp")
-        .count();
-    assert_eq!(leftovers, 0, "the partial upload was discarded");
+    assert_no_partial_upload(&node, dir.path(), &id);
 }
