@@ -103,21 +103,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<()> {
         .build()?;
     tokio.block_on(async {
         let (version, parent) = current_version(&client, &args.name, &key.public()).await?;
-        let manifest = Manifest {
-            name: args.name.clone(),
-            artifact_id,
-            artifact_bytes: bytes.len() as u64,
-            limits: terms.limits,
-            budget: terms.budget,
-            env: terms.env,
-            allowed_outbound_hosts: terms.allowed_outbound_hosts,
-            routes: Vec::new(),
-            version,
-            parent,
-            owner: key.public(),
-        };
-        let signed = manifest.sign(&key)?;
-        output::status(global.quiet, "Budget", describe_budget(&signed.manifest().budget));
+        let signed = terms.sign(&args.name, (artifact_id, bytes.len()), (version, parent), &key, global.quiet)?;
         if args.dry_run {
             output::status(global.quiet, "Checked", format!("{} v{version} (dry run, nothing sent)", args.name));
             println!("{}", serde_json::json!({ "manifest_id": signed.id().to_string(), "artifact_id": artifact_id.to_string() }));
@@ -216,6 +202,35 @@ pub struct Terms {
 }
 
 impl Terms {
+    /// The manifest `key` signs: version `version.0` of `name` (after the
+    /// manifest `version.1`, if any), running the artifact `artifact_id` of
+    /// `artifact_bytes` bytes under these terms.
+    fn sign(
+        self,
+        name: &str,
+        (artifact_id, artifact_bytes): (ArtifactId, usize),
+        (version, parent): (u32, Option<ManifestId>),
+        key: &SecretKey,
+        quiet: bool,
+    ) -> anyhow::Result<bonus_registry::SignedManifest> {
+        let manifest = Manifest {
+            name: name.to_string(),
+            artifact_id,
+            artifact_bytes: artifact_bytes as u64,
+            limits: self.limits,
+            budget: self.budget,
+            env: self.env,
+            allowed_outbound_hosts: self.allowed_outbound_hosts,
+            routes: Vec::new(),
+            version,
+            parent,
+            owner: key.public(),
+        };
+        let signed = manifest.sign(key)?;
+        output::status(quiet, "Budget", describe_budget(&signed.manifest().budget));
+        Ok(signed)
+    }
+
     fn from_args(args: &DeployArgs) -> anyhow::Result<Terms> {
         bonus_runtime::OutboundPolicy::from_patterns(&args.allow_outbound)?;
         let mut env = Vec::new();
@@ -350,21 +365,13 @@ pub async fn deploy_to_network(
 ) -> anyhow::Result<Deployed> {
     let artifact_id = ArtifactId::of(&bytes);
     let (version, parent) = ledger_version(&target.ledger, name, &key.public()).await?;
-    let manifest = Manifest {
-        name: name.to_string(),
-        artifact_id,
-        artifact_bytes: bytes.len() as u64,
-        limits: terms.limits,
-        budget: terms.budget,
-        env: terms.env,
-        allowed_outbound_hosts: terms.allowed_outbound_hosts,
-        routes: Vec::new(),
-        version,
-        parent,
-        owner: key.public(),
-    };
-    let signed = manifest.sign(key)?;
-    output::status(quiet, "Budget", describe_budget(&signed.manifest().budget));
+    let signed = terms.sign(
+        name,
+        (artifact_id, bytes.len()),
+        (version, parent),
+        key,
+        quiet,
+    )?;
     output::status(
         quiet,
         "Deploying",
