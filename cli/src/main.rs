@@ -20,6 +20,11 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // A node compiles other people's code with Cranelift in a child process
+    // of this binary, under a CPU and memory budget.
+    if let Some(code) = bonus_runtime::child::serve_if_child() {
+        return code;
+    }
     let cli = commands::Cli::parse();
     output::init_tracing(cli.global.verbose, cli.global.quiet);
     match commands::run(cli) {

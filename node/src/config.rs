@@ -45,6 +45,11 @@ pub struct NodeConfig {
     /// Validator settings.
     #[serde(default)]
     pub validator: ValidatorSection,
+    /// Where a worker runs Cranelift on the code it is sent: a child process
+    /// of the `bonus` binary under a budget. Set by the binary, not by the
+    /// file; `None` compiles in this process.
+    #[serde(skip)]
+    pub compile_child: Option<bonus_runtime::CompileChild>,
 }
 
 /// `[worker]`.
@@ -251,6 +256,7 @@ pub fn run(
                 probe_delay: Duration::from_millis(w.probe_delay_ms),
                 fuel_per_second_max: w.fuel_per_second_max,
                 idle_only: w.idle_only.then(crate::worker::owner::IdlePolicy::default),
+                compile_child: config.compile_child.clone(),
             };
             let (stop, report) = (stop.clone(), report.clone());
             tasks.spawn(async move {

@@ -1,11 +1,12 @@
 //! The shared engine: configuration, linker, compile cache and loaded functions.
 
 use crate::cache::{CodeCache, Miss};
+use crate::child::{ChildSettings, CompileChild};
 use crate::fncache::FunctionCache;
 use crate::host::InvocationCtx;
 use crate::limits::{EPOCH_TICK, MEMORY_BYTES_MAX, TABLE_ELEMENTS_MAX};
 use crate::{ArtifactId, Error, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,6 +28,10 @@ pub struct RuntimeConfig {
     /// has no epoch interruption) and an x86-64 host; elsewhere they fall
     /// back to Cranelift.
     pub compiler: Compiler,
+    /// Run Cranelift in child processes under a budget (a node serving
+    /// other people's code), or in this process without one (`None`:
+    /// tests, benchmarks, tools on one's own code).
+    pub compile_child: Option<CompileChild>,
 }
 
 /// Which compiler makes a component's code.
@@ -50,6 +55,7 @@ impl Default for RuntimeConfig {
             instances_max: 1000,
             fuel: true,
             compiler: Compiler::Cranelift,
+            compile_child: None,
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct RuntimeStats {
     pub function_cache_hits: u64,
     /// Functions Cranelift looked up there and compiled.
     pub function_cache_misses: u64,
+    /// Optimizing compiles stopped at their budget (see [`CompileChild`]).
+    pub compiles_over_budget: u64,
 }
 
 #[derive(Default)]
@@ -99,6 +107,11 @@ struct Counters {
     baseline_compiles: AtomicU64,
     cache_hits: AtomicU64,
     cache_rejected: AtomicU64,
+    compiles_over_budget: AtomicU64,
+    /// The per-function cache as the compile children used it.
+    child_function_hits: AtomicU64,
+    child_function_misses: AtomicU64,
+    child_functions_cached: AtomicU64,
 }
 
 /// Compiles, caches and prepares components on one wasmtime [`Engine`].
@@ -125,6 +138,11 @@ struct RuntimeInner {
     loaded: Mutex<HashMap<ArtifactId, Weak<LoadedComponent>>>,
     ticker_stop: Arc<AtomicBool>,
     fuel: bool,
+    compile_child: Option<CompileChild>,
+    cache_dir: Option<PathBuf>,
+    /// Components whose optimizing compile ran past its budget: never tried
+    /// again by this process (they stay on Winch's code).
+    over_budget: Mutex<HashSet<ArtifactId>>,
 }
 
 impl Drop for RuntimeInner {
@@ -172,10 +190,12 @@ impl Runtime {
             })?,
             None => FunctionCache::in_memory(),
         });
-        let engine =
-            Engine::new(&engine_config(&config, &functions)?).map_err(|e| Error::Engine {
-                reason: format!("{e:#}"),
-            })?;
+        let mut engine_config = optimizing_config(config.fuel, &functions)?;
+        engine_config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(&config)));
+        let engine = Engine::new(&engine_config).map_err(|e| Error::Engine {
+            reason: format!("{e:#}"),
+        })?;
         let linker = linker(&engine).map_err(|e| Error::Engine {
             reason: format!("{e:#}"),
         })?;
@@ -202,6 +222,9 @@ impl Runtime {
                 loaded: Mutex::new(HashMap::new()),
                 ticker_stop,
                 fuel: config.fuel,
+                compile_child: config.compile_child,
+                cache_dir: config.cache_dir,
+                over_budget: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -327,9 +350,13 @@ impl Runtime {
             baseline_compiles: c.baseline_compiles.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_rejected: c.cache_rejected.load(Ordering::Relaxed),
-            functions_cached: self.inner.functions.len() as u64,
-            function_cache_hits,
-            function_cache_misses,
+            functions_cached: (self.inner.functions.len() as u64)
+                .max(c.child_functions_cached.load(Ordering::Relaxed)),
+            function_cache_hits: function_cache_hits
+                + c.child_function_hits.load(Ordering::Relaxed),
+            function_cache_misses: function_cache_misses
+                + c.child_function_misses.load(Ordering::Relaxed),
+            compiles_over_budget: c.compiles_over_budget.load(Ordering::Relaxed),
         }
     }
 
@@ -380,26 +407,77 @@ impl Runtime {
         None
     }
 
-    /// Compiles with Cranelift and writes the code to the cache.
+    /// Compiles with Cranelift (in a child process under a budget, if the
+    /// runtime has one) and writes the code to the cache.
     fn compile(&self, artifact_id: &ArtifactId, wasm: &[u8]) -> Result<Component> {
-        let component =
-            Component::new(&self.inner.engine, wasm).map_err(|e| Error::InvalidComponent {
-                artifact_id: *artifact_id,
-                reason: format!("{e:#}"),
-            })?;
-        self.inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
-        self.inner.functions.flush();
-        if let Some(cache) = &self.inner.cache {
+        let Some(child) = &self.inner.compile_child else {
+            let component =
+                Component::new(&self.inner.engine, wasm).map_err(|e| Error::InvalidComponent {
+                    artifact_id: *artifact_id,
+                    reason: format!("{e:#}"),
+                })?;
+            self.inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
+            self.inner.functions.flush();
             match component.serialize() {
-                Ok(serialized) => {
-                    if let Err(e) = cache.write(artifact_id, &serialized) {
-                        tracing::warn!(%artifact_id, error = %e, "cannot write cache entry");
-                    }
-                }
+                Ok(serialized) => self.cache_write(artifact_id, &serialized),
                 Err(e) => tracing::warn!(%artifact_id, error = %e, "cannot serialize component"),
             }
+            return Ok(component);
+        };
+        let budget_error = || Error::CompileBudget {
+            artifact_id: *artifact_id,
+            cpu_seconds: child.budget.cpu_seconds(wasm.len()),
+            memory_mib: child.budget.memory_bytes >> 20,
+        };
+        let over_budget = || {
+            self.inner
+                .over_budget
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if over_budget().contains(artifact_id) {
+            return Err(budget_error());
         }
+        let settings = ChildSettings {
+            fuel: self.inner.fuel,
+            cache_dir: self.inner.cache_dir.as_deref(),
+        };
+        let compiled = match crate::child::compile(child, &settings, artifact_id, wasm) {
+            Ok(compiled) => compiled,
+            Err(e @ Error::CompileBudget { .. }) => {
+                let counters = &self.inner.counters;
+                counters
+                    .compiles_over_budget
+                    .fetch_add(1, Ordering::Relaxed);
+                over_budget().insert(*artifact_id);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        // SAFETY: the bytes are `Component::serialize` of a compile by this
+        // same program, in a child it started, on an engine built from the
+        // same settings (wasmtime checks that they match), read whole from
+        // the child's pipe.
+        let component = unsafe { Component::deserialize(&self.inner.engine, &compiled.code) }
+            .map_err(|e| Error::CompileChild {
+                artifact_id: *artifact_id,
+                reason: format!("its code does not load here: {e:#}"),
+            })?;
+        let counters = &self.inner.counters;
+        counters.compiles.fetch_add(1, Ordering::Relaxed);
+        (counters.child_function_hits).fetch_add(compiled.function_hits, Ordering::Relaxed);
+        (counters.child_function_misses).fetch_add(compiled.function_misses, Ordering::Relaxed);
+        (counters.child_functions_cached).fetch_max(compiled.functions_cached, Ordering::Relaxed);
+        self.cache_write(artifact_id, &compiled.code);
         Ok(component)
+    }
+
+    fn cache_write(&self, artifact_id: &ArtifactId, serialized: &[u8]) {
+        if let Some(cache) = &self.inner.cache
+            && let Err(e) = cache.write(artifact_id, serialized)
+        {
+            tracing::warn!(%artifact_id, error = %e, "cannot write cache entry");
+        }
     }
 }
 
@@ -464,7 +542,10 @@ pub fn check_header(wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn engine_config(config: &RuntimeConfig, functions: &Arc<FunctionCache>) -> Result<Config> {
+/// Cranelift's engine settings, without the instance allocator (which
+/// compiled code does not depend on): the same in a node and in its
+/// compile children, so that the code one makes the other loads.
+fn optimizing_config(fuel: bool, functions: &Arc<FunctionCache>) -> Result<Config> {
     let mut engine = Config::new();
     engine
         .enable_incremental_compilation(functions.clone())
@@ -474,11 +555,18 @@ fn engine_config(config: &RuntimeConfig, functions: &Arc<FunctionCache>) -> Resu
         .strategy(wasmtime::Strategy::Cranelift)
         .wasm_component_model(true)
         .concurrency_support(false)
-        .consume_fuel(config.fuel)
+        .consume_fuel(fuel)
         .epoch_interruption(true)
-        .memory_init_cow(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+        .memory_init_cow(true);
     Ok(engine)
+}
+
+/// An engine that only compiles, with a node's Cranelift settings (for a
+/// compile child).
+pub(crate) fn optimizing_engine(fuel: bool, functions: &Arc<FunctionCache>) -> Result<Engine> {
+    Engine::new(&optimizing_config(fuel, functions)?).map_err(|e| Error::Engine {
+        reason: format!("{e:#}"),
+    })
 }
 
 /// Winch's engine: the same pool and fuel, no epochs (Winch has none; a

@@ -48,6 +48,29 @@ pub enum Error {
         /// What wasmtime said.
         reason: String,
     },
+    /// The optimizing compiler used its whole budget on the component and
+    /// was stopped.
+    #[error(
+        "Cranelift was stopped compiling {artifact_id}: it used its whole budget \
+         ({cpu_seconds} s of CPU, {memory_mib} MiB of memory); a component this costly to \
+         optimize runs only on the baseline tier (tiered compilation, the default)"
+    )]
+    CompileBudget {
+        /// BLAKE3 of the component.
+        artifact_id: ArtifactId,
+        /// The CPU budget it had.
+        cpu_seconds: u64,
+        /// The memory budget it had.
+        memory_mib: u64,
+    },
+    /// The compile child could not be run or answered something unusable.
+    #[error("cannot compile {artifact_id} in a child process: {reason}")]
+    CompileChild {
+        /// BLAKE3 of the component.
+        artifact_id: ArtifactId,
+        /// What went wrong.
+        reason: String,
+    },
     /// The compiled-code cache directory could not be used.
     #[error("compiled-code cache at {path}: {source}")]
     Cache {

@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+pub mod child;
 mod engine;
 mod error;
 mod fncache;
@@ -57,6 +58,7 @@ mod outbound;
 mod rng;
 
 pub use bonus_ids::{ArtifactId, InvalidArtifactId, RequestId};
+pub use child::{CompileBudget, CompileChild};
 pub use engine::{Compiler, Runtime, RuntimeConfig, RuntimeStats, Tier, check_header};
 pub use error::{Error, Result};
 pub use invoke::{Capabilities, Function, Invocation, InvokeParams, Outcome, Usage};

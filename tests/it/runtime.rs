@@ -15,6 +15,7 @@ fn runtime(cache_dir: Option<&std::path::Path>) -> Runtime {
         instances_max: 50,
         fuel: true,
         compiler: Compiler::Cranelift,
+        compile_child: None,
     })
     .expect("runtime builds")
 }
@@ -26,6 +27,7 @@ fn tiered_runtime(cache_dir: Option<&std::path::Path>) -> Runtime {
         instances_max: 50,
         fuel: true,
         compiler: Compiler::Tiered,
+        compile_child: None,
     })
     .expect("runtime builds")
 }
@@ -37,6 +39,7 @@ fn winch_runtime() -> Runtime {
         instances_max: 50,
         fuel: true,
         compiler: Compiler::Winch,
+        compile_child: None,
     })
     .expect("runtime builds")
 }
@@ -48,6 +51,7 @@ fn single_slot_runtime() -> Runtime {
         instances_max: 1,
         fuel: true,
         compiler: Compiler::Cranelift,
+        compile_child: None,
     })
     .expect("runtime builds")
 }
@@ -511,4 +515,147 @@ async fn requests_never_see_each_others_memory_or_globals() {
             );
         }
     }
+}
+
+/// `hello` with a second core module that is never instantiated but still
+/// compiled: one function of `body_bytes` whose 50 000 locals are all live
+/// across a loop. Winch compiles it in one pass; Cranelift takes 24 s on
+/// 1 MB of it and more than 10 minutes on 7 MB (bench/README.md).
+fn hello_with_compile_bomb(body_bytes: usize) -> Vec<u8> {
+    fn leb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            match n {
+                0 => return out.push(byte),
+                _ => out.push(byte | 0x80),
+            }
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len() as u64, out);
+        out.extend_from_slice(body);
+    }
+    const LOCALS: u64 = 50_000;
+    // local.get a; local.get b; i64.add; local.set c; in a loop.
+    let mut code = Vec::with_capacity(body_bytes + 64);
+    leb(1, &mut code); // one group of locals
+    leb(LOCALS, &mut code);
+    code.push(0x7e); // i64
+    code.extend_from_slice(&[0x03, 0x40]); // loop
+    let mut random = 0x5eed_u64;
+    let mut local = || {
+        random = random
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (random >> 33) % LOCALS
+    };
+    while code.len() < body_bytes {
+        let (a, b, c) = (local(), local(), local());
+        code.push(0x20);
+        leb(a, &mut code);
+        code.push(0x20);
+        leb(b, &mut code);
+        code.push(0x7c);
+        code.push(0x21);
+        leb(c, &mut code);
+    }
+    // local.get 0; i32.wrap_i64; br_if 0; end (loop); end (function)
+    code.extend_from_slice(&[0x20, 0x00, 0xa7, 0x0d, 0x00, 0x0b, 0x0b]);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module); // type: [] -> []
+    section(3, &[1, 0], &mut module); // one function of type 0
+    let mut bodies = vec![1];
+    leb(code.len() as u64, &mut bodies);
+    bodies.extend_from_slice(&code);
+    section(10, &bodies, &mut module);
+    let mut component = std::fs::read(guest("hello")).expect("guest built");
+    section(1, &module, &mut component); // a core module section
+    component
+}
+
+/// A node's runtime: Cranelift in a child process of `bonus`, here with a
+/// 2 s budget.
+fn budgeted_runtime(compiler: Compiler) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        instances_max: 50,
+        fuel: true,
+        compiler,
+        compile_child: Some(bonus_runtime::CompileChild {
+            program: bonus_tests::bonus_bin(),
+            budget: bonus_runtime::CompileBudget {
+                cpu_seconds_base: 2,
+                cpu_seconds_per_mib: 0,
+                memory_bytes: 8 << 30,
+            },
+        }),
+    })
+    .expect("runtime builds")
+}
+
+async fn answers_hello(function: &Function) {
+    let invocation = function
+        .invoke(request("GET", "/", ""), &params(9, Limits::DEFAULT))
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Ok);
+    let response = invocation.response.expect("a response");
+    assert_eq!(&response.body()[..], b"hello");
+}
+
+/// The attacker deploys code that is cheap to upload and ruinous to
+/// optimize. A node serves it on Winch's code at once, the kernel stops
+/// Cranelift at the budget, and the function keeps serving on Winch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimizing_compile_past_its_budget_is_stopped_and_the_function_stays_on_winch() {
+    let runtime = budgeted_runtime(Compiler::Tiered);
+    let bomb = hello_with_compile_bomb(7 << 20);
+    let function = tokio::task::block_in_place(|| runtime.load(&bomb)).expect("Winch compiles it");
+    assert_eq!(function.tier(), Tier::Baseline);
+    answers_hello(&function).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while runtime.stats().compiles_over_budget == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Cranelift was not stopped: {:?}",
+            runtime.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!function.wait_optimized(std::time::Duration::ZERO));
+    assert_eq!(function.tier(), Tier::Baseline);
+    answers_hello(&function).await;
+    assert_eq!(runtime.stats().compiles, 0, "{:?}", runtime.stats());
+}
+
+/// Cranelift first (`bonus serve --no-tiered`): the bomb is refused with
+/// an error that names the budget, and is not compiled again; ordinary
+/// code compiles in the child and serves on Cranelift's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cranelift_first_refuses_a_component_past_its_budget_and_compiles_the_next() {
+    let runtime = budgeted_runtime(Compiler::Cranelift);
+    let bomb = hello_with_compile_bomb(7 << 20);
+    let started = std::time::Instant::now();
+    let refused = tokio::task::block_in_place(|| runtime.load(&bomb));
+    match refused {
+        Err(Error::CompileBudget { cpu_seconds: 2, .. }) => {}
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a compile bomb loaded"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(100));
+    let again = std::time::Instant::now();
+    let refused = tokio::task::block_in_place(|| runtime.load(&bomb));
+    assert!(matches!(refused, Err(Error::CompileBudget { .. })));
+    assert!(
+        again.elapsed() < std::time::Duration::from_secs(1),
+        "not compiled again"
+    );
+    assert_eq!(runtime.stats().compiles_over_budget, 1);
+
+    let hello = tokio::task::block_in_place(|| load(&runtime, "hello"));
+    assert_eq!(hello.tier(), Tier::Optimized);
+    answers_hello(&hello).await;
+    assert_eq!(runtime.stats().compiles, 1);
 }

@@ -339,6 +339,12 @@ async fn a_new_js_function_reuses_another_ones_code_and_keeps_its_own_data() {
             instances_max: 20,
             fuel: true,
             compiler: Compiler::Tiered,
+            // As a node compiles: Cranelift in a child process, which
+            // shares the per-function cache directory.
+            compile_child: Some(bonus_runtime::CompileChild {
+                program: bonus_tests::bonus_bin(),
+                budget: bonus_runtime::CompileBudget::DEFAULT,
+            }),
         })
         .expect("runtime builds")
     };

@@ -2,6 +2,7 @@
 
 use crate::commands::GlobalArgs;
 use crate::{guest_build, output};
+use anyhow::Context;
 use bonus_node::config::{Event, NodeConfig, Role};
 use bonus_registry::p2p::Multiaddr;
 use std::net::SocketAddr;
@@ -119,10 +120,14 @@ pub fn run(global: &GlobalArgs, args: NodeArgs) -> anyhow::Result<()> {
     if let Some(NodeCommand::Status { node }) = args.command {
         return status(global, node);
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => NodeConfig::load(path)?,
         None => from_flags(args)?,
     };
+    config.compile_child = Some(
+        bonus_runtime::CompileChild::this_program()
+            .context("cannot locate the bonus executable")?,
+    );
     let (json, quiet) = (global.json, global.quiet);
     bonus_node::config::run(config, move |event| {
         if json && let Ok(line) = serde_json::to_string(&event) {
@@ -189,6 +194,7 @@ fn from_flags(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             key_file: args.validator_key_file,
             api: args.validator_api,
         },
+        compile_child: None,
     })
 }
 

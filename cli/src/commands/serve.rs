@@ -4,7 +4,9 @@ use crate::commands::GlobalArgs;
 use crate::{guest_build, output};
 use anyhow::Context;
 use bonus_node::serve as server;
-use bonus_runtime::{Capabilities, Compiler, Limits, OutboundPolicy, Runtime, RuntimeConfig};
+use bonus_runtime::{
+    Capabilities, CompileChild, Compiler, Limits, OutboundPolicy, Runtime, RuntimeConfig,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,6 +90,9 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             true => Compiler::Cranelift,
             false => Compiler::Tiered,
         },
+        compile_child: Some(
+            CompileChild::this_program().context("cannot locate the bonus executable")?,
+        ),
         ..RuntimeConfig::default()
     })?;
     let threads = args.threads.unwrap_or_else(|| {

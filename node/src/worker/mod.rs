@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub fuel_per_second_max: Option<u64>,
     /// Take requests only while the owner's machine is otherwise idle.
     pub idle_only: Option<owner::IdlePolicy>,
+    /// Where Cranelift runs (see [`bonus_runtime::CompileChild`]).
+    pub compile_child: Option<bonus_runtime::CompileChild>,
 }
 
 /// A function version, ready to invoke.
@@ -149,6 +151,7 @@ pub async fn run(
         // A cold worker answers within a second, on Winch's code, while
         // Cranelift's compiles.
         compiler: bonus_runtime::Compiler::Tiered,
+        compile_child: config.compile_child.clone(),
         ..RuntimeConfig::default()
     })?;
     let mut bootstrap = config.bootstrap.clone();
