@@ -144,6 +144,8 @@ pub(crate) fn compile(
     let mut process = command
         .spawn()
         .map_err(|e| failed(format!("cannot start {}: {e}", child.program.display())))?;
+    // Until it has been waited for (dropped last).
+    let _running = Running::register(process.id());
     // The child reads all its input before it writes, so writing first
     // cannot deadlock; a child that died early shows in its status below.
     if let Some(mut stdin) = process.stdin.take() {
@@ -196,6 +198,34 @@ pub(crate) fn compile(
             "the compile process exited with status {code} and {} bytes of answer",
             answer.len()
         ))),
+    }
+}
+
+/// Compile children running now, by process id.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// The process ids of this process's compile children running now: their
+/// CPU time is the node's own (an `--idle-only` worker must not take its
+/// own compile for the owner using the machine). A child's time moves to
+/// the `cutime` of `/proc/self/stat` once it has been waited for.
+pub fn running_children() -> Vec<u32> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Lists a child in [`RUNNING`] until dropped (after it was waited for).
+struct Running(u32);
+
+impl Running {
+    fn register(pid: u32) -> Running {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|&pid| pid != self.0);
     }
 }
 

@@ -202,17 +202,42 @@ impl Hysteresis {
     }
 }
 
+/// The sum of the first `fields` of utime, stime, cutime and cstime in a
+/// `/proc/<pid>/stat` line.
+fn process_ticks(stat: &str, fields: usize) -> Option<u64> {
+    // Fields after the command name (which may hold spaces) start at field
+    // 3; utime, stime, cutime and cstime are fields 14 to 17.
+    let (_, after) = stat.rsplit_once(')')?;
+    let values: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(fields)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (values.len() == fields).then(|| values.iter().sum())
+}
+
 /// CPU time counters, in clock ticks.
 struct Sample {
     /// The machine: busy and total over all CPUs.
     busy: u64,
     total: u64,
-    /// This process: user + system.
+    /// This process, its children waited for and its compile children
+    /// running: user + system.
     own: u64,
 }
 
 impl Sample {
     fn read() -> std::io::Result<Sample> {
+        Sample::read_with_children(&bonus_runtime::child::running_children())
+    }
+
+    /// `children`: this process's own children running now (compile
+    /// children), whose CPU time is this process's own use. Read after this
+    /// process's own counters, so that a child waited for in between is
+    /// counted in neither rather than in both (one sample then shows a
+    /// little less of the owner's use, never more).
+    fn read_with_children(children: &[u32]) -> std::io::Result<Sample> {
         let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
         let stat = std::fs::read_to_string("/proc/stat")?;
         let cpu = stat
@@ -233,19 +258,18 @@ impl Sample {
         let idle = fields[3] + fields[4];
         let total: u64 = fields.iter().sum();
         let own_stat = std::fs::read_to_string("/proc/self/stat")?;
-        // Fields after the command name (which may hold spaces) start at
-        // field 3; utime and stime are fields 14 and 15.
-        let after = own_stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .ok_or_else(|| invalid("/proc/self/stat is malformed"))?;
-        let own_fields: Vec<&str> = after.split_whitespace().collect();
-        let tick =
-            |i: usize| -> u64 { own_fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        // utime, stime, and the children waited for: cutime, cstime.
+        let own =
+            process_ticks(&own_stat, 4).ok_or_else(|| invalid("/proc/self/stat is malformed"))?;
+        let running: u64 = children
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| process_ticks(&stat, 2))
+            .sum();
         Ok(Sample {
             busy: total - idle,
             total,
-            own: tick(11) + tick(12),
+            own: own + running,
         })
     }
 
@@ -316,6 +340,39 @@ mod tests {
         assert_eq!(h.observe(0.1), None);
         assert_eq!(h.observe(0.1), Some(false), "three quiet samples in a row");
         assert!(!h.backing_off);
+    }
+
+    /// A compile child's CPU time is the worker's own, not the owner's: an
+    /// idle-only worker must not back off from its own compile.
+    #[test]
+    fn a_running_compile_child_counts_as_this_process() {
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("spawning sh");
+        let pid = busy.id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ran = loop {
+            let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| process_ticks(&stat, 2))
+                .unwrap_or(0);
+            if ticks >= 20 || Instant::now() > deadline {
+                break ticks;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let listed = Sample::read_with_children(&[pid]).expect("reading /proc");
+        let unlisted = Sample::read_with_children(&[]).expect("reading /proc");
+        let _ = busy.kill();
+        let _ = busy.wait();
+        assert!(ran >= 20, "the busy child never ran ({ran} ticks)");
+        assert!(
+            listed.own >= unlisted.own + ran,
+            "a listed child's {ran} ticks are this process's: {} against {}",
+            listed.own,
+            unlisted.own
+        );
     }
 
     /// A CPU-bound process makes an idle-only worker back off; once it is
