@@ -91,6 +91,33 @@ impl CodeCache {
     }
 }
 
+impl CodeCache {
+    fn over_budget_path(&self, artifact_id: &ArtifactId) -> PathBuf {
+        self.dir.join(format!(
+            "{}-{}.over-budget",
+            artifact_id.to_hex(),
+            self.engine_key
+        ))
+    }
+
+    /// The CPU budget (seconds) a compile of this artifact was stopped at,
+    /// by this or an earlier process on this cache; `None` if none was.
+    pub(crate) fn over_budget(&self, artifact_id: &ArtifactId) -> Option<u64> {
+        let text = std::fs::read_to_string(self.over_budget_path(artifact_id)).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Records that a compile of this artifact was stopped at `cpu_seconds`,
+    /// so that a restarted node does not spend that budget on it again.
+    /// Best effort: without the record, the next process tries once more.
+    pub(crate) fn mark_over_budget(&self, artifact_id: &ArtifactId, cpu_seconds: u64) {
+        let path = self.over_budget_path(artifact_id);
+        if let Err(e) = std::fs::write(&path, format!("{cpu_seconds}\n")) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot record a compile past its budget");
+        }
+    }
+}
+
 /// Feeds `std::hash::Hash` output into BLAKE3, whose output, unlike
 /// `DefaultHasher`'s, is stable across Rust releases.
 struct HashWriter(blake3::Hasher);

@@ -141,7 +141,8 @@ struct RuntimeInner {
     compile_child: Option<CompileChild>,
     cache_dir: Option<PathBuf>,
     /// Components whose optimizing compile ran past its budget: never tried
-    /// again by this process (they stay on Winch's code).
+    /// again by this process (they stay on Winch's code), nor by a later
+    /// one on the same cache (a marker file there).
     over_budget: Mutex<HashSet<ArtifactId>>,
 }
 
@@ -435,7 +436,11 @@ impl Runtime {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
         };
-        if over_budget().contains(artifact_id) {
+        let cpu_seconds = child.budget.cpu_seconds(wasm.len());
+        // Stopped before, here or (on the same cache) before a restart, at
+        // a budget no smaller than this one's.
+        let stopped_before = (self.inner.cache.as_ref()).and_then(|c| c.over_budget(artifact_id));
+        if over_budget().contains(artifact_id) || stopped_before >= Some(cpu_seconds) {
             return Err(budget_error());
         }
         let settings = ChildSettings {
@@ -450,6 +455,9 @@ impl Runtime {
                     .compiles_over_budget
                     .fetch_add(1, Ordering::Relaxed);
                 over_budget().insert(*artifact_id);
+                if let Some(cache) = &self.inner.cache {
+                    cache.mark_over_budget(artifact_id, cpu_seconds);
+                }
                 return Err(e);
             }
             Err(e) => return Err(e),

@@ -577,9 +577,9 @@ fn hello_with_compile_bomb(body_bytes: usize) -> Vec<u8> {
 
 /// A node's runtime: Cranelift in a child process of `bonus`, here with a
 /// 2 s budget.
-fn budgeted_runtime(compiler: Compiler) -> Runtime {
+fn budgeted_runtime(compiler: Compiler, cache_dir: Option<&std::path::Path>) -> Runtime {
     Runtime::new(RuntimeConfig {
-        cache_dir: None,
+        cache_dir: cache_dir.map(ToOwned::to_owned),
         instances_max: 50,
         fuel: true,
         compiler,
@@ -609,7 +609,7 @@ async fn answers_hello(function: &Function) {
 /// Cranelift at the budget, and the function keeps serving on Winch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optimizing_compile_past_its_budget_is_stopped_and_the_function_stays_on_winch() {
-    let runtime = budgeted_runtime(Compiler::Tiered);
+    let runtime = budgeted_runtime(Compiler::Tiered, None);
     let bomb = hello_with_compile_bomb(7 << 20);
     let function = tokio::task::block_in_place(|| runtime.load(&bomb)).expect("Winch compiles it");
     assert_eq!(function.tier(), Tier::Baseline);
@@ -639,11 +639,13 @@ async fn an_optimizing_compile_past_its_budget_is_stopped_and_the_function_stays
 }
 
 /// Cranelift first (`bonus serve --no-tiered`): the bomb is refused with
-/// an error that names the budget, and is not compiled again; ordinary
-/// code compiles in the child and serves on Cranelift's code.
+/// an error that names the budget, and is not compiled again, nor after a
+/// restart on the same cache; ordinary code compiles in the child and
+/// serves on Cranelift's code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cranelift_first_refuses_a_component_past_its_budget_and_compiles_the_next() {
-    let runtime = budgeted_runtime(Compiler::Cranelift);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let runtime = budgeted_runtime(Compiler::Cranelift, Some(cache.path()));
     let bomb = hello_with_compile_bomb(7 << 20);
     let started = std::time::Instant::now();
     let refused = tokio::task::block_in_place(|| runtime.load(&bomb));
@@ -653,17 +655,31 @@ async fn cranelift_first_refuses_a_component_past_its_budget_and_compiles_the_ne
         Ok(_) => panic!("a compile bomb loaded"),
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(100));
-    let again = std::time::Instant::now();
-    let refused = tokio::task::block_in_place(|| runtime.load(&bomb));
-    assert!(matches!(refused, Err(Error::CompileBudget { .. })));
-    assert!(
-        again.elapsed() < std::time::Duration::from_secs(1),
-        "not compiled again"
-    );
+    // Refused again at once, with no compile.
+    let refused_at_once = |runtime: &Runtime| {
+        let again = std::time::Instant::now();
+        let refused = tokio::task::block_in_place(|| runtime.load(&bomb));
+        assert!(matches!(refused, Err(Error::CompileBudget { .. })));
+        assert!(
+            again.elapsed() < std::time::Duration::from_secs(1),
+            "not compiled again"
+        );
+    };
+    refused_at_once(&runtime);
     assert_eq!(runtime.stats().compiles_over_budget, 1);
 
     let hello = tokio::task::block_in_place(|| load(&runtime, "hello"));
     assert_eq!(hello.tier(), Tier::Optimized);
     answers_hello(&hello).await;
     assert_eq!(runtime.stats().compiles, 1);
+    drop((hello, runtime));
+
+    // A restarted node: the cache remembers the bomb.
+    let restarted = budgeted_runtime(Compiler::Cranelift, Some(cache.path()));
+    refused_at_once(&restarted);
+    assert_eq!(
+        restarted.stats().compiles_over_budget,
+        0,
+        "no child was started"
+    );
 }

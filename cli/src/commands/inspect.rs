@@ -2,9 +2,10 @@
 
 use crate::commands::GlobalArgs;
 use crate::commands::deploy::node_url;
+use anyhow::Context;
 use bonus_ids::ArtifactId;
 use bonus_node::client::NodeClient;
-use bonus_runtime::{Runtime, RuntimeConfig};
+use bonus_runtime::{CompileChild, Compiler, Runtime, RuntimeConfig};
 use std::path::Path;
 
 /// Show a local `.wasm` file's content id (equal to `b3sum` of the file) and
@@ -51,8 +52,16 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
 fn inspect_file(path: &Path) -> anyhow::Result<serde_json::Value> {
     let bytes = std::fs::read(path)?;
     let artifact_id = ArtifactId::of(&bytes);
+    // Winch's one pass validates and links as Cranelift would, in a
+    // fraction of the time (hello-js: 1.1 s against 8 s), and in time linear
+    // in the code; where Winch is unavailable Cranelift runs in a child
+    // under its budget, as on a node.
     let runtime = Runtime::new(RuntimeConfig {
         instances_max: 1,
+        compiler: Compiler::Winch,
+        compile_child: Some(
+            CompileChild::this_program().context("cannot locate the bonus executable")?,
+        ),
         ..RuntimeConfig::default()
     })?;
     let (valid, problem) = match runtime.load(&bytes) {
