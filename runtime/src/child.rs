@@ -187,13 +187,16 @@ pub(crate) fn compile(
                 reason: String::from_utf8_lossy(message).into_owned(),
             })
         }
-        // Killed by the kernel at its CPU limit (SIGXCPU, then SIGKILL), or
-        // aborted when an allocation failed at its memory limit.
-        (_, None) => Err(Error::CompileBudget {
+        // Stopped by the kernel at its CPU limit (SIGXCPU), or aborted when
+        // an allocation failed at its memory limit or its stack overflowed.
+        // Not SIGKILL: the out-of-memory killer or an operator, not the
+        // component, and the budget's verdict is remembered.
+        (_, None) if over_budget_signal(&status) => Err(Error::CompileBudget {
             artifact_id: *artifact_id,
             cpu_seconds,
             memory_mib: memory_bytes >> 20,
         }),
+        (_, None) => Err(failed(format!("the compile process was ended ({status})"))),
         (_, Some(code)) => Err(failed(format!(
             "the compile process exited with status {code} and {} bytes of answer",
             answer.len()
@@ -227,6 +230,16 @@ impl Drop for Running {
         let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|&pid| pid != self.0);
     }
+}
+
+/// Whether a child ended by a signal that its budget sends (see
+/// [`limit_child`]) or that running out of it causes.
+fn over_budget_signal(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    matches!(
+        status.signal(),
+        Some(libc::SIGXCPU | libc::SIGABRT | libc::SIGSEGV)
+    )
 }
 
 #[cfg(target_os = "linux")]
@@ -317,4 +330,28 @@ fn child_main() -> std::io::Result<ExitCode> {
     stdout.write_all(&serialized)?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended_by(signal: &str) -> std::process::ExitStatus {
+        Command::new("sh")
+            .args(["-c", &format!("kill -{signal} $$")])
+            .status()
+            .expect("sh runs")
+    }
+
+    /// Only what the budget causes is the budget's verdict, which is
+    /// remembered across restarts: not the out-of-memory killer's SIGKILL.
+    #[test]
+    fn only_the_budgets_signals_mean_over_budget() {
+        assert!(over_budget_signal(&ended_by("XCPU")));
+        assert!(over_budget_signal(&ended_by("ABRT")));
+        assert!(!over_budget_signal(&ended_by("KILL")));
+        assert!(!over_budget_signal(&ended_by("TERM")));
+        let exited = Command::new("sh").args(["-c", "exit 1"]).status();
+        assert!(!over_budget_signal(&exited.expect("sh runs")));
+    }
 }
