@@ -419,15 +419,20 @@ impl Runtime {
                 })?;
             self.inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
             self.inner.functions.flush();
-            match component.serialize() {
-                Ok(serialized) => self.cache_write(artifact_id, &serialized),
-                Err(e) => tracing::warn!(%artifact_id, error = %e, "cannot serialize component"),
+            if self.inner.cache.is_some() {
+                match component.serialize() {
+                    Ok(serialized) => self.cache_write(artifact_id, &serialized),
+                    Err(e) => {
+                        tracing::warn!(%artifact_id, error = %e, "cannot serialize component")
+                    }
+                }
             }
             return Ok(component);
         };
+        let cpu_seconds = child.budget.cpu_seconds(wasm.len());
         let budget_error = || Error::CompileBudget {
             artifact_id: *artifact_id,
-            cpu_seconds: child.budget.cpu_seconds(wasm.len()),
+            cpu_seconds,
             memory_mib: child.budget.memory_bytes >> 20,
         };
         let over_budget = || {
@@ -436,7 +441,6 @@ impl Runtime {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
         };
-        let cpu_seconds = child.budget.cpu_seconds(wasm.len());
         // Stopped before, here or (on the same cache) before a restart, at
         // a budget no smaller than this one's.
         let stopped_before = (self.inner.cache.as_ref()).and_then(|c| c.over_budget(artifact_id));
