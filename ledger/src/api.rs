@@ -646,7 +646,7 @@ fn status(chain: &Chain) -> Status {
 
 /// An account's view (all zeros if unknown).
 pub fn account(state: &State, key: &PublicKey) -> AccountView {
-    let account = state.account(key).cloned().unwrap_or_default();
+    let account = state.account(key).unwrap_or_default();
     AccountView {
         account: key.to_string(),
         balance: account.balance,

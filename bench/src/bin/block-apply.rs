@@ -3,8 +3,9 @@
 //! accounts. Per block it measures what the chain does: clone the parent
 //! state (the speculative copy), apply the block (signatures already
 //! verified, as in a validator's re-execution), end the block (supply
-//! check, the changed rows into the root tree) and read the root, and
-//! commit block + change set to redb; and the bytes that commit hands to
+//! check, the changed rows into the root tree) and read the root, commit
+//! block + change set to redb, and finalize it (its accounts folded into
+//! the shared base, as a validator does on finality); and the bytes that commit hands to
 //! redb and what redb then writes (its pages, from `/proc/self/io`).
 //!
 //! The two ledgers run in two child processes that take turns, 20 blocks
@@ -62,6 +63,8 @@ struct Figures {
     apply: Samples,
     root: Samples,
     commit: Samples,
+    /// Folding the block, finalized, into the accounts' shared base.
+    finalize: Samples,
     total: Samples,
     /// Bytes the commit handed to redb (block, change set, folded rows).
     bytes: Samples,
@@ -74,12 +77,13 @@ struct Figures {
 
 impl Figures {
     /// The samples by name, in a fixed order (the child's report).
-    fn series(&mut self) -> [(&'static str, &mut Samples); 8] {
+    fn series(&mut self) -> [(&'static str, &mut Samples); 9] {
         [
             ("clone", &mut self.clone),
             ("apply", &mut self.apply),
             ("root", &mut self.root),
             ("commit", &mut self.commit),
+            ("finalize", &mut self.finalize),
             ("total", &mut self.total),
             ("bytes", &mut self.bytes),
             ("disk_bytes", &mut self.disk_bytes),
@@ -184,8 +188,12 @@ impl Run {
             f.apply.push(ms(b.applied));
             f.root.push(ms(b.rooted));
             f.commit.push(ms(b.committed));
-            f.total
-                .push(ms(b.cloned + b.applied + b.rooted + b.committed));
+            f.finalize.push(ms(b.finalized));
+            f.total.push(ms(b.cloned
+                + b.applied
+                + b.rooted
+                + b.committed
+                + b.finalized));
             f.bytes.push(b.written.bytes as f64);
             f.disk_bytes.push(b.disk as f64);
             f.rows.push(b.written.rows as f64);
@@ -218,7 +226,7 @@ impl Run {
             time_ms: 1_000 * (b + 1),
         };
         let t = Instant::now();
-        let mut next = self.state.clone();
+        let mut next = self.state.child();
         let cloned = t.elapsed();
         let t = Instant::now();
         next.begin_block(ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -243,6 +251,9 @@ impl Run {
         let written = self.store.commit(&block, None, &next)?;
         let committed = t.elapsed();
         let disk = disk_written() - disk_before;
+        let t = Instant::now();
+        next.finalize();
+        let finalized = t.elapsed();
         self.state = next;
         self.height += 1;
         Ok(Timed {
@@ -250,6 +261,7 @@ impl Run {
             applied,
             rooted,
             committed,
+            finalized,
             disk,
             written,
         })
@@ -268,6 +280,7 @@ struct Timed {
     applied: Duration,
     rooted: Duration,
     committed: Duration,
+    finalized: Duration,
     /// `/proc/self/io` write bytes during the commit.
     disk: u64,
     written: bonus_ledger::chain::Committed,
@@ -466,6 +479,13 @@ fn main() -> anyhow::Result<()> {
     row("apply txs", &small.apply, &large.apply, "ms", 1.0);
     row("end block + root", &small.root, &large.root, "ms", 1.0);
     row("redb commit", &small.commit, &large.commit, "ms", 1.0);
+    row(
+        "finalize (fold)",
+        &small.finalize,
+        &large.finalize,
+        "ms",
+        1.0,
+    );
     row("total", &small.total, &large.total, "ms", 1.0);
     row("bytes to redb", &small.bytes, &large.bytes, "kB", 1e3);
     row(

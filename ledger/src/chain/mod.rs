@@ -152,6 +152,9 @@ impl Chain {
             Some(applied) => (applied.state, applied.height, applied.block.digest()),
             None => (genesis_state, 0, genesis.digest()),
         };
+        // This chain folds what it finalizes into the state's base.
+        let mut state = state;
+        state.detach();
         let finalized_txs = TxIndex::refill(&store, height, txindex::FINALIZED_TXS_MAX)?;
         let state = Arc::new(state);
         let mut speculative = HashMap::new();
@@ -425,7 +428,7 @@ impl Chain {
             height: parent.inner().height + 1,
             time_ms: now_ms.max(parent_state.time_ms() + 1),
         };
-        let mut state = parent_state.clone();
+        let mut state = parent_state.child();
         state
             .begin_block(ctx)
             .expect("a block time after the parent's is valid");
@@ -490,7 +493,7 @@ impl Chain {
             ids.iter().map(|id| !inner.verified.contains(id)).collect()
         };
         let chain_id = *parent_state.chain_id();
-        let mut state = parent_state.clone();
+        let mut state = parent_state.child();
         state.begin_block(block.ctx()).map_err(BlockError::Time)?;
         // Every signature this validator has not seen yet, in one batch;
         // the block is refused at the first bad one.
@@ -598,6 +601,7 @@ impl Chain {
                     .expect("a finalized block is invalid: more than f validators are faulty"),
             ),
         };
+        state.finalize();
         // A validator that cannot persist must stop rather than vote on.
         // Durable at the finalizer's next `sync_store`, before marshal hears
         // the block was processed: after a crash it is delivered again.

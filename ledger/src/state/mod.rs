@@ -20,6 +20,7 @@
 //! when a stored state is loaded.
 
 mod accounts;
+mod layered;
 mod names;
 mod nodes;
 mod rows;
@@ -36,6 +37,7 @@ use crate::TxError;
 use crate::params::{BlockCtx, ChainId, Params};
 use crate::tx::{NodeRole, SignedTx, TxBody};
 use bonus_ids::{ManifestId, PublicKey};
+use layered::Layered;
 use rows::{Accounts, Batches, ChangeSet, History, Manifests, Names, Nodes, Spent, UsageLines};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -140,7 +142,9 @@ pub struct State {
     time_ms: u64,
     /// The settlement period of `time_ms`.
     period: u64,
-    accounts: Table<Accounts>,
+    /// The one table that grows with the ledger: a finalized base written
+    /// in place under a small layer per state ([`layered`]).
+    accounts: Layered<Accounts>,
     names: Table<Names>,
     manifests: Table<Manifests>,
     nodes: Table<Nodes>,
@@ -241,6 +245,7 @@ impl State {
         }
         state.check_supply();
         state.flush();
+        state.accounts.freeze(state.tree.root());
         Ok(state)
     }
 
@@ -251,7 +256,7 @@ impl State {
             params,
             time_ms: 0,
             period: 0,
-            accounts: Table::new(),
+            accounts: Layered::new(),
             names: Table::new(),
             manifests: Table::new(),
             nodes: Table::new(),
@@ -313,7 +318,7 @@ impl State {
     }
 
     /// An account, if it exists.
-    pub fn account(&self, key: &PublicKey) -> Option<&Account> {
+    pub fn account(&self, key: &PublicKey) -> Option<Account> {
         self.accounts.get(key)
     }
 
@@ -412,18 +417,15 @@ impl State {
     /// (O(accounts): tests and loading; the running total is checked on
     /// every transaction).
     pub fn total_supply(&self) -> u128 {
-        let accounts: u128 = self
-            .accounts
-            .values()
-            .map(|a| {
-                u128::from(a.balance)
-                    + u128::from(a.stake)
-                    + a.unbonding
-                        .iter()
-                        .map(|(amount, _)| u128::from(*amount))
-                        .sum::<u128>()
-            })
-            .sum();
+        let mut accounts: u128 = 0;
+        self.accounts.for_each(|_, a| {
+            accounts += u128::from(a.balance)
+                + u128::from(a.stake)
+                + a.unbonding
+                    .iter()
+                    .map(|(amount, _)| u128::from(*amount))
+                    .sum::<u128>();
+        });
         accounts + u128::from(self.fee_pool)
     }
 
@@ -513,6 +515,7 @@ impl State {
             });
         }
         self.time_ms = ctx.time_ms;
+        self.accounts.begin(ctx.time_ms);
         self.globals_dirty = true;
         self.release_unbonded(ctx.time_ms);
         let period = self.params.period_at(ctx.time_ms);
@@ -531,8 +534,35 @@ impl State {
     pub fn end_block(&mut self) {
         self.check_supply();
         self.flush();
+        self.accounts.seal(self.tree.root());
+    }
+
+    /// The state a block on this one starts from: a copy (O(1)) that
+    /// carries only what the blocks since the last finalized one changed.
+    pub fn child(&self) -> State {
+        let mut child = self.clone();
+        child.accounts.rebase();
+        child
+    }
+
+    /// Marks this state finalized: what its blocks changed becomes the
+    /// shared base every later state reads under its own changes (written
+    /// in place, in O(what changed)). Call it for each finalized block's
+    /// state, in order, after [`State::end_block`]; states that are still
+    /// alive, on this fork or another, read as before.
+    pub fn finalize(&self) {
+        self.accounts.fold();
+    }
+
+    /// Gives this state a base of its own, if a copy of it shares its base
+    /// (O(accounts)): what one chain finalizes must not reach a chain
+    /// started from a copy of the same state.
+    pub fn detach(&mut self) {
+        self.accounts.detach();
     }
 }
 
+#[cfg(test)]
+mod layered_tests;
 #[cfg(test)]
 mod tests;

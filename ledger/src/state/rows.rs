@@ -385,7 +385,7 @@ impl State {
     pub fn rows(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![self.globals_row()];
         out.extend(self.validators.iter().map(|v| self.validator_row(v)));
-        self.accounts.rows(&mut out);
+        self.accounts.rows_into(&mut out);
         self.names.rows(&mut out);
         self.manifests.rows(&mut out);
         self.nodes.rows(&mut out);
@@ -462,11 +462,13 @@ impl State {
         if !globals {
             return Err(DecodeError::Malformed("no globals row"));
         }
-        for (key, account) in state.accounts.iter() {
+        let mut releases = imbl::OrdSet::new();
+        state.accounts.for_each(|key, account| {
             for (_, at) in &account.unbonding {
-                state.releases.insert((*at, *key));
+                releases.insert((*at, *key));
             }
-        }
+        });
+        state.releases = releases;
         state.supply = state.total_supply();
         if state.supply != u128::from(state.minted) {
             return Err(DecodeError::Malformed(
@@ -474,6 +476,8 @@ impl State {
             ));
         }
         state.tree = Tree::from_leaves(hashed);
+        state.accounts.begin(state.time_ms);
+        state.accounts.freeze(state.tree.root());
         Ok(state)
     }
 

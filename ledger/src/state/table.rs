@@ -21,7 +21,7 @@ pub(crate) struct Table<S: Schema> {
 
 /// What the next flush writes for a key changed since the last one.
 #[derive(Clone)]
-enum Change<V> {
+pub(super) enum Change<V> {
     /// The value the last change left (`None`: removed). Kept so that the
     /// flush need not walk the tree again: at 1 M rows each walk is a few
     /// misses to memory, and a block of transfers changes 2 000 accounts.
@@ -80,10 +80,6 @@ impl<S: Schema> Table<S> {
         self.map.iter()
     }
 
-    pub(crate) fn values(&self) -> impl Iterator<Item = &S::Value> {
-        self.map.values()
-    }
-
     pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut S::Value>
     where
         Q: Ord + ToOwned<Owned = S::Key> + ?Sized,
@@ -92,44 +88,6 @@ impl<S: Schema> Table<S> {
         let value = self.map.get_mut(key)?;
         self.dirty.insert(key.to_owned(), Change::ReadBack);
         Some(value)
-    }
-
-    /// Changes the value at `key`, if there is one, when `change` accepts
-    /// it: one walk down the tree where a check and then a write take two.
-    /// `change` must leave the value as it found it when it returns an
-    /// error; the key is marked only when it returns `Ok`.
-    pub(crate) fn try_modify<Q, R, E>(
-        &mut self,
-        key: &Q,
-        change: impl FnOnce(&mut S::Value) -> Result<R, E>,
-    ) -> Option<Result<R, E>>
-    where
-        Q: Ord + ToOwned<Owned = S::Key> + ?Sized,
-        S::Key: Borrow<Q>,
-    {
-        let value = self.map.get_mut(key)?;
-        let result = change(value);
-        if result.is_ok() {
-            self.dirty
-                .insert(key.to_owned(), Change::Known(Some(value.clone())));
-        }
-        Some(result)
-    }
-
-    /// Changes the value at `key`, starting from the default if there is
-    /// none: one walk, and the flush needs none.
-    pub(crate) fn modify_or_default<R>(
-        &mut self,
-        key: S::Key,
-        change: impl FnOnce(&mut S::Value) -> R,
-    ) -> R
-    where
-        S::Value: Default,
-    {
-        let value = self.map.entry(key.clone()).or_default();
-        let result = change(value);
-        self.dirty.insert(key, Change::Known(Some(value.clone())));
-        result
     }
 
     pub(crate) fn or_default(&mut self, key: S::Key) -> &mut S::Value
@@ -189,19 +147,6 @@ impl<S: Schema> Table<S> {
         self.dirty.is_empty()
     }
 
-    fn row_key(key: &S::Key) -> Vec<u8> {
-        let mut w = Writer::with_capacity(48);
-        w.u8(S::TAG);
-        S::write_key(key, &mut w);
-        w.0
-    }
-
-    fn row_value(value: &S::Value) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64);
-        S::write_value(value, &mut w);
-        w.0
-    }
-
     /// The rows changed since the last flush (a deleted one has no value);
     /// forgets the marks.
     pub(crate) fn take_changes(&mut self, out: &mut Vec<RowChange>) {
@@ -209,12 +154,12 @@ impl<S: Schema> Table<S> {
             let value = match change {
                 Change::Known(value) => {
                     debug_assert_eq!(value.as_ref(), self.map.get(&key));
-                    value.as_ref().map(Self::row_value)
+                    value.as_ref().map(row_value::<S>)
                 }
-                Change::ReadBack => self.map.get(&key).map(Self::row_value),
+                Change::ReadBack => self.map.get(&key).map(row_value::<S>),
             };
             out.push(RowChange {
-                key: Self::row_key(&key),
+                key: row_key::<S>(&key),
                 value,
             });
         }
@@ -225,7 +170,7 @@ impl<S: Schema> Table<S> {
         out.extend(
             self.map
                 .iter()
-                .map(|(k, v)| (Self::row_key(k), Self::row_value(v))),
+                .map(|(k, v)| (row_key::<S>(k), row_value::<S>(v))),
         );
     }
 
@@ -242,4 +187,19 @@ impl<S: Schema> Table<S> {
         }
         Ok(())
     }
+}
+
+/// A row's key: the table's tag, then the entry's key.
+pub(super) fn row_key<S: Schema>(key: &S::Key) -> Vec<u8> {
+    let mut w = Writer::with_capacity(48);
+    w.u8(S::TAG);
+    S::write_key(key, &mut w);
+    w.0
+}
+
+/// A row's value: the entry's canonical encoding.
+pub(super) fn row_value<S: Schema>(value: &S::Value) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    S::write_value(value, &mut w);
+    w.0
 }

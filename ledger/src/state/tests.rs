@@ -150,7 +150,7 @@ fn an_account_proof_verifies_against_the_root_and_nothing_else() {
     let state = &h.state;
     let root = state.root();
     let alice = keys[0].public();
-    let account = state.account(&alice).cloned().expect("alice exists");
+    let account = state.account(&alice).expect("alice exists");
     let proof = state.prove_account(&alice);
     assert!(verify_account(&root, &alice, Some(&account), &proof));
 
