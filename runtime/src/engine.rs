@@ -166,6 +166,8 @@ pub(crate) struct LoadedComponent {
     pub(crate) artifact_id: ArtifactId,
     baseline: Option<Prepared>,
     optimized: std::sync::OnceLock<Prepared>,
+    /// Requests served on the baseline tier: which tier-up to run first.
+    pub(crate) baseline_calls: AtomicU64,
 }
 
 impl LoadedComponent {
@@ -249,6 +251,7 @@ impl Runtime {
                     artifact_id,
                     baseline: None,
                     optimized: optimized.into(),
+                    baseline_calls: AtomicU64::new(0),
                 })
             }
             (None, Some((engine, _))) => {
@@ -264,6 +267,7 @@ impl Runtime {
                     artifact_id,
                     baseline: Some(baseline),
                     optimized: std::sync::OnceLock::new(),
+                    baseline_calls: AtomicU64::new(0),
                 });
                 if self.inner.optimize {
                     self.optimize_in_background(&loaded, wasm.to_vec());
@@ -277,6 +281,7 @@ impl Runtime {
                     artifact_id,
                     baseline: None,
                     optimized: optimized.into(),
+                    baseline_calls: AtomicU64::new(0),
                 })
             }
         };
@@ -313,31 +318,34 @@ impl Runtime {
         })
     }
 
-    /// Compiles `wasm` with Cranelift on the background pool, caches the
-    /// code, and switches `loaded` to it (if it is still loaded; the cache
-    /// serves the next load otherwise). Requests never wait for it.
+    /// Queues `wasm` for Cranelift on the background pool; once compiled,
+    /// the code is cached and `loaded` switches to it (if it is still
+    /// loaded; the cache serves the next load otherwise). Requests never
+    /// wait for it.
     fn optimize_in_background(&self, loaded: &Arc<LoadedComponent>, wasm: Vec<u8>) {
         let Some(pool) = background_pool() else {
             tracing::warn!("no background compile threads; staying on the baseline tier");
             return;
         };
-        let (runtime, artifact_id) = (self.clone(), loaded.artifact_id);
-        let loaded = Arc::downgrade(loaded);
+        lock(&TIER_UPS).push(TierUp {
+            runtime: self.clone(),
+            loaded: Arc::downgrade(loaded),
+            wasm,
+        });
+        // One turn per queued compile; each turn runs whichever is hottest
+        // when a thread is free, so the pool's threads go first to the
+        // functions serving the most requests on Winch's code, and an
+        // artifact nobody calls (a compile bomb among them, even under its
+        // budget) waits behind every one that is called.
         // On a pool thread, wasmtime's parallel compile runs on this pool
         // too, so all of it has the pool's low priority.
-        pool.spawn(move || {
-            let optimized = runtime
-                .compile(&artifact_id, &wasm)
-                .and_then(|component| runtime.prepare(&artifact_id, component, Tier::Optimized));
-            match (optimized, loaded.upgrade()) {
-                (Ok(optimized), Some(loaded)) => {
-                    let _ = loaded.optimized.set(optimized);
-                    tracing::debug!(%artifact_id, "optimized code ready");
-                }
-                (Ok(_), None) => {}
-                (Err(e), _) => {
-                    tracing::warn!(%artifact_id, error = %e, "Cranelift could not compile what Winch did; staying on the baseline tier");
-                }
+        pool.spawn(|| {
+            let next = hottest(&mut lock(&TIER_UPS), |up| {
+                let loaded = up.loaded.upgrade()?;
+                Some(loaded.baseline_calls.load(Ordering::Relaxed))
+            });
+            if let Some(up) = next {
+                up.run();
             }
         });
     }
@@ -491,6 +499,62 @@ impl Runtime {
             tracing::warn!(%artifact_id, error = %e, "cannot write cache entry");
         }
     }
+}
+
+/// A queued optimizing compile.
+struct TierUp {
+    runtime: Runtime,
+    loaded: Weak<LoadedComponent>,
+    wasm: Vec<u8>,
+}
+
+impl TierUp {
+    fn run(self) {
+        let (runtime, wasm) = (&self.runtime, &self.wasm);
+        let Some(artifact_id) = self.loaded.upgrade().map(|l| l.artifact_id) else {
+            return;
+        };
+        let optimized = runtime
+            .compile(&artifact_id, wasm)
+            .and_then(|component| runtime.prepare(&artifact_id, component, Tier::Optimized));
+        match (optimized, self.loaded.upgrade()) {
+            (Ok(optimized), Some(loaded)) => {
+                let _ = loaded.optimized.set(optimized);
+                tracing::debug!(%artifact_id, "optimized code ready");
+            }
+            (Ok(_), None) => {}
+            (Err(e), _) => {
+                tracing::warn!(%artifact_id, error = %e, "Cranelift could not compile what Winch did; staying on the baseline tier");
+            }
+        }
+    }
+}
+
+/// The process's queued optimizing compiles (every runtime's).
+static TIER_UPS: Mutex<Vec<TierUp>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A queue is whole between statements: a panic elsewhere while it was
+    // held does not break it.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes the entry of highest `heat` from `queue`, the earliest queued of
+/// equals; drops the entries whose heat is `None` (nobody holds them).
+fn hottest<T>(queue: &mut Vec<T>, heat: impl Fn(&T) -> Option<u64>) -> Option<T> {
+    let mut best: Option<(usize, u64)> = None;
+    let mut i = 0;
+    while i < queue.len() {
+        let Some(h) = heat(&queue[i]) else {
+            queue.remove(i);
+            continue;
+        };
+        if best.is_none_or(|(_, b)| h > b) {
+            best = Some((i, h));
+        }
+        i += 1;
+    }
+    best.map(|(i, _)| queue.remove(i))
 }
 
 /// Nice value of the background compile threads. The optimized code only
@@ -664,6 +728,30 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hottest_tier_up_goes_first_and_one_nobody_holds_is_dropped() {
+        // (name, requests on Winch's code; None: no longer loaded)
+        let mut queue = vec![
+            ("bomb", Some(0)),
+            ("gone", None),
+            ("busy", Some(40)),
+            ("quiet", Some(3)),
+            ("also busy", Some(40)),
+        ];
+        let mut order = Vec::new();
+        while let Some((name, _)) = hottest(&mut queue, |(_, heat)| *heat) {
+            order.push(name);
+        }
+        assert_eq!(order, ["busy", "also busy", "quiet", "bomb"]);
+        assert!(queue.is_empty());
+        // Heat is read when a thread is free, not when the compile queued.
+        let calls = [AtomicU64::new(0), AtomicU64::new(0)];
+        let mut queue = vec![0usize, 1];
+        calls[1].fetch_add(5, Ordering::Relaxed);
+        let first = hottest(&mut queue, |i| Some(calls[*i].load(Ordering::Relaxed)));
+        assert_eq!(first, Some(1));
+    }
 
     fn this_threads_nice() -> i32 {
         // SAFETY: plain integers in and out.

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -253,6 +254,9 @@ impl Function {
     ) -> Invocation {
         let limits = &params.limits;
         let code = self.loaded.current();
+        if code.tier == Tier::Baseline {
+            self.loaded.baseline_calls.fetch_add(1, Ordering::Relaxed);
+        }
         let mut store = Store::new(
             &code.engine,
             InvocationCtx::new(&params.caps, limits, &params.random_seed),

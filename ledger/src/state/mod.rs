@@ -7,11 +7,13 @@
 //! slashing), [`settle`] (attestations, settlement, periods and validator
 //! rewards), [`rows`] (the state as key/value rows: what the root commits
 //! to and the store keeps), [`table`] (a copy-on-write map that remembers
-//! its changed keys) and [`tree`] (the incremental Merkle tree over rows).
+//! its changed keys), [`layered`] (the accounts: a finalized base written
+//! in place under a small copy-on-write layer per state) and [`tree`] (the
+//! incremental Merkle tree over rows).
 //!
 //! Cost: cloning a state (a speculative copy per block) is O(1), and a
-//! block's root and store write cost what the block touched, not the size
-//! of the state.
+//! block's apply, root, store write and finalization cost what the block
+//! touched, not the size of the state.
 //!
 //! Money moves only through the helpers in [`accounts`], which keep a
 //! running total; after every transaction and every block that total must
