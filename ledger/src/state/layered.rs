@@ -314,7 +314,7 @@ where
         }
     }
 
-    /// Every row, in key order (O(rows)).
+    /// Every row, in key order (O(rows log rows)).
     pub(crate) fn rows_into(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
         out.extend(
             self.sorted()
