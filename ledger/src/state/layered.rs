@@ -30,8 +30,8 @@
 //! the base when it descends from it, so that layers do not grow.
 
 use super::rows::{RowChange, Schema};
-use super::table::{Change, row_key, row_value};
-use crate::codec::{DecodeError, Reader};
+use super::table::{Change, read_row, row_key, row_value};
+use crate::codec::DecodeError;
 use imbl::OrdMap;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
@@ -326,12 +326,7 @@ where
     /// Loads one stored row (its key without the tag), unmarked, into the
     /// base of a state being built (nothing else shares it yet).
     pub(crate) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
-        let mut r = Reader(key);
-        let key = S::read_key(&mut r)?;
-        r.finish()?;
-        let mut r = Reader(value);
-        let value = S::read_value(&mut r)?;
-        r.finish()?;
+        let (key, value) = read_row::<S>(key, value)?;
         // Stamped by `freeze`, which ends every load.
         let mut rows = self.exclusive_rows();
         if rows.latest.insert(key, (0, value)).is_some() {

@@ -4,30 +4,13 @@
 //! layers and kept pre-images stay small; a fork is never folded.
 
 use super::State;
+use super::tests::{Rng, key};
 use crate::sim::{HARNESS_START_MS, Harness};
 use crate::tx::{SignedTx, TxBody};
 use crate::{BlockCtx, Params};
 use bonus_ids::SecretKey;
 
-fn key(n: u64) -> SecretKey {
-    let mut seed = [0x1a; 32];
-    seed[..8].copy_from_slice(&n.to_be_bytes());
-    SecretKey::from_seed(seed)
-}
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
-
+/// A genesis state, alone on its base (what a chain folds into).
 fn genesis(keys: &[SecretKey]) -> State {
     let balances: Vec<(&SecretKey, u64)> = keys.iter().map(|k| (k, 1_000_000)).collect();
     Harness::new("layers", Params::DEV, &balances).state
@@ -113,9 +96,7 @@ fn a_chain_finalized_as_it_goes_reads_like_one_never_finalized() {
     let mut rng = Rng(11);
     // The reference never folds: every state reads through its layers.
     let mut reference = genesis(&keys);
-    reference.detach();
     let mut tip = genesis(&keys);
-    tip.detach();
     // Finality lags: blocks are built on unfinalized parents, and each is
     // finalized (folded) `LAG` blocks later, as under pipelined consensus.
     const LAG: usize = 2;
@@ -166,7 +147,6 @@ fn layers_hold_only_unfinalized_blocks_and_preimages_go_with_the_last_reader() {
     let keys: Vec<SecretKey> = (0..16).map(key).collect();
     let mut rng = Rng(5);
     let mut tip = genesis(&keys);
-    tip.detach();
     let old = tip.clone();
     for height in 1..=40 {
         let (next, _) = block(&tip, &keys, height, &mut rng);
@@ -200,8 +180,7 @@ fn layers_hold_only_unfinalized_blocks_and_preimages_go_with_the_last_reader() {
 fn a_fork_of_a_finalized_block_is_never_folded() {
     let keys: Vec<SecretKey> = (0..4).map(key).collect();
     let mut rng = Rng(3);
-    let mut genesis = genesis(&keys);
-    genesis.detach();
+    let genesis = genesis(&keys);
     let (winner, _) = block(&genesis, &keys, 1, &mut rng);
     let (loser, _) = block(&genesis, &keys, 1, &mut rng);
     assert_ne!(winner.root(), loser.root());
@@ -234,7 +213,6 @@ fn a_state_loaded_from_its_rows_finalizes_on_from_there() {
     let keys: Vec<SecretKey> = (0..8).map(key).collect();
     let mut rng = Rng(13);
     let mut tip = genesis(&keys);
-    tip.detach();
     for height in 1..=5 {
         let (next, _) = block(&tip, &keys, height, &mut rng);
         next.finalize();

@@ -176,12 +176,7 @@ impl<S: Schema> Table<S> {
 
     /// Loads one stored row (its key without the tag), unmarked.
     pub(crate) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
-        let mut r = Reader(key);
-        let key = S::read_key(&mut r)?;
-        r.finish()?;
-        let mut r = Reader(value);
-        let value = S::read_value(&mut r)?;
-        r.finish()?;
+        let (key, value) = read_row::<S>(key, value)?;
         if self.map.insert(key, value).is_some() {
             return Err(DecodeError::Malformed("a row appears twice"));
         }
@@ -202,4 +197,18 @@ pub(super) fn row_value<S: Schema>(value: &S::Value) -> Vec<u8> {
     let mut w = Writer::with_capacity(64);
     S::write_value(value, &mut w);
     w.0
+}
+
+/// A stored row's entry (its key without the tag), decoded whole.
+pub(super) fn read_row<S: Schema>(
+    key: &[u8],
+    value: &[u8],
+) -> Result<(S::Key, S::Value), DecodeError> {
+    let mut r = Reader(key);
+    let key = S::read_key(&mut r)?;
+    r.finish()?;
+    let mut r = Reader(value);
+    let value = S::read_value(&mut r)?;
+    r.finish()?;
+    Ok((key, value))
 }

@@ -8,14 +8,14 @@ use crate::tx::{NodeRole, TxBody};
 use crate::{BlockCtx, Params};
 use bonus_ids::SecretKey;
 
-fn key(n: u64) -> SecretKey {
+pub(super) fn key(n: u64) -> SecretKey {
     let mut seed = [0x5a; 32];
     seed[..8].copy_from_slice(&n.to_be_bytes());
     SecretKey::from_seed(seed)
 }
 
 /// splitmix64: a deterministic stream for the random operations.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -26,7 +26,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
