@@ -148,12 +148,11 @@ impl Chain {
     /// starts from `genesis_state`.
     pub fn open(store: ChainStore, genesis_state: State) -> Result<Arc<Chain>, StoreError> {
         let genesis = Block::genesis(genesis_state.root());
-        let (state, height, digest) = match store.applied()? {
+        let (mut state, height, digest) = match store.applied()? {
             Some(applied) => (applied.state, applied.height, applied.block.digest()),
             None => (genesis_state, 0, genesis.digest()),
         };
         // This chain folds what it finalizes into the state's base.
-        let mut state = state;
         state.detach();
         let finalized_txs = TxIndex::refill(&store, height, txindex::FINALIZED_TXS_MAX)?;
         let state = Arc::new(state);

@@ -208,7 +208,7 @@ impl State {
         amount: u64,
         ctx: BlockCtx,
     ) -> Result<(), TxError> {
-        let staked = self.accounts.get(&signer).map_or(0, |a| a.stake);
+        let staked = self.accounts.read(&signer, |a| a.stake).unwrap_or(0);
         if amount == 0 || staked < amount {
             return Err(TxError::InsufficientFunds {
                 account: signer,

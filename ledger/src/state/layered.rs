@@ -198,6 +198,15 @@ where
         self.rows().at(key, self.pin.version).cloned()
     }
 
+    /// What `read` takes from the value at `key`, without copying the
+    /// value.
+    pub(crate) fn read<R>(&self, key: &S::Key, read: impl FnOnce(&S::Value) -> R) -> Option<R> {
+        if let Some((_, value)) = self.layer.get(key) {
+            return Some(read(value));
+        }
+        self.rows().at(key, self.pin.version).map(read)
+    }
+
     /// The value at `key` in this state's layer, copied up from the base
     /// first if need be, stamped as written by this state's block.
     fn layer_mut(&mut self, key: &S::Key) -> Option<&mut S::Value> {

@@ -326,12 +326,12 @@ impl State {
 
     /// Spendable balance (0 for unknown accounts).
     pub fn balance(&self, key: &PublicKey) -> u64 {
-        self.accounts.get(key).map_or(0, |a| a.balance)
+        self.accounts.read(key, |a| a.balance).unwrap_or(0)
     }
 
     /// Next nonce of an account (0 for unknown accounts).
     pub fn nonce(&self, key: &PublicKey) -> u64 {
-        self.accounts.get(key).map_or(0, |a| a.nonce)
+        self.accounts.read(key, |a| a.nonce).unwrap_or(0)
     }
 
     /// A bound name.
@@ -401,7 +401,7 @@ impl State {
         let Some(entry) = self.names.get(name) else {
             return false;
         };
-        let owner_unpaid = self.accounts.get(&entry.owner).is_some_and(|a| a.unpaid);
+        let owner_unpaid = self.accounts.read(&entry.owner, |a| a.unpaid) == Some(true);
         owner_unpaid || self.spent(self.period, name) >= entry.spend_per_period_max
     }
 

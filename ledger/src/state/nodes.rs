@@ -42,7 +42,7 @@ impl State {
             });
         }
         let minimum = self.stake_min(node.role);
-        let staked = self.accounts.get(&signer).map_or(0, |a| a.stake);
+        let staked = self.accounts.read(&signer, |a| a.stake).unwrap_or(0);
         let total = staked.saturating_add(stake);
         if total < minimum {
             return Err(TxError::StakeBelowMinimum {
@@ -63,7 +63,7 @@ impl State {
                 role: "node",
             });
         }
-        let staked = self.accounts.get(&signer).map_or(0, |a| a.stake);
+        let staked = self.accounts.read(&signer, |a| a.stake).unwrap_or(0);
         self.start_unbonding(signer, staked, ctx);
         Ok(())
     }

@@ -244,7 +244,7 @@ impl State {
             .validators
             .iter()
             .filter(|v| !self.slashed.contains(*v))
-            .map(|v| (*v, self.accounts.get(v).map_or(0, |a| a.stake)))
+            .map(|v| (*v, self.accounts.read(v, |a| a.stake).unwrap_or(0)))
             .filter(|(_, stake)| *stake > 0)
             .collect();
         let total: u128 = stakes.iter().map(|(_, s)| u128::from(*s)).sum();
